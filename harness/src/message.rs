@@ -1,0 +1,138 @@
+//! The protocol-neutral message the engine matches, validates and records,
+//! and the transcript of a case.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Write};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// A message as the engine sees it, whatever the transport.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Message {
+    /// Where it was published: an AMQP exchange or an MQTT topic.
+    pub channel: String,
+    /// Application headers.
+    pub headers: BTreeMap<String, Value>,
+    /// Transport properties (`reply_to`, `content_type`, `correlation_id`, ...).
+    pub properties: BTreeMap<String, Value>,
+    /// The body, as sent.
+    #[serde(serialize_with = "body_as_text")]
+    pub body: Vec<u8>,
+}
+
+fn body_as_text<S: serde::Serializer>(body: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&String::from_utf8_lossy(body))
+}
+
+impl Message {
+    /// A header as text, if present and a scalar.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.get(name).and_then(scalar_text)
+    }
+
+    /// A property as text, if present.
+    pub fn property(&self, name: &str) -> Option<String> {
+        self.properties.get(name).and_then(scalar_text)
+    }
+
+    /// The body parsed as JSON, if it is JSON.
+    pub fn body_json(&self) -> Option<Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+
+    /// The message as one JSON value, `{headers, properties, body}`, the
+    /// shape that schemas, captures and body matchers see. A body that is
+    /// not JSON appears as a string; an empty body as `null`.
+    pub fn view(&self) -> Value {
+        let body = if self.body.is_empty() {
+            Value::Null
+        } else {
+            self.body_json()
+                .unwrap_or_else(|| Value::String(String::from_utf8_lossy(&self.body).into_owned()))
+        };
+        serde_json::json!({
+            "headers": self.headers,
+            "properties": self.properties,
+            "body": body,
+        })
+    }
+
+    /// One line per part, for reports.
+    pub fn render(&self, indent: &str) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "{indent}channel: {:?}", self.channel);
+        let _ = writeln!(out, "{indent}headers: {}", compact(&self.headers));
+        let _ = writeln!(out, "{indent}properties: {}", compact(&self.properties));
+        let body = String::from_utf8_lossy(&self.body);
+        let body = if body.len() > 2000 {
+            format!("{}... ({} bytes)", &body[..body.floor_char_boundary(2000)], self.body.len())
+        } else {
+            body.into_owned()
+        };
+        let _ = writeln!(out, "{indent}body: {body}");
+        out
+    }
+}
+
+fn compact<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+/// The text of a scalar JSON value (strings without quotes).
+pub fn scalar_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Which way a transcript entry went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// From the harness to the SUT.
+    ToSut,
+    /// From the SUT to the harness.
+    FromSut,
+}
+
+/// One message in a case's transcript.
+#[derive(Clone, Debug, Serialize)]
+pub struct Entry {
+    /// Time since the case started.
+    #[serde(serialize_with = "millis")]
+    pub at: Duration,
+    /// Which way it went.
+    pub direction: Direction,
+    /// The message.
+    pub message: Message,
+}
+
+fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1000.0)
+}
+
+/// Every message of a case, in order.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Transcript(pub Vec<Entry>);
+
+impl fmt::Display for Transcript {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return writeln!(f, "  (no messages)");
+        }
+        for (i, e) in self.0.iter().enumerate() {
+            let arrow = match e.direction {
+                Direction::ToSut => "harness -> SUT",
+                Direction::FromSut => "SUT -> harness",
+            };
+            writeln!(f, "  #{:<3} +{:>8.3}s  {arrow}", i + 1, e.at.as_secs_f64())?;
+            f.write_str(&e.message.render("        "))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,73 @@
+//! Expands suites into the flat, sorted list of named cases, and decides,
+//! while listing, which ones the profile's SUT cannot run. No I/O.
+
+use std::sync::Arc;
+
+use crate::profile::Profile;
+use crate::suite::{Action, Suite};
+
+/// One case as the test runner lists it.
+#[derive(Clone, Debug)]
+pub struct Planned {
+    /// `protocol::role::suite::case`.
+    pub name: String,
+    /// Its suite.
+    pub suite: Arc<Suite>,
+    /// Index of the case in the suite.
+    pub case: usize,
+    /// Why it is not run, if it is not.
+    pub ignored: Option<String>,
+}
+
+/// The test name of a case.
+pub fn case_name(suite: &Suite, case_id: &str) -> String {
+    format!("{}::{}::{}::{}", suite.protocol, suite.role.as_str(), suite.id, case_id)
+}
+
+/// Lists every case of `suites`, sorted by name, each ignored with a
+/// reason when the profile does not allow it to run.
+pub fn plan(suites: &[Arc<Suite>], profile: &Profile) -> Vec<Planned> {
+    let mut out = Vec::new();
+    for suite in suites {
+        for (i, case) in suite.cases.iter().enumerate() {
+            let mut reasons = Vec::new();
+            if suite.role != profile.role {
+                reasons.push(format!(
+                    "the SUT is a {}; this suite tests a {}",
+                    profile.role.as_str(),
+                    suite.role.as_str()
+                ));
+            }
+            let missing: Vec<&str> = suite
+                .capabilities
+                .iter()
+                .chain(case.capabilities.iter())
+                .filter(|c| !profile.capabilities.contains(c))
+                .map(String::as_str)
+                .collect();
+            if !missing.is_empty() {
+                reasons.push(format!("the profile does not declare {}", missing.join(", ")));
+            }
+            let hooks: Vec<&str> = suite
+                .setup
+                .iter()
+                .chain(case.steps.iter())
+                .filter_map(|s| match &s.action {
+                    Action::Trigger(t) if !profile.hooks.contains_key(&t.hook) => Some(t.hook.as_str()),
+                    _ => None,
+                })
+                .collect();
+            if !hooks.is_empty() {
+                reasons.push(format!("the profile has no hook {}", hooks.join(", ")));
+            }
+            out.push(Planned {
+                name: case_name(suite, &case.id),
+                suite: suite.clone(),
+                case: i,
+                ignored: (!reasons.is_empty()).then(|| reasons.join("; ")),
+            });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}

@@ -1,0 +1,285 @@
+//! The profile: which SUT to run and how, what it declares it can do, the
+//! hooks that trigger it, timeouts and brokers. Read from TOML
+//! (`DMCONF_PROFILE=path`); with no profile the built-in reference device
+//! is the SUT.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::reference::dmf_device::DeviceFault;
+use crate::suite::Role;
+use crate::suite::ast::parse_duration;
+
+/// Every capability the built-in reference device declares.
+pub const REFERENCE_DEVICE_CAPABILITIES: [&str; 3] = ["dmf.download-only", "dmf.request-attributes", "dmf.reregister"];
+
+/// The hooks the built-in reference device offers.
+pub const REFERENCE_DEVICE_HOOKS: [&str; 1] = ["reregister"];
+
+/// A whole profile.
+#[derive(Clone, Debug)]
+pub struct Profile {
+    /// Where it was read from, for reports.
+    pub origin: String,
+    /// The system under test.
+    pub sut: SutSpec,
+    /// The role the SUT plays.
+    pub role: Role,
+    /// Capabilities the SUT declares.
+    pub capabilities: Vec<String>,
+    /// Hook names the SUT offers for `trigger` steps.
+    pub hooks: BTreeMap<String, Hook>,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Brokers.
+    pub broker: BrokerSpec,
+    /// Cases run at once in one process.
+    pub parallel: usize,
+}
+
+/// The system under test.
+#[derive(Clone, Debug)]
+pub enum SutSpec {
+    /// The built-in reference device, optionally with a fault.
+    ReferenceDevice {
+        /// The fault to carry.
+        fault: Option<DeviceFault>,
+    },
+    /// An external program, started once per case.
+    Command(CommandSpec),
+}
+
+/// An external SUT program.
+#[derive(Clone, Debug)]
+pub struct CommandSpec {
+    /// Program and arguments.
+    pub argv: Vec<String>,
+    /// Working directory (relative to the profile's folder).
+    pub cwd: PathBuf,
+    /// Extra environment.
+    pub env: BTreeMap<String, String>,
+    /// Grace period between SIGTERM and kill.
+    pub stop_timeout: Duration,
+}
+
+/// A hook: a command run to make the SUT act. Arguments are expanded
+/// with the case's variables (`${thingId}`, ...).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hook {
+    /// Program and arguments.
+    pub command: Vec<String>,
+}
+
+/// Timeouts; `scale` multiplies every window of every suite.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// Factor applied to `within`, `during` and `wait`.
+    pub scale: f64,
+    /// Default `within` of an `expect` or `collect`.
+    pub expect: Duration,
+    /// Upper bound of a whole case.
+    pub case: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            scale: 1.0,
+            expect: Duration::from_secs(10),
+            case: Duration::from_secs(90),
+        }
+    }
+}
+
+/// Brokers: an existing one, or the image to start.
+#[derive(Clone, Debug, Default)]
+pub struct BrokerSpec {
+    /// Use this broker; start none.
+    pub amqp_url: Option<String>,
+    /// The RabbitMQ image to start.
+    pub rabbitmq_image: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProfile {
+    sut: RawSut,
+    #[serde(default)]
+    timeouts: RawTimeouts,
+    #[serde(default)]
+    broker: RawBroker,
+    #[serde(default)]
+    parallel: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSut {
+    #[serde(default = "default_role")]
+    role: Role,
+    #[serde(default)]
+    reference: Option<String>,
+    #[serde(default)]
+    fault: Option<String>,
+    #[serde(default)]
+    command: Option<Vec<String>>,
+    #[serde(default)]
+    cwd: Option<PathBuf>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    stop_timeout: Option<String>,
+    #[serde(default)]
+    capabilities: Vec<String>,
+    #[serde(default)]
+    hooks: BTreeMap<String, Hook>,
+}
+
+fn default_role() -> Role {
+    Role::Device
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTimeouts {
+    scale: Option<f64>,
+    expect: Option<String>,
+    case: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBroker {
+    amqp_url: Option<String>,
+    rabbitmq_image: Option<String>,
+}
+
+impl Profile {
+    /// The built-in default: the reference device, correct.
+    pub fn reference_device(fault: Option<DeviceFault>) -> Self {
+        Profile {
+            origin: "built-in reference device".to_owned(),
+            sut: SutSpec::ReferenceDevice { fault },
+            role: Role::Device,
+            capabilities: REFERENCE_DEVICE_CAPABILITIES.iter().map(|s| s.to_string()).collect(),
+            hooks: REFERENCE_DEVICE_HOOKS
+                .iter()
+                .map(|h| (h.to_string(), Hook { command: Vec::new() }))
+                .collect(),
+            timeouts: Timeouts::default(),
+            broker: BrokerSpec::default(),
+            parallel: 64,
+        }
+    }
+
+    /// Reads a profile file.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses profile text; `path` locates relative paths and errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, String> {
+        let origin = path.display().to_string();
+        let raw: RawProfile = toml::from_str(text).map_err(|e| format!("{origin}: {e}"))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let dur = |s: &Option<String>, d: Duration| -> Result<Duration, String> {
+            s.as_deref()
+                .map(parse_duration)
+                .transpose()
+                .map(|o| o.unwrap_or(d))
+                .map_err(|e| format!("{origin}: {e}"))
+        };
+        let fault = raw
+            .sut
+            .fault
+            .as_deref()
+            .map(|f| {
+                DeviceFault::from_name(f).ok_or_else(|| {
+                    let names: Vec<_> = DeviceFault::ALL.iter().map(|f| f.name()).collect();
+                    format!("{origin}: unknown fault `{f}`; known: {}", names.join(", "))
+                })
+            })
+            .transpose()?;
+        let (sut, mut capabilities, mut hooks) = match (&raw.sut.reference, &raw.sut.command) {
+            (Some(r), None) if r == "device" => {
+                let p = Self::reference_device(fault);
+                (p.sut, p.capabilities, p.hooks)
+            }
+            (Some(r), None) => return Err(format!("{origin}: unknown reference `{r}`; known: device")),
+            (None, Some(argv)) if !argv.is_empty() => {
+                if fault.is_some() {
+                    return Err(format!("{origin}: `fault` applies to a reference SUT only"));
+                }
+                let spec = CommandSpec {
+                    argv: argv.clone(),
+                    cwd: dir.join(raw.sut.cwd.clone().unwrap_or_default()),
+                    env: raw.sut.env.clone(),
+                    stop_timeout: dur(&raw.sut.stop_timeout, Duration::from_secs(5))?,
+                };
+                (SutSpec::Command(spec), Vec::new(), BTreeMap::new())
+            }
+            _ => {
+                return Err(format!(
+                    "{origin}: [sut] needs exactly one of `reference = \"device\"` or `command = [\"program\", ...]`"
+                ));
+            }
+        };
+        capabilities.extend(raw.sut.capabilities.iter().cloned());
+        hooks.extend(raw.sut.hooks.clone());
+        let defaults = Timeouts::default();
+        let scale = raw.timeouts.scale.unwrap_or(1.0);
+        if !(scale > 0.0 && scale.is_finite()) {
+            return Err(format!("{origin}: timeouts.scale must be a positive number"));
+        }
+        Ok(Profile {
+            origin: origin.clone(),
+            sut,
+            role: raw.sut.role,
+            capabilities,
+            hooks,
+            timeouts: Timeouts {
+                scale,
+                expect: dur(&raw.timeouts.expect, defaults.expect)?,
+                case: dur(&raw.timeouts.case, defaults.case)?,
+            },
+            broker: BrokerSpec {
+                amqp_url: raw.broker.amqp_url,
+                rabbitmq_image: raw.broker.rabbitmq_image,
+            },
+            parallel: raw.parallel.unwrap_or(16).max(1),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_profile() {
+        let p = Profile::parse(
+            r#"
+            [sut]
+            command = ["python3", "device.py"]
+            capabilities = ["dmf.download-only"]
+            [sut.hooks.reregister]
+            command = ["kill", "-HUP", "${thingId}"]
+            [timeouts]
+            scale = 2.0
+            expect = "5s"
+            "#,
+            Path::new("/x/profile.toml"),
+        )
+        .unwrap();
+        assert!(matches!(p.sut, SutSpec::Command(ref c) if c.cwd == Path::new("/x/")));
+        assert_eq!(p.timeouts.expect, Duration::from_secs(5));
+        assert!(p.hooks.contains_key("reregister"));
+        assert!(Profile::parse("[sut]\n", Path::new("p.toml")).is_err());
+        assert!(Profile::parse("[sut]\nreference = \"device\"\nfault = \"nope\"\n", Path::new("p.toml")).is_err());
+    }
+}

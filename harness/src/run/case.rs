@@ -1,0 +1,567 @@
+//! Runs one case: arms the link, starts the SUT, runs the steps in order,
+//! validates every message the SUT sends, and returns the verdict. Every
+//! wait has a deadline.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::check;
+use crate::event::{Failure, StepRef, Verdict};
+use crate::matching;
+use crate::message::{Direction, Entry, Message, Transcript};
+use crate::profile::Profile;
+use crate::protocol::dmf::{self, DmfCaseLink, DmfServerSide};
+use crate::schema::SchemaStore;
+use crate::suite::{Action, Case, Generator, Pattern, Step, Suite, VarSpec};
+use crate::sut::{CaseIds, SutInstance};
+use crate::vars::Vars;
+
+/// What every case of a run shares.
+pub struct RunEnv<'a> {
+    /// Compiled schemas.
+    pub schemas: &'a SchemaStore,
+    /// The `fixtures/` folder.
+    pub fixtures: &'a Path,
+    /// The profile.
+    pub profile: &'a Profile,
+    /// The broker URL the SUT is given.
+    pub amqp_url: &'a str,
+    /// hawkBit's side of the broker.
+    pub server: &'a DmfServerSide,
+}
+
+/// A message the SUT sent, waiting to be taken by a step.
+struct Pending {
+    seq: u64,
+    msg: Message,
+}
+
+/// The state of one running case.
+pub struct CaseRun<'a> {
+    env: &'a RunEnv<'a>,
+    suite: &'a Suite,
+    link: DmfCaseLink,
+    started: Instant,
+    vars: Vars,
+    pending: Vec<Pending>,
+    next_seq: u64,
+    step_seq: HashMap<String, u64>,
+    sent: HashMap<String, Message>,
+    collected: HashMap<String, Vec<Message>>,
+    transcript: Transcript,
+    invalid: Vec<(Message, String)>,
+    mandated: Duration,
+    last_taken: Option<u64>,
+}
+
+/// Why a step failed: what was expected, what happened.
+struct StepError {
+    expected: String,
+    actual: String,
+}
+
+fn err(expected: impl Into<String>, actual: impl Into<String>) -> StepError {
+    StepError {
+        expected: expected.into(),
+        actual: actual.into(),
+    }
+}
+
+/// Runs `case` of `suite` and returns its verdict.
+pub async fn run_case(env: &RunEnv<'_>, suite: &Suite, case: &Case) -> Verdict {
+    let short = || uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let ids = CaseIds {
+        amqp_url: env.amqp_url.to_owned(),
+        tenant: format!("dmconf_{}", short()),
+        thing_id: format!("dmconf-{}", short()),
+    };
+    let started = Instant::now();
+    let mut verdict = Verdict {
+        failure: None,
+        tenant: ids.tenant.clone(),
+        thing_id: ids.thing_id.clone(),
+        transcript: Transcript::default(),
+        sut_output: String::new(),
+        duration: Duration::ZERO,
+        mandated_wait: Duration::ZERO,
+    };
+    let fail = |expected: &str, actual: String| Failure {
+        step: None,
+        expected: expected.to_owned(),
+        actual,
+    };
+
+    // Arm first: from here on, every message of this case's tenant or
+    // thing is kept for it, so nothing the SUT sends can be missed.
+    let link = match env.server.open_case(&ids.tenant, &ids.thing_id).await {
+        Ok(l) => l,
+        Err(e) => {
+            verdict.failure = Some(fail("the harness can reach the broker", e));
+            return verdict;
+        }
+    };
+    let mut sut = match SutInstance::start(env.profile, &ids).await {
+        Ok(s) => s,
+        Err(e) => {
+            link.close().await;
+            verdict.failure = Some(fail("the SUT starts", e));
+            return verdict;
+        }
+    };
+    let mut run = CaseRun {
+        env,
+        suite,
+        link,
+        started,
+        vars: Vars::default(),
+        pending: Vec::new(),
+        next_seq: 0,
+        step_seq: HashMap::new(),
+        sent: HashMap::new(),
+        collected: HashMap::new(),
+        transcript: Transcript::default(),
+        invalid: Vec::new(),
+        mandated: Duration::ZERO,
+        last_taken: None,
+    };
+    run.vars.set("tenant", Value::String(ids.tenant.clone()));
+    run.vars.set("thingId", Value::String(ids.thing_id.clone()));
+    for (name, spec) in suite.vars.iter().chain(case.vars.iter()) {
+        run.vars.set(name, generate(spec));
+    }
+
+    let limit = env.profile.timeouts.case;
+    let outcome = tokio::time::timeout(limit, run.steps(case, &mut sut)).await;
+    let mut failure = match outcome {
+        Ok(Ok(())) => None,
+        Ok(Err(f)) => Some(f),
+        Err(_) => Some(fail(
+            &format!("the case finishes within {limit:?} (timeouts.case of the profile)"),
+            "it did not; the SUT or the broker stopped answering".to_owned(),
+        )),
+    };
+    if let Some(f) = failure.as_mut() {
+        if let Some(how) = sut.exited() {
+            f.actual.push_str(&format!("\n\nNote: {how}."));
+        }
+        let strays = run.link.unattributed();
+        if !strays.is_empty() {
+            f.actual.push_str(&format!(
+                "\n\nMessages on {} that named neither this case's tenant nor its thing id while it ran:\n",
+                dmf::DMF_EXCHANGE
+            ));
+            for m in strays.iter().take(5) {
+                f.actual.push_str(&m.render("    "));
+            }
+        }
+    }
+    let report = sut.stop().await;
+    verdict.failure = failure;
+    verdict.sut_output = report.output;
+    verdict.mandated_wait = run.mandated;
+    verdict.transcript = std::mem::take(&mut run.transcript);
+    verdict.duration = started.elapsed();
+    run.link.close().await;
+    verdict
+}
+
+fn generate(spec: &VarSpec) -> Value {
+    match spec {
+        VarSpec::Literal(v) => v.clone(),
+        VarSpec::Generated { generate } => match generate {
+            // Below 2^53, so that every JSON parser reads it exactly.
+            Generator::Int => Value::from(1 + (uuid::Uuid::new_v4().as_u128() % 9_000_000_000_000) as u64),
+            Generator::Uuid => Value::String(uuid::Uuid::new_v4().to_string()),
+        },
+    }
+}
+
+fn kind(action: &Action) -> &'static str {
+    match action {
+        Action::Send(_) => "send",
+        Action::Resend(_) => "resend",
+        Action::Expect(_) => "expect",
+        Action::ExpectNone(_) => "expect_none",
+        Action::Collect(_) => "collect",
+        Action::Check(_) => "check",
+        Action::Trigger(_) => "trigger",
+        Action::Wait(_) => "wait",
+    }
+}
+
+impl<'a> CaseRun<'a> {
+    /// The case's link to the broker.
+    pub fn link(&mut self) -> &mut DmfCaseLink {
+        &mut self.link
+    }
+
+    /// Messages a `collect` step stored under `name`.
+    pub fn collected(&self, name: &str) -> Option<&[Message]> {
+        self.collected.get(name).map(Vec::as_slice)
+    }
+
+    async fn steps(&mut self, case: &Case, sut: &mut SutInstance) -> Result<(), Failure> {
+        let all: Vec<&Step> = self.suite.setup.iter().chain(case.steps.iter()).collect();
+        for (i, step) in all.iter().enumerate() {
+            let at = StepRef {
+                index: i + 1,
+                kind: kind(&step.action),
+                name: step.name.clone(),
+                location: step.location.clone(),
+            };
+            let wrap = |e: StepError| Failure {
+                step: Some(at.clone()),
+                expected: e.expected,
+                actual: e.actual,
+            };
+            if let Some(cond) = &step.when {
+                if !matching::when(cond, &self.vars) {
+                    continue;
+                }
+            }
+            if let Some(name) = &step.name {
+                self.step_seq.insert(name.clone(), self.next_seq);
+            }
+            self.step(step, sut).await.map_err(wrap)?;
+            if let (Some(name), Some(seq)) = (&step.name, self.last_taken.take()) {
+                self.step_seq.insert(name.clone(), seq);
+            }
+            self.drain();
+            self.check_invalid().map_err(wrap)?;
+        }
+        self.drain();
+        self.check_invalid().map_err(|e| Failure {
+            step: None,
+            expected: e.expected,
+            actual: e.actual,
+        })?;
+        self.leftovers().map_err(|e| Failure {
+            step: None,
+            expected: e.expected,
+            actual: e.actual,
+        })
+    }
+
+    async fn step(&mut self, step: &Step, sut: &mut SutInstance) -> Result<(), StepError> {
+        let scale = self.env.profile.timeouts.scale;
+        let scaled = |d: Duration| d.mul_f64(scale);
+        let default_within = self.env.profile.timeouts.expect;
+        match &step.action {
+            Action::Send(s) => {
+                let msg = self.build(s).map_err(|e| err("a message the harness can build", e))?;
+                self.publish(&msg).await?;
+                if let Some(n) = &step.name {
+                    self.sent.insert(n.clone(), msg);
+                }
+                Ok(())
+            }
+            Action::Resend(name) => {
+                let msg = self.sent.get(name).cloned().ok_or_else(|| {
+                    err(format!("a message sent by step `{name}`"), "that step did not run")
+                })?;
+                self.publish(&msg).await
+            }
+            Action::Expect(e) => {
+                let within = scaled(e.within.map(|d| d.0).unwrap_or(default_within));
+                let after = self.after_seq(&e.after);
+                let msg = self.take(&e.message, after, within).await?;
+                for (var, path) in &e.capture {
+                    let v = matching::lookup(&msg, path).ok_or_else(|| {
+                        err(
+                            format!("the matched message has `{path}` (to capture into `{var}`)"),
+                            format!("it does not:\n{}", msg.render("    ")),
+                        )
+                    })?;
+                    self.vars.set(var, v);
+                }
+                Ok(())
+            }
+            Action::ExpectNone(e) => {
+                let during = scaled(e.during.0);
+                self.mandated += during;
+                let after = self.after_seq(&e.after);
+                self.none(&e.message, after, during).await
+            }
+            Action::Collect(c) => {
+                let within = scaled(c.within.map(|d| d.0).unwrap_or(default_within));
+                let after = self.after_seq(&c.after);
+                let got = self.collect(&c.message, &c.until, after, within).await?;
+                self.collected.insert(c.into.clone(), got);
+                Ok(())
+            }
+            Action::Check(c) => {
+                let args = self
+                    .vars
+                    .expand(&Value::Object(c.args.clone().into_iter().collect()))
+                    .map_err(|e| err("check arguments whose variables are set", e))?;
+                let args = args.as_object().cloned().unwrap_or_default();
+                check::run(&c.name, &args, self)
+                    .await
+                    .map_err(|e| err(format!("check `{}` passes", c.name), e))
+            }
+            Action::Trigger(t) => {
+                let hook = self.env.profile.hooks.get(&t.hook).cloned().ok_or_else(|| {
+                    err(format!("the profile has a hook `{}`", t.hook), "it has none")
+                })?;
+                let mut vars = self.vars.clone();
+                for (k, v) in &t.args {
+                    let v = self.vars.expand(v).map_err(|e| err("hook arguments whose variables are set", e))?;
+                    vars.set(k, v);
+                }
+                sut.trigger(&t.hook, &hook, &vars)
+                    .await
+                    .map_err(|e| err(format!("the SUT performs hook `{}`", t.hook), e))
+            }
+            Action::Wait(w) => {
+                let d = scaled(w.duration.0);
+                self.mandated += d;
+                let deadline = Instant::now() + d;
+                while self.recv_until(deadline).await {}
+                Ok(())
+            }
+        }
+    }
+
+    fn after_seq(&self, after: &Option<String>) -> u64 {
+        after
+            .as_ref()
+            .and_then(|n| self.step_seq.get(n).copied())
+            .unwrap_or(0)
+    }
+
+    fn build(&self, s: &crate::suite::Send) -> Result<Message, String> {
+        let v = &self.vars;
+        let mut msg = Message {
+            channel: v.expand_str(&s.to)?,
+            ..Default::default()
+        };
+        for (k, val) in &s.headers {
+            msg.headers.insert(k.clone(), v.expand(val)?);
+        }
+        for (k, val) in &s.properties {
+            msg.properties.insert(k.clone(), v.expand(val)?);
+        }
+        msg.body = if let Some(b) = &s.body {
+            serde_json::to_vec(&v.expand(b)?).map_err(|e| e.to_string())?
+        } else if let Some(t) = &s.body_text {
+            v.expand_str(t)?.into_bytes()
+        } else if let Some(f) = &s.body_fixture {
+            let path = self.env.fixtures.join(f);
+            let text = std::fs::read_to_string(&path).map_err(|e| format!("fixture {}: {e}", path.display()))?;
+            v.expand_str(&text)?.into_bytes()
+        } else {
+            Vec::new()
+        };
+        Ok(msg)
+    }
+
+    async fn publish(&mut self, msg: &Message) -> Result<(), StepError> {
+        self.record(Direction::ToSut, msg.clone());
+        self.link.publish(msg).await.map_err(|e| {
+            err(
+                format!("the broker accepts a message for exchange `{}`", msg.channel),
+                e,
+            )
+        })
+    }
+
+    fn record(&mut self, direction: Direction, message: Message) {
+        self.transcript.0.push(Entry {
+            at: self.started.elapsed(),
+            direction,
+            message,
+        });
+    }
+
+    /// Takes one message from the SUT into the case: records it, checks it
+    /// against the schema of its kind, and queues it for the steps.
+    fn ingest(&mut self, msg: Message) {
+        self.record(Direction::FromSut, msg.clone());
+        let verdict = match dmf::device_message_schema(&msg) {
+            Ok(schema) => self
+                .env
+                .schemas
+                .validate(schema, &msg.view())
+                .map_err(|v| {
+                    let list: Vec<String> = v.iter().map(|v| format!("  - {v}")).collect();
+                    format!("it violates schemas/{schema}.schema.json:\n{}", list.join("\n"))
+                }),
+            Err(e) => Err(format!("it is not a message a device may send: {e}")),
+        };
+        if let Err(why) = verdict {
+            self.invalid.push((msg.clone(), why));
+        }
+        self.next_seq += 1;
+        self.pending.push(Pending {
+            seq: self.next_seq,
+            msg,
+        });
+    }
+
+    fn drain(&mut self) {
+        while let Some(m) = self.link.try_recv() {
+            self.ingest(m);
+        }
+    }
+
+    /// Waits for the next message until `deadline`; `false` on timeout.
+    async fn recv_until(&mut self, deadline: Instant) -> bool {
+        match tokio::time::timeout_at(deadline, self.link.recv()).await {
+            Ok(Some(m)) => {
+                self.ingest(m);
+                true
+            }
+            Ok(None) => {
+                tokio::time::sleep_until(deadline).await;
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn check_invalid(&self) -> Result<(), StepError> {
+        if let Some((msg, why)) = self.invalid.first() {
+            return Err(err(
+                "every message from the SUT conforms to the DMF message format",
+                format!("a message from the SUT is malformed: {why}\n{}", msg.render("    ")),
+            ));
+        }
+        Ok(())
+    }
+
+    fn find(&self, p: &Pattern, after: u64) -> Option<usize> {
+        self.pending
+            .iter()
+            .position(|x| x.seq > after && matching::matches(p, &x.msg, &self.vars, self.env.schemas))
+    }
+
+    async fn take(&mut self, p: &Pattern, after: u64, within: Duration) -> Result<Message, StepError> {
+        let deadline = Instant::now() + within;
+        loop {
+            self.drain();
+            if let Some(i) = self.find(p, after) {
+                let x = self.pending.remove(i);
+                self.last_taken = Some(x.seq);
+                return Ok(x.msg);
+            }
+            self.check_invalid()?;
+            if !self.recv_until(deadline).await && Instant::now() >= deadline {
+                self.drain();
+                if let Some(i) = self.find(p, after) {
+                    return Ok(self.pending.remove(i).msg);
+                }
+                return Err(err(
+                    format!("within {within:?}, a message with {}", matching::describe(p, &self.vars)),
+                    self.near_misses(p, after),
+                ));
+            }
+        }
+    }
+
+    async fn none(&mut self, p: &Pattern, after: u64, during: Duration) -> Result<(), StepError> {
+        let deadline = Instant::now() + during;
+        loop {
+            self.drain();
+            if let Some(i) = self.find(p, after) {
+                let m = &self.pending[i].msg;
+                return Err(err(
+                    format!("for {during:?}, no message with {}", matching::describe(p, &self.vars)),
+                    format!("this one arrived:\n{}", m.render("    ")),
+                ));
+            }
+            self.check_invalid()?;
+            if !self.recv_until(deadline).await && Instant::now() >= deadline {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn collect(&mut self, p: &Pattern, until: &Pattern, after: u64, within: Duration) -> Result<Vec<Message>, StepError> {
+        let deadline = Instant::now() + within;
+        let mut got = Vec::new();
+        loop {
+            self.drain();
+            // Take matching messages in arrival order, up to the end marker.
+            let mut i = 0;
+            while i < self.pending.len() {
+                let x = &self.pending[i];
+                let (s, v) = (self.env.schemas, &self.vars);
+                if x.seq > after && matching::matches(until, &x.msg, v, s) {
+                    let x = self.pending.remove(i);
+                    self.last_taken = Some(x.seq);
+                    got.push(x.msg);
+                    return Ok(got);
+                }
+                if x.seq > after && matching::matches(p, &x.msg, v, s) {
+                    got.push(self.pending.remove(i).msg);
+                } else {
+                    i += 1;
+                }
+            }
+            self.check_invalid()?;
+            if !self.recv_until(deadline).await && Instant::now() >= deadline {
+                let mut actual = format!("{} matching message(s) arrived, none that ends the sequence", got.len());
+                for m in &got {
+                    actual.push_str(&format!("\n  taken:\n{}", m.render("    ")));
+                }
+                actual.push('\n');
+                actual.push_str(&self.near_misses(until, after));
+                return Err(err(
+                    format!(
+                        "within {within:?}, messages with {} ending with one with {}",
+                        matching::describe(p, &self.vars),
+                        matching::describe(until, &self.vars)
+                    ),
+                    actual,
+                ));
+            }
+        }
+    }
+
+    /// Why the waiting messages did not match, for a failure report.
+    fn near_misses(&self, p: &Pattern, after: u64) -> String {
+        let candidates: Vec<&Pending> = self.pending.iter().filter(|x| x.seq > after).collect();
+        if candidates.is_empty() {
+            return "no message from the SUT was waiting to be matched".to_owned();
+        }
+        let mut out = format!("{} message(s) from the SUT did not match:\n", candidates.len());
+        for x in candidates.iter().take(6) {
+            let why = matching::check(p, &x.msg, &self.vars, self.env.schemas).err().unwrap_or_default();
+            out.push_str(&x.msg.render("    "));
+            for w in why {
+                out.push_str(&format!("      ✗ {w}\n"));
+            }
+        }
+        out
+    }
+
+    /// Messages left over that no step took and the suite does not allow.
+    fn leftovers(&self) -> Result<(), StepError> {
+        let unexpected: Vec<&Pending> = self
+            .pending
+            .iter()
+            .filter(|x| {
+                !self
+                    .suite
+                    .allow
+                    .iter()
+                    .any(|p| matching::matches(p, &x.msg, &self.vars, self.env.schemas))
+            })
+            .collect();
+        if unexpected.is_empty() {
+            return Ok(());
+        }
+        let mut actual = format!("{} message(s) that no step expected:\n", unexpected.len());
+        for x in unexpected.iter().take(6) {
+            actual.push_str(&x.msg.render("    "));
+        }
+        Err(err(
+            "no message from the SUT beyond those the steps expect (and the suite's `allow` list)",
+            actual,
+        ))
+    }
+}

@@ -1,0 +1,7 @@
+//! The engine: runs one case's steps against the SUT and yields its
+//! verdict. It never prints; reporters consume its events.
+
+pub mod case;
+pub mod check;
+
+pub use case::{RunEnv, run_case};

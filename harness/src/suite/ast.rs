@@ -1,0 +1,372 @@
+//! The typed model of a suite file. Data only: parsing lives in `parse`,
+//! execution in `run`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Where something sits in a suite file (1-based line and column).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Location {
+    /// The suite file, as given to the parser.
+    pub file: String,
+    /// 1-based line.
+    pub line: u32,
+    /// 1-based column.
+    pub column: u32,
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
+/// The role the system under test plays.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The SUT is a device; the harness plays the server.
+    Device,
+    /// The SUT is a server; the harness plays the device.
+    Server,
+}
+
+impl Role {
+    /// The name used in test names and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Device => "device",
+            Role::Server => "server",
+        }
+    }
+}
+
+/// A normative level, as in RFC 2119.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+pub enum Level {
+    /// An absolute requirement.
+    #[serde(rename = "MUST")]
+    Must,
+    /// A recommendation; failing it still fails the case.
+    #[serde(rename = "SHOULD")]
+    Should,
+}
+
+/// A requirement that cases check, traced to its source document.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Requirement {
+    /// Stable id, e.g. `DMF-CANCEL-1`.
+    pub id: String,
+    /// MUST or SHOULD.
+    pub level: Level,
+    /// The source document.
+    pub source: String,
+    /// The section of the source document.
+    pub section: String,
+    /// The requirement in one sentence.
+    pub text: String,
+}
+
+/// One suite file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Suite {
+    /// Stable suite id, the third part of every test name.
+    pub id: String,
+    /// Human title.
+    pub title: String,
+    /// Protocol plugin, e.g. `dmf`.
+    pub protocol: String,
+    /// The role of the SUT.
+    pub role: Role,
+    /// The requirements this suite checks.
+    pub requirements: Vec<Requirement>,
+    /// Capabilities the SUT must declare for this suite to run.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// Variables for every case (generated or literal).
+    #[serde(default)]
+    pub vars: BTreeMap<String, VarSpec>,
+    /// Messages from the SUT that no step needs to expect.
+    #[serde(default)]
+    pub allow: Vec<Pattern>,
+    /// Steps run before every case.
+    #[serde(default)]
+    pub setup: Vec<Step>,
+    /// The cases.
+    pub cases: Vec<Case>,
+    /// Where the suite came from (filled by the parser).
+    #[serde(skip)]
+    pub origin: String,
+}
+
+/// A variable's initial value.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum VarSpec {
+    /// A generated value.
+    Generated {
+        /// What to generate.
+        generate: Generator,
+    },
+    /// A literal value.
+    Literal(Value),
+}
+
+/// Kinds of generated values.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Generator {
+    /// A random positive integer that fits in a JSON number exactly.
+    Int,
+    /// A random UUID v4 string.
+    Uuid,
+}
+
+/// One case.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    /// Stable case id, the last part of the test name.
+    pub id: String,
+    /// Human title.
+    pub title: String,
+    /// Requirement ids this case checks.
+    pub requirements: Vec<String>,
+    /// Extra capabilities for this case only.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// Variables for this case only.
+    #[serde(default)]
+    pub vars: BTreeMap<String, VarSpec>,
+    /// The steps.
+    pub steps: Vec<Step>,
+    /// Where the case starts in the file (filled by the parser).
+    #[serde(skip)]
+    pub location: Location,
+}
+
+/// A step with its common fields.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Step {
+    /// Optional name, used by `resend`, `after` and reports.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Run the step only when these variables match.
+    #[serde(default)]
+    pub when: Option<BTreeMap<String, Matcher>>,
+    /// What the step does.
+    #[serde(flatten)]
+    pub action: Action,
+    /// Where the step is in the file (filled by the parser).
+    #[serde(skip)]
+    pub location: Location,
+}
+
+/// The closed vocabulary of steps.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Send a message to the SUT.
+    Send(Send),
+    /// Send an earlier `send` step's message again, byte for byte.
+    Resend(String),
+    /// Wait for one message that matches.
+    Expect(Expect),
+    /// Fail if a matching message arrives during a window.
+    ExpectNone(ExpectNone),
+    /// Take matching messages until one matches `until`.
+    Collect(Collect),
+    /// Run a named check written in Rust.
+    Check(Check),
+    /// Ask the SUT to do something through a hook of the profile.
+    Trigger(Trigger),
+    /// Let time pass.
+    Wait(Wait),
+}
+
+/// A message to send.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Send {
+    /// Destination (an AMQP exchange). Variables are expanded.
+    pub to: String,
+    /// Application headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Value>,
+    /// Transport properties (`content_type`, `correlation_id`, ...).
+    #[serde(default)]
+    pub properties: BTreeMap<String, Value>,
+    /// The body: JSON, serialised compactly.
+    #[serde(default)]
+    pub body: Option<Value>,
+    /// The body as raw text, sent as is.
+    #[serde(default)]
+    pub body_text: Option<String>,
+    /// The body from a file under `fixtures/`, variables expanded.
+    #[serde(default)]
+    pub body_fixture: Option<String>,
+}
+
+/// Wait for one matching message.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// What to match.
+    pub message: Pattern,
+    /// How long to wait at most.
+    #[serde(default)]
+    pub within: Option<Dur>,
+    /// Only messages that arrived after the named step: after the message
+    /// it matched (`expect`, `collect`), or after it started (other steps).
+    #[serde(default)]
+    pub after: Option<String>,
+    /// Variables to set from the matched message: name to path
+    /// (`headers.X`, `properties.X`, `body.a.b`).
+    #[serde(default)]
+    pub capture: BTreeMap<String, String>,
+}
+
+/// Fail if a matching message arrives during a window.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectNone {
+    /// What must not arrive.
+    pub message: Pattern,
+    /// How long to watch.
+    pub during: Dur,
+    /// Only messages that arrived after the named step: after the message
+    /// it matched (`expect`, `collect`), or after it started (other steps).
+    #[serde(default)]
+    pub after: Option<String>,
+}
+
+/// Take messages matching `message`, in order, until one matches `until`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Collect {
+    /// The name under which checks find the messages.
+    pub into: String,
+    /// What to take.
+    pub message: Pattern,
+    /// The message that ends the collection (it is taken too).
+    pub until: Pattern,
+    /// How long to wait at most for the end.
+    #[serde(default)]
+    pub within: Option<Dur>,
+    /// Only messages that arrived after the named step: after the message
+    /// it matched (`expect`, `collect`), or after it started (other steps).
+    #[serde(default)]
+    pub after: Option<String>,
+}
+
+/// A named check implemented in Rust.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    /// The check's registered name, e.g. `dmf.action_lifecycle`.
+    pub name: String,
+    /// Arguments, variables expanded.
+    #[serde(default)]
+    pub args: BTreeMap<String, Value>,
+}
+
+/// Ask the SUT to act through a hook.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trigger {
+    /// The hook's name in the profile.
+    pub hook: String,
+    /// Arguments, variables expanded, passed to the hook.
+    #[serde(default)]
+    pub args: BTreeMap<String, Value>,
+}
+
+/// Let time pass.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Wait {
+    /// How long.
+    #[serde(rename = "for")]
+    pub duration: Dur,
+}
+
+/// A message pattern: every given part must match.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pattern {
+    /// Header name to matcher.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Matcher>,
+    /// Property name to matcher.
+    #[serde(default)]
+    pub properties: BTreeMap<String, Matcher>,
+    /// Subset match on the JSON body; leaves may be matchers.
+    #[serde(default)]
+    pub body: Option<Value>,
+    /// A JSON Schema under `schemas/` that the whole message must satisfy.
+    #[serde(default)]
+    pub schema: Option<String>,
+}
+
+/// A matcher for one value.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Matcher {
+    /// An operator.
+    Op(MatchOp),
+    /// Equal to this value (variables expanded).
+    Equals(Value),
+}
+
+/// Matcher operators, written with a leading `$`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum MatchOp {
+    /// The value, as text, matches this regular expression.
+    #[serde(rename = "$regex")]
+    Regex(String),
+    /// Equal to one of these values.
+    #[serde(rename = "$one_of")]
+    OneOf(Vec<Value>),
+    /// Present (true) or absent (false).
+    #[serde(rename = "$present")]
+    Present(bool),
+    /// Not equal to this value.
+    #[serde(rename = "$not")]
+    Not(Value),
+}
+
+/// A duration written as `500ms`, `2s` or `1m`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_duration(&text).map(Dur).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses `250ms`, `2s`, `1.5s` or `1m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (num, unit) = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .map(|i| t.split_at(i))
+        .ok_or_else(|| format!("duration `{t}` has no unit (ms, s or m)"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("duration `{t}` does not start with a number"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("duration `{t}` has unit `{unit}`; use ms, s or m")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}

@@ -1,0 +1,299 @@
+//! `parse(text, origin)`: suite text in, a typed [`Suite`] or every problem
+//! out. No file system, no network: the caller reads the file and passes
+//! the schema store and the names of the registered checks.
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+use super::ast::{Action, Location, Pattern, Step, Suite};
+use super::error::{SuiteError, SuiteErrors};
+use super::tree::{self, Tree};
+use crate::schema::SchemaStore;
+
+/// The step kinds, in the order the docs list them.
+pub const STEP_KINDS: [&str; 8] = [
+    "send",
+    "resend",
+    "expect",
+    "expect_none",
+    "collect",
+    "check",
+    "trigger",
+    "wait",
+];
+
+/// What the parser needs to know about the world.
+pub struct Context<'a> {
+    /// Compiled schemas; `suite` validates the file itself.
+    pub schemas: &'a SchemaStore,
+    /// Names of the checks a `check` step may call.
+    pub checks: &'a [&'a str],
+}
+
+/// Parses one suite file.
+pub fn parse(text: &str, origin: &str, cx: &Context<'_>) -> Result<Suite, SuiteErrors> {
+    let tree = tree::read(text).map_err(|e| {
+        SuiteErrors(vec![SuiteError {
+            location: Location {
+                file: origin.to_owned(),
+                line: e.line,
+                column: e.column,
+            },
+            path: String::new(),
+            message: format!("invalid YAML: {}", e.message),
+        }])
+    })?;
+    let at = |pointer: &str, message: String| {
+        let (line, column) = tree.position(pointer);
+        SuiteError {
+            location: Location {
+                file: origin.to_owned(),
+                line,
+                column,
+            },
+            path: pointer.to_owned(),
+            message,
+        }
+    };
+
+    if let Err(violations) = cx.schemas.validate("suite", &tree.value) {
+        let errors = violations
+            .into_iter()
+            .map(|v| {
+                let pointer = unexpected_key(&v.message)
+                    .map(|k| format!("{}/{k}", v.pointer))
+                    .unwrap_or(v.pointer);
+                at(&pointer, v.message)
+            })
+            .collect();
+        return Err(SuiteErrors(errors));
+    }
+    let mut errors = step_shapes(&tree, &at);
+    if !errors.is_empty() {
+        return Err(SuiteErrors(errors));
+    }
+    let mut suite: Suite = serde_json::from_value(tree.value.clone())
+        .map_err(|e| SuiteErrors(vec![at("", format!("does not fit the suite format: {e}"))]))?;
+    suite.origin = origin.to_owned();
+    locate(&mut suite, &tree, origin);
+    errors.extend(meaning(&suite, cx, &at));
+    if errors.is_empty() { Ok(suite) } else { Err(SuiteErrors(errors)) }
+}
+
+fn unexpected_key(message: &str) -> Option<String> {
+    let start = message.find("('")? + 2;
+    let rest = &message[start..];
+    let end = rest.find("' was unexpected")?;
+    Some(rest[..end].to_owned())
+}
+
+/// Every step names exactly one action.
+fn step_shapes(tree: &Tree, at: &impl Fn(&str, String) -> SuiteError) -> Vec<SuiteError> {
+    let mut errors = Vec::new();
+    let mut lists: Vec<(String, &Value)> = vec![("/setup".into(), &tree.value["setup"])];
+    if let Some(cases) = tree.value["cases"].as_array() {
+        for (i, case) in cases.iter().enumerate() {
+            lists.push((format!("/cases/{i}/steps"), &case["steps"]));
+        }
+    }
+    for (base, steps) in lists {
+        for (j, step) in steps.as_array().into_iter().flatten().enumerate() {
+            let kinds: Vec<&str> = STEP_KINDS
+                .iter()
+                .copied()
+                .filter(|k| step.get(*k).is_some())
+                .collect();
+            if kinds.len() != 1 {
+                let found = if kinds.is_empty() {
+                    "none".to_owned()
+                } else {
+                    kinds.join(", ")
+                };
+                errors.push(at(
+                    &format!("{base}/{j}"),
+                    format!(
+                        "a step needs exactly one of {}; found {found}",
+                        STEP_KINDS.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    errors
+}
+
+fn locate(suite: &mut Suite, tree: &Tree, origin: &str) {
+    let loc = |pointer: &str| {
+        let (line, column) = tree.position(pointer);
+        Location {
+            file: origin.to_owned(),
+            line,
+            column,
+        }
+    };
+    for (j, step) in suite.setup.iter_mut().enumerate() {
+        step.location = loc(&format!("/setup/{j}"));
+    }
+    for (i, case) in suite.cases.iter_mut().enumerate() {
+        case.location = loc(&format!("/cases/{i}"));
+        for (j, step) in case.steps.iter_mut().enumerate() {
+            step.location = loc(&format!("/cases/{i}/steps/{j}"));
+        }
+    }
+}
+
+/// Checks that need more than the schema: references between parts of the
+/// file, regular expressions, schema and check names.
+fn meaning(suite: &Suite, cx: &Context<'_>, at: &impl Fn(&str, String) -> SuiteError) -> Vec<SuiteError> {
+    let mut errors = Vec::new();
+    let mut ids = HashSet::new();
+    for (i, r) in suite.requirements.iter().enumerate() {
+        if !ids.insert(r.id.as_str()) {
+            errors.push(at(&format!("/requirements/{i}/id"), format!("requirement `{}` is defined twice", r.id)));
+        }
+    }
+    for (i, p) in suite.allow.iter().enumerate() {
+        pattern(p, &format!("/allow/{i}"), cx, at, &mut errors);
+    }
+    let setup_names = steps(&suite.setup, "/setup", &[], cx, at, &mut errors);
+    let mut case_ids = HashSet::new();
+    for (i, case) in suite.cases.iter().enumerate() {
+        if !case_ids.insert(case.id.as_str()) {
+            errors.push(at(&format!("/cases/{i}/id"), format!("case `{}` is defined twice in this suite", case.id)));
+        }
+        for (k, r) in case.requirements.iter().enumerate() {
+            if !ids.contains(r.as_str()) {
+                errors.push(at(
+                    &format!("/cases/{i}/requirements/{k}"),
+                    format!("requirement `{r}` is not listed under `requirements` of this suite"),
+                ));
+            }
+        }
+        steps(&case.steps, &format!("/cases/{i}/steps"), &setup_names, cx, at, &mut errors);
+    }
+    errors
+}
+
+/// Checks a list of steps; returns the step names it defines, with whether
+/// each is a `send`.
+fn steps(
+    list: &[Step],
+    base: &str,
+    inherited: &[(String, bool)],
+    cx: &Context<'_>,
+    at: &impl Fn(&str, String) -> SuiteError,
+    errors: &mut Vec<SuiteError>,
+) -> Vec<(String, bool)> {
+    let mut names: Vec<(String, bool)> = inherited.to_vec();
+    for (j, step) in list.iter().enumerate() {
+        let here = format!("{base}/{j}");
+        let known = |n: &str| names.iter().any(|(m, _)| m == n);
+        let mut after = |a: &Option<String>, kind: &str| {
+            if let Some(a) = a {
+                if !known(a) {
+                    errors.push(at(
+                        &format!("{here}/{kind}/after"),
+                        format!("`after: {a}` names no earlier step; give that step `name: {a}`"),
+                    ));
+                }
+            }
+        };
+        match &step.action {
+            Action::Resend(target) => {
+                if !names.iter().any(|(m, is_send)| m == target && *is_send) {
+                    errors.push(at(
+                        &format!("{here}/resend"),
+                        format!("`resend: {target}` names no earlier `send` step"),
+                    ));
+                }
+            }
+            Action::Expect(e) => {
+                after(&e.after, "expect");
+                pattern(&e.message, &format!("{here}/expect/message"), cx, at, errors);
+            }
+            Action::ExpectNone(e) => {
+                after(&e.after, "expect_none");
+                pattern(&e.message, &format!("{here}/expect_none/message"), cx, at, errors);
+            }
+            Action::Collect(c) => {
+                after(&c.after, "collect");
+                pattern(&c.message, &format!("{here}/collect/message"), cx, at, errors);
+                pattern(&c.until, &format!("{here}/collect/until"), cx, at, errors);
+            }
+            Action::Check(c) => {
+                if !cx.checks.contains(&c.name.as_str()) {
+                    errors.push(at(
+                        &format!("{here}/check/name"),
+                        format!("unknown check `{}`; known checks: {}", c.name, cx.checks.join(", ")),
+                    ));
+                }
+            }
+            Action::Send(s) => {
+                let bodies = [s.body.is_some(), s.body_text.is_some(), s.body_fixture.is_some()];
+                if bodies.iter().filter(|b| **b).count() > 1 {
+                    errors.push(at(
+                        &format!("{here}/send"),
+                        "give at most one of body, body_text and body_fixture".to_owned(),
+                    ));
+                }
+            }
+            Action::Trigger(_) | Action::Wait(_) => {}
+        }
+        if let Some(n) = &step.name {
+            if names.iter().any(|(m, _)| m == n) {
+                errors.push(at(&format!("{here}/name"), format!("step name `{n}` is used twice")));
+            }
+            names.push((n.clone(), matches!(step.action, Action::Send(_))));
+        }
+    }
+    names
+}
+
+fn pattern(
+    p: &Pattern,
+    base: &str,
+    cx: &Context<'_>,
+    at: &impl Fn(&str, String) -> SuiteError,
+    errors: &mut Vec<SuiteError>,
+) {
+    if let Some(name) = &p.schema {
+        if !cx.schemas.contains(name) {
+            errors.push(at(&format!("{base}/schema"), format!("no schema named `{name}` under schemas/")));
+        }
+    }
+    let mut regexes = Vec::new();
+    for (k, m) in p.headers.iter().chain(p.properties.iter()) {
+        if let super::ast::Matcher::Op(super::ast::MatchOp::Regex(r)) = m {
+            regexes.push((k.clone(), r.clone()));
+        }
+    }
+    if let Some(body) = &p.body {
+        body_regexes(body, "body", &mut regexes);
+    }
+    for (key, r) in regexes {
+        if let Err(e) = regex::Regex::new(&r) {
+            errors.push(at(base, format!("`{key}`: invalid regular expression: {e}")));
+        }
+    }
+}
+
+fn body_regexes(v: &Value, path: &str, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::Object(m) => {
+            if let (1, Some(Value::String(r))) = (m.len(), m.get("$regex")) {
+                out.push((path.to_owned(), r.clone()));
+                return;
+            }
+            for (k, v) in m {
+                body_regexes(v, &format!("{path}.{k}"), out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                body_regexes(v, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,306 @@
+//! AMQP 0-9-1 on lapin: connect, declare, consume and publish
+//! [`Message`]s. The only module that imports lapin.
+//!
+//! String headers go out as long strings: RabbitMQ closes the connection
+//! on short-string header values.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures_lite::StreamExt;
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use serde_json::Value;
+use tokio::sync::{Mutex, mpsc};
+
+use crate::message::Message;
+
+/// Bound on every broker operation.
+const OP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a queue is declared.
+#[derive(Clone, Debug, Default)]
+pub struct QueueSpec {
+    /// Survives a broker restart.
+    pub durable: bool,
+    /// Owned by this connection.
+    pub exclusive: bool,
+    /// Deleted when its last consumer goes.
+    pub auto_delete: bool,
+    /// `x-dead-letter-exchange`.
+    pub dead_letter_exchange: Option<String>,
+    /// `x-message-ttl` in milliseconds.
+    pub message_ttl: Option<i64>,
+}
+
+/// One AMQP connection with a publishing channel (publisher confirms on).
+pub struct AmqpClient {
+    conn: Connection,
+    channel: Mutex<Channel>,
+}
+
+async fn bounded<T>(what: &str, f: impl Future<Output = lapin::Result<T>>) -> Result<T, String> {
+    match tokio::time::timeout(OP_TIMEOUT, f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(format!("{what}: {e}")),
+        Err(_) => Err(format!("{what}: no answer from the broker within {OP_TIMEOUT:?}")),
+    }
+}
+
+impl AmqpClient {
+    /// Connects to `url` (`amqp://user:pass@host:port/vhost`).
+    pub async fn connect(url: &str) -> Result<Self, String> {
+        let conn = bounded("connect", Connection::connect(url, ConnectionProperties::default())).await?;
+        let channel = Self::open_channel(&conn).await?;
+        Ok(AmqpClient {
+            conn,
+            channel: Mutex::new(channel),
+        })
+    }
+
+    async fn open_channel(conn: &Connection) -> Result<Channel, String> {
+        let channel = bounded("open channel", conn.create_channel()).await?;
+        bounded("confirm.select", channel.confirm_select(ConfirmSelectOptions::default())).await?;
+        Ok(channel)
+    }
+
+    async fn channel(&self) -> Result<Channel, String> {
+        let mut guard = self.channel.lock().await;
+        if !guard.status().connected() {
+            *guard = Self::open_channel(&self.conn).await?;
+        }
+        Ok(guard.clone())
+    }
+
+    /// Declares a fanout exchange.
+    pub async fn declare_fanout(&self, name: &str, durable: bool, auto_delete: bool) -> Result<(), String> {
+        let ch = self.channel().await?;
+        let opts = ExchangeDeclareOptions {
+            durable,
+            auto_delete,
+            ..Default::default()
+        };
+        bounded(
+            &format!("declare exchange {name}"),
+            ch.exchange_declare(name.into(), ExchangeKind::Fanout, opts, FieldTable::default()),
+        )
+        .await
+    }
+
+    /// Declares a queue; an empty name lets the broker choose one. Returns
+    /// the queue's name.
+    pub async fn declare_queue(&self, name: &str, spec: &QueueSpec) -> Result<String, String> {
+        let ch = self.channel().await?;
+        let mut args = FieldTable::default();
+        if let Some(dlx) = &spec.dead_letter_exchange {
+            args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(dlx.as_str().into()));
+        }
+        if let Some(ttl) = spec.message_ttl {
+            args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl));
+        }
+        let opts = QueueDeclareOptions {
+            durable: spec.durable,
+            exclusive: spec.exclusive,
+            auto_delete: spec.auto_delete,
+            ..Default::default()
+        };
+        let q = bounded(&format!("declare queue {name}"), ch.queue_declare(name.into(), opts, args)).await?;
+        Ok(q.name().as_str().to_owned())
+    }
+
+    /// Binds a queue to an exchange with routing key "".
+    pub async fn bind(&self, queue: &str, exchange: &str) -> Result<(), String> {
+        let ch = self.channel().await?;
+        bounded(
+            &format!("bind {queue} to {exchange}"),
+            ch.queue_bind(
+                queue.into(),
+                exchange.into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            ),
+        )
+        .await
+    }
+
+    /// Consumes a queue (automatic acknowledgement); messages arrive on the
+    /// returned receiver until the connection closes.
+    pub async fn consume(&self, queue: &str) -> Result<mpsc::UnboundedReceiver<Message>, String> {
+        let ch = bounded("open channel", self.conn.create_channel()).await?;
+        let opts = BasicConsumeOptions {
+            no_ack: true,
+            ..Default::default()
+        };
+        let mut consumer = bounded(
+            &format!("consume {queue}"),
+            ch.basic_consume(queue.into(), "".into(), opts, FieldTable::default()),
+        )
+        .await?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let _channel = ch;
+            while let Some(Ok(delivery)) = consumer.next().await {
+                let msg = decode(
+                    delivery.exchange.as_str(),
+                    &delivery.properties,
+                    delivery.data,
+                );
+                if tx.send(msg).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(rx)
+    }
+
+    /// Publishes `msg` to the exchange `msg.channel`, routing key "", and
+    /// waits for the broker's confirm. Publishing to an exchange that does
+    /// not exist fails here.
+    pub async fn publish(&self, msg: &Message) -> Result<(), String> {
+        let ch = self.channel().await?;
+        let props = encode_properties(msg);
+        let what = format!("publish to exchange `{}`", msg.channel);
+        let confirm = bounded(
+            &what,
+            ch.basic_publish(
+                msg.channel.as_str().into(),
+                "".into(),
+                BasicPublishOptions::default(),
+                &msg.body,
+                props,
+            ),
+        )
+        .await?;
+        let outcome = bounded(&what, confirm).await?;
+        if outcome.is_nack() {
+            return Err(format!("{what}: the broker refused the message"));
+        }
+        if !ch.status().connected() {
+            return Err(format!("{what}: the broker closed the channel (does the exchange exist?)"));
+        }
+        Ok(())
+    }
+
+    /// Whether an exchange exists (a passive declare on a throwaway
+    /// channel, since a failed one closes its channel).
+    pub async fn exchange_exists(&self, name: &str) -> Result<bool, String> {
+        let ch = bounded("open channel", self.conn.create_channel()).await?;
+        let opts = ExchangeDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let res = tokio::time::timeout(
+            OP_TIMEOUT,
+            ch.exchange_declare(name.into(), ExchangeKind::Fanout, opts, FieldTable::default()),
+        )
+        .await
+        .map_err(|_| format!("passive declare of `{name}`: no answer within {OP_TIMEOUT:?}"))?;
+        match res {
+            Ok(()) => {
+                let _ = ch.close(200, "done".into()).await;
+                Ok(true)
+            }
+            Err(e) if e.to_string().contains("NOT_FOUND") || e.to_string().contains("404") => Ok(false),
+            Err(e) => Err(format!("passive declare of `{name}`: {e}")),
+        }
+    }
+
+    /// Closes the connection.
+    pub async fn close(&self) {
+        let _ = tokio::time::timeout(OP_TIMEOUT, self.conn.close(200, "bye".into())).await;
+    }
+}
+
+fn encode_properties(msg: &Message) -> BasicProperties {
+    let mut headers = FieldTable::default();
+    for (k, v) in &msg.headers {
+        headers.insert(k.as_str().into(), to_amqp(v));
+    }
+    let mut props = BasicProperties::default().with_headers(headers).with_delivery_mode(2);
+    let text = |k: &str| msg.property(k).map(ShortString::from);
+    if let Some(v) = text("content_type") {
+        props = props.with_content_type(v);
+    }
+    if let Some(v) = text("content_encoding") {
+        props = props.with_content_encoding(v);
+    }
+    if let Some(v) = text("reply_to") {
+        props = props.with_reply_to(v);
+    }
+    if let Some(v) = text("correlation_id") {
+        props = props.with_correlation_id(v);
+    }
+    if let Some(v) = text("message_id") {
+        props = props.with_message_id(v);
+    }
+    if let Some(v) = text("type") {
+        props = props.with_type(v);
+    }
+    if let Some(v) = text("app_id") {
+        props = props.with_app_id(v);
+    }
+    props
+}
+
+fn to_amqp(v: &Value) -> AMQPValue {
+    match v {
+        Value::Bool(b) => AMQPValue::Boolean(*b),
+        Value::Number(n) if n.is_i64() => AMQPValue::LongLongInt(n.as_i64().unwrap_or_default()),
+        Value::Number(n) => AMQPValue::Double(n.as_f64().unwrap_or_default()),
+        Value::String(s) => AMQPValue::LongString(LongString::from(s.as_str())),
+        other => AMQPValue::LongString(LongString::from(other.to_string())),
+    }
+}
+
+fn from_amqp(v: &AMQPValue) -> Value {
+    match v {
+        AMQPValue::Boolean(b) => Value::Bool(*b),
+        AMQPValue::ShortShortInt(i) => Value::from(*i),
+        AMQPValue::ShortShortUInt(i) => Value::from(*i),
+        AMQPValue::ShortInt(i) => Value::from(*i),
+        AMQPValue::ShortUInt(i) => Value::from(*i),
+        AMQPValue::LongInt(i) => Value::from(*i),
+        AMQPValue::LongUInt(i) => Value::from(*i),
+        AMQPValue::LongLongInt(i) => Value::from(*i),
+        AMQPValue::Float(f) => Value::from(*f),
+        AMQPValue::Double(f) => Value::from(*f),
+        AMQPValue::ShortString(s) => Value::String(s.as_str().to_owned()),
+        AMQPValue::LongString(s) => Value::String(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::Void => Value::Null,
+        other => Value::String(format!("{other:?}")),
+    }
+}
+
+/// Turns a delivery's parts into a [`Message`].
+fn decode(exchange: &str, props: &BasicProperties, body: Vec<u8>) -> Message {
+    let mut headers = BTreeMap::new();
+    if let Some(table) = props.headers() {
+        for (k, v) in table.inner() {
+            headers.insert(k.as_str().to_owned(), from_amqp(v));
+        }
+    }
+    let mut properties = BTreeMap::new();
+    let mut put = |k: &str, v: Option<&ShortString>| {
+        if let Some(v) = v {
+            properties.insert(k.to_owned(), Value::String(v.as_str().to_owned()));
+        }
+    };
+    put("content_type", props.content_type().as_ref());
+    put("content_encoding", props.content_encoding().as_ref());
+    put("reply_to", props.reply_to().as_ref());
+    put("correlation_id", props.correlation_id().as_ref());
+    put("message_id", props.message_id().as_ref());
+    put("type", props.kind().as_ref());
+    put("app_id", props.app_id().as_ref());
+    Message {
+        channel: exchange.to_owned(),
+        headers,
+        properties,
+        body,
+    }
+}
