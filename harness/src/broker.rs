@@ -45,7 +45,9 @@ impl Broker {
     /// starts RabbitMQ.
     pub async fn start(spec: &BrokerSpec) -> Result<Self, String> {
         let began = Instant::now();
-        let existing = std::env::var("DMCONF_AMQP_URL").ok().or_else(|| spec.amqp_url.clone());
+        let existing = std::env::var("DMCONF_AMQP_URL")
+            .ok()
+            .or_else(|| spec.amqp_url.clone());
         if let Some(url) = existing {
             wait_ready(&url).await?;
             return Ok(Broker {
@@ -55,14 +57,18 @@ impl Broker {
                 container: None,
             });
         }
-        let docker = Docker::connect_with_local_defaults()
-            .map_err(|e| format!("cannot reach Docker to start RabbitMQ ({e}); or set DMCONF_AMQP_URL"))?;
+        let docker = Docker::connect_with_local_defaults().map_err(|e| {
+            format!("cannot reach Docker to start RabbitMQ ({e}); or set DMCONF_AMQP_URL")
+        })?;
         let image = choose_image(&docker, spec).await;
         let nextest_run = std::env::var("NEXTEST_RUN_ID").ok();
         let (container, url) = match &nextest_run {
             Some(run) => shared_container(&docker, &image, run).await?,
             None => {
-                let c = request(&image).start().await.map_err(|e| no_start(&image, e))?;
+                let c = request(&image)
+                    .start()
+                    .await
+                    .map_err(|e| no_start(&image, e))?;
                 let url = url_of(&c).await?;
                 (Some(c), url)
             }
@@ -78,10 +84,10 @@ impl Broker {
 
     /// Removes the container this process started (not a shared one).
     pub async fn stop(self) {
-        if let Some(c) = self.container {
-            if std::env::var("NEXTEST_RUN_ID").is_err() {
-                let _ = c.rm().await;
-            }
+        if let Some(c) = self.container
+            && std::env::var("NEXTEST_RUN_ID").is_err()
+        {
+            let _ = c.rm().await;
         }
     }
 }
@@ -108,7 +114,10 @@ async fn choose_image(docker: &Docker, spec: &BrokerSpec) -> String {
 }
 
 fn request(image: &str) -> testcontainers::ContainerRequest<GenericImage> {
-    let (name, tag) = image.rsplit_once(':').filter(|(_, t)| !t.contains('/')).unwrap_or((image, "latest"));
+    let (name, tag) = image
+        .rsplit_once(':')
+        .filter(|(_, t)| !t.contains('/'))
+        .unwrap_or((image, "latest"));
     GenericImage::new(name, tag)
         .with_exposed_port(5672.tcp())
         .with_wait_for(WaitFor::Nothing)
@@ -116,7 +125,10 @@ fn request(image: &str) -> testcontainers::ContainerRequest<GenericImage> {
 }
 
 async fn url_of(c: &ContainerAsync<GenericImage>) -> Result<String, String> {
-    let port = c.get_host_port_ipv4(5672).await.map_err(|e| e.to_string())?;
+    let port = c
+        .get_host_port_ipv4(5672)
+        .await
+        .map_err(|e| e.to_string())?;
     let host = c.get_host().await.map_err(|e| e.to_string())?;
     Ok(format!("amqp://guest:guest@{host}:{port}/%2f"))
 }
@@ -129,8 +141,10 @@ async fn shared_container(
     run: &str,
 ) -> Result<(Option<ContainerAsync<GenericImage>>, String), String> {
     let lock_path = std::env::temp_dir().join(format!("dmconf-broker-{run}.lock"));
-    let lock = std::fs::File::create(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
-    lock.lock().map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    let lock =
+        std::fs::File::create(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    lock.lock()
+        .map_err(|e| format!("{}: {e}", lock_path.display()))?;
     let filters = HashMap::from([("label".to_owned(), vec![format!("dmconf.run={run}")])]);
     let found = docker
         .list_containers(Some(ListContainersOptions {
@@ -172,13 +186,20 @@ fn spawn_reaper(container: &str) {
 /// The reaper's body: waits for the watched process to exit, then removes
 /// the container. Returns at once when `spec` is malformed.
 pub fn reap(spec: &str) {
-    let Some((container, pid)) = spec.split_once(':') else { return };
+    let Some((container, pid)) = spec.split_once(':') else {
+        return;
+    };
     let Ok(pid) = pid.parse::<i32>() else { return };
     // SAFETY: kill(pid, 0) only checks that the process exists.
     while unsafe { libc::kill(pid, 0) } == 0 {
         std::thread::sleep(Duration::from_millis(500));
     }
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
     rt.block_on(async {
         if let Ok(docker) = Docker::connect_with_local_defaults() {
             let _ = docker
@@ -207,7 +228,9 @@ async fn wait_ready(url: &str) -> Result<(), String> {
                 return Ok(());
             }
             Err(e) if Instant::now() >= deadline => {
-                return Err(format!("the broker at {url} did not accept an AMQP login within {READY_WITHIN:?}: {e}"));
+                return Err(format!(
+                    "the broker at {url} did not accept an AMQP login within {READY_WITHIN:?}: {e}"
+                ));
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
         }

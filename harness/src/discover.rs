@@ -20,7 +20,10 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
         let path = entry?.path();
         if path.is_dir() {
             walk(&path, out)?;
-        } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        ) {
             out.push(path);
         }
     }
@@ -44,7 +47,11 @@ pub fn load(dir: &Path, base: &Path, cx: &Context<'_>) -> Result<Vec<Arc<Suite>>
     let mut suites: Vec<Arc<Suite>> = Vec::new();
     let mut errors = Vec::new();
     for path in files {
-        let shown = path.strip_prefix(base).unwrap_or(&path).display().to_string();
+        let shown = path
+            .strip_prefix(base)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) => {
@@ -62,7 +69,10 @@ pub fn load(dir: &Path, base: &Path, cx: &Context<'_>) -> Result<Vec<Arc<Suite>>
         };
         match suite::parse(&text, &shown, cx) {
             Ok(s) => {
-                if let Some(other) = suites.iter().find(|o| o.id == s.id && o.role == s.role && o.protocol == s.protocol) {
+                if let Some(other) = suites
+                    .iter()
+                    .find(|o| o.id == s.id && o.role == s.role && o.protocol == s.protocol)
+                {
                     errors.push(SuiteError {
                         location: Location {
                             file: shown,
@@ -79,5 +89,9 @@ pub fn load(dir: &Path, base: &Path, cx: &Context<'_>) -> Result<Vec<Arc<Suite>>
             Err(e) => errors.extend(e.0),
         }
     }
-    if errors.is_empty() { Ok(suites) } else { Err(SuiteErrors(errors)) }
+    if errors.is_empty() {
+        Ok(suites)
+    } else {
+        Err(SuiteErrors(errors))
+    }
 }

@@ -9,13 +9,32 @@ use crate::suite::{MatchOp, Matcher, Pattern};
 use crate::vars::Vars;
 
 /// Checks `msg` against `pattern`; `Err` lists each part that differs.
-pub fn check(pattern: &Pattern, msg: &Message, vars: &Vars, schemas: &SchemaStore) -> Result<(), Vec<String>> {
+pub fn check(
+    pattern: &Pattern,
+    msg: &Message,
+    vars: &Vars,
+    schemas: &SchemaStore,
+) -> Result<(), Vec<String>> {
     let mut why = Vec::new();
     for (name, m) in &pattern.headers {
-        leaf(m, msg.headers.get(name), vars, true, &format!("header `{name}`"), &mut why);
+        leaf(
+            m,
+            msg.headers.get(name),
+            vars,
+            true,
+            &format!("header `{name}`"),
+            &mut why,
+        );
     }
     for (name, m) in &pattern.properties {
-        leaf(m, msg.properties.get(name), vars, true, &format!("property `{name}`"), &mut why);
+        leaf(
+            m,
+            msg.properties.get(name),
+            vars,
+            true,
+            &format!("property `{name}`"),
+            &mut why,
+        );
     }
     if let Some(expected) = &pattern.body {
         match msg.body_json() {
@@ -23,10 +42,10 @@ pub fn check(pattern: &Pattern, msg: &Message, vars: &Vars, schemas: &SchemaStor
             None => why.push("body is not JSON".to_owned()),
         }
     }
-    if let Some(schema) = &pattern.schema {
-        if let Err(v) = schemas.validate(schema, &msg.view()) {
-            why.extend(v.iter().map(|v| format!("schema {schema}: {v}")));
-        }
+    if let Some(schema) = &pattern.schema
+        && let Err(v) = schemas.validate(schema, &msg.view())
+    {
+        why.extend(v.iter().map(|v| format!("schema {schema}: {v}")));
     }
     if why.is_empty() { Ok(()) } else { Err(why) }
 }
@@ -45,8 +64,19 @@ pub fn when(conditions: &std::collections::BTreeMap<String, Matcher>, vars: &Var
     })
 }
 
-fn leaf(m: &Matcher, actual: Option<&Value>, vars: &Vars, loose: bool, what: &str, why: &mut Vec<String>) {
-    let shown = || actual.map(|v| v.to_string()).unwrap_or_else(|| "absent".to_owned());
+fn leaf(
+    m: &Matcher,
+    actual: Option<&Value>,
+    vars: &Vars,
+    loose: bool,
+    what: &str,
+    why: &mut Vec<String>,
+) {
+    let shown = || {
+        actual
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "absent".to_owned())
+    };
     match m {
         Matcher::Equals(expected) => match vars.expand(expected) {
             Ok(e) if actual.is_some_and(|a| same(&e, a, loose)) => {}
@@ -57,8 +87,19 @@ fn leaf(m: &Matcher, actual: Option<&Value>, vars: &Vars, loose: bool, what: &st
     }
 }
 
-fn op_check(op: &MatchOp, actual: Option<&Value>, vars: &Vars, loose: bool, what: &str, why: &mut Vec<String>) {
-    let shown = || actual.map(|v| v.to_string()).unwrap_or_else(|| "absent".to_owned());
+fn op_check(
+    op: &MatchOp,
+    actual: Option<&Value>,
+    vars: &Vars,
+    loose: bool,
+    what: &str,
+    why: &mut Vec<String>,
+) {
+    let shown = || {
+        actual
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "absent".to_owned())
+    };
     match op {
         MatchOp::Present(want) => {
             if actual.is_some() != *want {
@@ -77,7 +118,10 @@ fn op_check(op: &MatchOp, actual: Option<&Value>, vars: &Vars, loose: bool, what
                 _ => false,
             };
             if !ok {
-                why.push(format!("{what}: expected text matching /{pattern}/, got {}", shown()));
+                why.push(format!(
+                    "{what}: expected text matching /{pattern}/, got {}",
+                    shown()
+                ));
             }
         }
         MatchOp::OneOf(options) => {
@@ -90,7 +134,11 @@ fn op_check(op: &MatchOp, actual: Option<&Value>, vars: &Vars, loose: bool, what
             }
             if !actual.is_some_and(|a| expanded.iter().any(|e| same(e, a, loose))) {
                 let list: Vec<String> = expanded.iter().map(|v| v.to_string()).collect();
-                why.push(format!("{what}: expected one of [{}], got {}", list.join(", "), shown()));
+                why.push(format!(
+                    "{what}: expected one of [{}], got {}",
+                    list.join(", "),
+                    shown()
+                ));
             }
         }
         MatchOp::Not(v) => match vars.expand(v) {
@@ -150,7 +198,11 @@ fn body(expected: &Value, actual: &Value, vars: &Vars, path: &str, why: &mut Vec
                 return why.push(format!("{path}: expected an array, got {actual}"));
             };
             if arr.len() != items.len() {
-                return why.push(format!("{path}: expected {} items, got {}", items.len(), arr.len()));
+                return why.push(format!(
+                    "{path}: expected {} items, got {}",
+                    items.len(),
+                    arr.len()
+                ));
             }
             for (i, (e, a)) in items.iter().zip(arr).enumerate() {
                 body(e, a, vars, &format!("{path}[{i}]"), why);
@@ -198,7 +250,11 @@ pub fn describe(pattern: &Pattern, vars: &Vars) -> String {
     if let Some(s) = &pattern.schema {
         parts.push(format!("valid against schema {s}"));
     }
-    if parts.is_empty() { "any message".to_owned() } else { parts.join(", ") }
+    if parts.is_empty() {
+        "any message".to_owned()
+    } else {
+        parts.join(", ")
+    }
 }
 
 fn op_json(op: &MatchOp) -> Value {
@@ -219,7 +275,8 @@ mod tests {
         let mut m = Message::default();
         m.headers.insert("type".into(), json!("EVENT"));
         m.headers.insert("tenant".into(), json!("t1"));
-        m.properties.insert("content_type".into(), json!("application/json"));
+        m.properties
+            .insert("content_type".into(), json!("application/json"));
         m.body = br#"{"actionId":7,"actionStatus":"CANCELED","message":["x"],"extra":1}"#.to_vec();
         m
     }
@@ -243,7 +300,10 @@ mod tests {
         let why = check(&p, &msg(), &vars, &schemas).unwrap_err();
         assert_eq!(why, vec!["body.actionId: expected 8, got 7".to_owned()]);
         vars.set("actionId", json!("7"));
-        assert!(!matches(&p, &msg(), &vars, &schemas), "the body is compared strictly");
+        assert!(
+            !matches(&p, &msg(), &vars, &schemas),
+            "the body is compared strictly"
+        );
     }
 
     #[test]

@@ -67,7 +67,11 @@ impl Message {
         let _ = writeln!(out, "{indent}properties: {}", compact(&self.properties));
         let body = String::from_utf8_lossy(&self.body);
         let body = if body.len() > 2000 {
-            format!("{}... ({} bytes)", &body[..body.floor_char_boundary(2000)], self.body.len())
+            format!(
+                "{}... ({} bytes)",
+                &body[..body.floor_char_boundary(2000)],
+                self.body.len()
+            )
         } else {
             body.into_owned()
         };

@@ -21,7 +21,13 @@ pub struct Planned {
 
 /// The test name of a case.
 pub fn case_name(suite: &Suite, case_id: &str) -> String {
-    format!("{}::{}::{}::{}", suite.protocol, suite.role.as_str(), suite.id, case_id)
+    format!(
+        "{}::{}::{}::{}",
+        suite.protocol,
+        suite.role.as_str(),
+        suite.id,
+        case_id
+    )
 }
 
 /// Lists every case of `suites`, sorted by name, each ignored with a
@@ -46,14 +52,19 @@ pub fn plan(suites: &[Arc<Suite>], profile: &Profile) -> Vec<Planned> {
                 .map(String::as_str)
                 .collect();
             if !missing.is_empty() {
-                reasons.push(format!("the profile does not declare {}", missing.join(", ")));
+                reasons.push(format!(
+                    "the profile does not declare {}",
+                    missing.join(", ")
+                ));
             }
             let hooks: Vec<&str> = suite
                 .setup
                 .iter()
                 .chain(case.steps.iter())
                 .filter_map(|s| match &s.action {
-                    Action::Trigger(t) if !profile.hooks.contains_key(&t.hook) => Some(t.hook.as_str()),
+                    Action::Trigger(t) if !profile.hooks.contains_key(&t.hook) => {
+                        Some(t.hook.as_str())
+                    }
                     _ => None,
                 })
                 .collect();

@@ -14,7 +14,11 @@ use crate::suite::Role;
 use crate::suite::ast::parse_duration;
 
 /// Every capability the built-in reference device declares.
-pub const REFERENCE_DEVICE_CAPABILITIES: [&str; 3] = ["dmf.download-only", "dmf.request-attributes", "dmf.reregister"];
+pub const REFERENCE_DEVICE_CAPABILITIES: [&str; 3] = [
+    "dmf.download-only",
+    "dmf.request-attributes",
+    "dmf.reregister",
+];
 
 /// The hooks the built-in reference device offers.
 pub const REFERENCE_DEVICE_HOOKS: [&str; 1] = ["reregister"];
@@ -165,10 +169,20 @@ impl Profile {
             origin: "built-in reference device".to_owned(),
             sut: SutSpec::ReferenceDevice { fault },
             role: Role::Device,
-            capabilities: REFERENCE_DEVICE_CAPABILITIES.iter().map(|s| s.to_string()).collect(),
+            capabilities: REFERENCE_DEVICE_CAPABILITIES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             hooks: REFERENCE_DEVICE_HOOKS
                 .iter()
-                .map(|h| (h.to_string(), Hook { command: Vec::new() }))
+                .map(|h| {
+                    (
+                        h.to_string(),
+                        Hook {
+                            command: Vec::new(),
+                        },
+                    )
+                })
                 .collect(),
             timeouts: Timeouts::default(),
             broker: BrokerSpec::default(),
@@ -210,7 +224,9 @@ impl Profile {
                 let p = Self::reference_device(fault);
                 (p.sut, p.capabilities, p.hooks)
             }
-            (Some(r), None) => return Err(format!("{origin}: unknown reference `{r}`; known: device")),
+            (Some(r), None) => {
+                return Err(format!("{origin}: unknown reference `{r}`; known: device"));
+            }
             (None, Some(argv)) if !argv.is_empty() => {
                 if fault.is_some() {
                     return Err(format!("{origin}: `fault` applies to a reference SUT only"));
@@ -234,7 +250,9 @@ impl Profile {
         let defaults = Timeouts::default();
         let scale = raw.timeouts.scale.unwrap_or(1.0);
         if !(scale > 0.0 && scale.is_finite()) {
-            return Err(format!("{origin}: timeouts.scale must be a positive number"));
+            return Err(format!(
+                "{origin}: timeouts.scale must be a positive number"
+            ));
         }
         Ok(Profile {
             origin: origin.clone(),
@@ -280,6 +298,12 @@ mod tests {
         assert_eq!(p.timeouts.expect, Duration::from_secs(5));
         assert!(p.hooks.contains_key("reregister"));
         assert!(Profile::parse("[sut]\n", Path::new("p.toml")).is_err());
-        assert!(Profile::parse("[sut]\nreference = \"device\"\nfault = \"nope\"\n", Path::new("p.toml")).is_err());
+        assert!(
+            Profile::parse(
+                "[sut]\nreference = \"device\"\nfault = \"nope\"\n",
+                Path::new("p.toml")
+            )
+            .is_err()
+        );
     }
 }

@@ -18,7 +18,11 @@ pub struct Violation {
 
 impl std::fmt::Display for Violation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let at = if self.pointer.is_empty() { "/" } else { &self.pointer };
+        let at = if self.pointer.is_empty() {
+            "/"
+        } else {
+            &self.pointer
+        };
         write!(f, "at {at}: {}", self.message)
     }
 }
@@ -48,14 +52,23 @@ impl SchemaStore {
                 self.load_dir(root, &path)?;
                 continue;
             }
-            let Some(file) = path.file_name().and_then(|n| n.to_str()) else { continue };
-            let Some(stem) = file.strip_suffix(".schema.json") else { continue };
-            let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let schema: Value =
-                serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+            let Some(file) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let Some(stem) = file.strip_suffix(".schema.json") else {
+                continue;
+            };
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let schema: Value = serde_json::from_str(&text)
+                .map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
             let validator = jsonschema::validator_for(&schema)
                 .map_err(|e| format!("{}: not a valid JSON Schema: {e}", path.display()))?;
-            let rel = path.parent().unwrap_or(root).strip_prefix(root).unwrap_or(Path::new(""));
+            let rel = path
+                .parent()
+                .unwrap_or(root)
+                .strip_prefix(root)
+                .unwrap_or(Path::new(""));
             let name = if rel.as_os_str().is_empty() {
                 stem.to_owned()
             } else {
@@ -86,7 +99,11 @@ impl SchemaStore {
                 message: e.to_string(),
             })
             .collect();
-        if violations.is_empty() { Ok(()) } else { Err(violations) }
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(violations)
+        }
     }
 }
 

@@ -86,8 +86,14 @@ impl SutInstance {
                     .await
                     .map_err(|_| format!("hook `{name}` did not finish within 30s"))?
                     .map_err(|e| format!("hook `{name}`: cannot run `{program}`: {e}"))?;
-                append(output, &format!("[hook {name}] {}", String::from_utf8_lossy(&out.stdout)));
-                append(output, &format!("[hook {name}] {}", String::from_utf8_lossy(&out.stderr)));
+                append(
+                    output,
+                    &format!("[hook {name}] {}", String::from_utf8_lossy(&out.stdout)),
+                );
+                append(
+                    output,
+                    &format!("[hook {name}] {}", String::from_utf8_lossy(&out.stderr)),
+                );
                 if out.status.success() {
                     Ok(())
                 } else {
@@ -100,7 +106,9 @@ impl SutInstance {
     /// If the SUT has already ended on its own, how.
     pub fn exited(&mut self) -> Option<String> {
         match self {
-            SutInstance::Reference(d) => d.is_finished().then(|| "the reference device stopped".to_owned()),
+            SutInstance::Reference(d) => d
+                .is_finished()
+                .then(|| "the reference device stopped".to_owned()),
             SutInstance::Command { child, .. } => match child.try_wait() {
                 Ok(Some(status)) => Some(format!("the SUT process exited: {status}")),
                 _ => None,
@@ -131,7 +139,10 @@ impl SutInstance {
                             libc::kill(pid as libc::pid_t, libc::SIGTERM);
                         }
                     }
-                    if tokio::time::timeout(stop_timeout, child.wait()).await.is_err() {
+                    if tokio::time::timeout(stop_timeout, child.wait())
+                        .await
+                        .is_err()
+                    {
                         let _ = child.kill().await;
                         append(&output, "[dmconf] the SUT ignored SIGTERM and was killed\n");
                     }
@@ -146,10 +157,10 @@ impl SutInstance {
 }
 
 fn append(output: &Mutex<String>, text: &str) {
-    if let Ok(mut o) = output.lock() {
-        if o.len() < OUTPUT_KEPT {
-            o.push_str(text);
-        }
+    if let Ok(mut o) = output.lock()
+        && o.len() < OUTPUT_KEPT
+    {
+        o.push_str(text);
     }
 }
 
@@ -167,7 +178,12 @@ fn start_command(spec: &CommandSpec, ids: &CaseIds) -> Result<SutInstance, Strin
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("cannot start the SUT `{program}` in {}: {e}", spec.cwd.display()))?;
+        .map_err(|e| {
+            format!(
+                "cannot start the SUT `{program}` in {}: {e}",
+                spec.cwd.display()
+            )
+        })?;
     let output = Arc::new(Mutex::new(String::new()));
     if let Some(out) = child.stdout.take() {
         tokio::spawn(read_lines(out, output.clone()));

@@ -46,7 +46,9 @@ impl Paths {
     /// another suites folder.
     pub fn under(root: impl Into<PathBuf>) -> Self {
         let root = root.into();
-        let suites = std::env::var_os("DMCONF_SUITES").map(PathBuf::from).unwrap_or_else(|| root.join("suites"));
+        let suites = std::env::var_os("DMCONF_SUITES")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("suites"));
         Paths {
             suites,
             schemas: root.join("schemas"),
@@ -112,7 +114,12 @@ impl Harness {
     }
 
     /// Writes events to a JSON Lines file in `dir`.
-    pub fn report_to(&self, dir: &std::path::Path, prefix: &str, profile: &Profile) -> Result<PathBuf, String> {
+    pub fn report_to(
+        &self,
+        dir: &std::path::Path,
+        prefix: &str,
+        profile: &Profile,
+    ) -> Result<PathBuf, String> {
         let header = json!({
             "tool": concat!("dmconf ", env!("CARGO_PKG_VERSION")),
             "profile": profile.origin,
@@ -120,14 +127,20 @@ impl Harness {
             "capabilities": profile.capabilities,
             "suites": self.suites.iter().map(|s| s.origin.clone()).collect::<Vec<_>>(),
         });
-        let r = report::json::JsonLines::create(dir, prefix, header).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let r = report::json::JsonLines::create(dir, prefix, header)
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
         let path = r.path().to_owned();
         *self.reporter.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
         Ok(path)
     }
 
     fn emit(&self, event: RunEvent) {
-        if let Some(r) = self.reporter.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if let Some(r) = self
+            .reporter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
             r.on_event(&event);
         }
     }
@@ -170,7 +183,9 @@ impl Harness {
                 amqp_url: &live.broker.amqp_url,
                 server: &live.server,
             };
-            Ok::<_, String>(run::run_case(&env, &planned.suite, &planned.suite.cases[planned.case]).await)
+            Ok::<_, String>(
+                run::run_case(&env, &planned.suite, &planned.suite.cases[planned.case]).await,
+            )
         })?;
         self.emit(RunEvent::CaseFinished {
             name: planned.name.clone(),
@@ -242,11 +257,19 @@ pub fn conformance_main(root: impl Into<PathBuf>) -> ExitCode {
             .map(PathBuf::from)
             .unwrap_or_else(|| harness.paths.root.join("target").join("dmconf-reports"));
         match harness.report_to(&dir, "conformance", &profile) {
-            Ok(path) => eprintln!("dmconf: SUT: {}; evidence: {}", profile.origin, path.display()),
+            Ok(path) => eprintln!(
+                "dmconf: SUT: {}; evidence: {}",
+                profile.origin,
+                path.display()
+            ),
             Err(e) => eprintln!("dmconf: no evidence file: {e}"),
         }
         for p in planned.iter().filter(|p| p.ignored.is_some()) {
-            eprintln!("dmconf: ignored {}: {}", p.name, p.ignored.as_deref().unwrap_or_default());
+            eprintln!(
+                "dmconf: ignored {}: {}",
+                p.name,
+                p.ignored.as_deref().unwrap_or_default()
+            );
         }
     }
     default_threads(&mut args, profile.parallel);
@@ -273,7 +296,9 @@ pub fn conformance_main(root: impl Into<PathBuf>) -> ExitCode {
         h.shutdown();
     }
     if broker_failed {
-        eprintln!("dmconf: the broker could not be started; the failures above are the harness's, not the SUT's");
+        eprintln!(
+            "dmconf: the broker could not be started; the failures above are the harness's, not the SUT's"
+        );
         ExitCode::from(EXIT_HARNESS_ERROR)
     } else if conclusion.has_failed() {
         ExitCode::from(EXIT_FAILED)

@@ -27,7 +27,12 @@ impl Vars {
     pub fn expand(&self, value: &Value) -> Result<Value, String> {
         Ok(match value {
             Value::String(s) => self.expand_str_value(s)?,
-            Value::Array(items) => Value::Array(items.iter().map(|v| self.expand(v)).collect::<Result<_, _>>()?),
+            Value::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|v| self.expand(v))
+                    .collect::<Result<_, _>>()?,
+            ),
             Value::Object(map) => Value::Object(
                 map.iter()
                     .map(|(k, v)| Ok((k.clone(), self.expand(v)?)))
@@ -38,13 +43,14 @@ impl Vars {
     }
 
     fn expand_str_value(&self, s: &str) -> Result<Value, String> {
-        if let Some(name) = s.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
-            if !name.contains("${") && !name.contains('}') {
-                return self
-                    .get(name)
-                    .cloned()
-                    .ok_or_else(|| format!("variable `{name}` is not set"));
-            }
+        if let Some(name) = s.strip_prefix("${").and_then(|r| r.strip_suffix('}'))
+            && !name.contains("${")
+            && !name.contains('}')
+        {
+            return self
+                .get(name)
+                .cloned()
+                .ok_or_else(|| format!("variable `{name}` is not set"));
         }
         self.expand_str(s).map(Value::String)
     }
@@ -81,7 +87,11 @@ mod tests {
         let mut v = Vars::default();
         v.set("id", json!(42));
         v.set("t", json!("DEFAULT"));
-        assert_eq!(v.expand(&json!({"a": "${id}", "b": "x-${id}-${t}"})).unwrap(), json!({"a": 42, "b": "x-42-DEFAULT"}));
+        assert_eq!(
+            v.expand(&json!({"a": "${id}", "b": "x-${id}-${t}"}))
+                .unwrap(),
+            json!({"a": 42, "b": "x-42-DEFAULT"})
+        );
         assert!(v.expand(&json!("${nope}")).is_err());
     }
 }

@@ -92,7 +92,9 @@ impl DmfServerSide {
     pub async fn start(url: &str) -> Result<Self, String> {
         let client = AmqpClient::connect(url).await?;
         client.declare_fanout(DMF_EXCHANGE, true, false).await?;
-        client.declare_fanout(DEAD_LETTER_EXCHANGE, true, false).await?;
+        client
+            .declare_fanout(DEAD_LETTER_EXCHANGE, true, false)
+            .await?;
         let dlq = QueueSpec {
             durable: true,
             message_ttl: Some(DEAD_LETTER_TTL_MS),
@@ -159,8 +161,12 @@ impl DmfServerSide {
 
 fn dispatch(router: &Mutex<Router>, msg: Message) {
     let mut r = router.lock().unwrap_or_else(|e| e.into_inner());
-    let by_tenant = msg.header("tenant").and_then(|t| r.by_tenant.get(&t).cloned());
-    let by_thing = msg.header("thingId").and_then(|t| r.by_thing.get(&t).cloned());
+    let by_tenant = msg
+        .header("tenant")
+        .and_then(|t| r.by_tenant.get(&t).cloned());
+    let by_thing = msg
+        .header("thingId")
+        .and_then(|t| r.by_thing.get(&t).cloned());
     match by_tenant.or(by_thing) {
         Some(tx) => {
             let _ = tx.send(msg);
@@ -248,7 +254,9 @@ impl Flow {
 
     fn intermediate(self) -> &'static [&'static str] {
         match self {
-            Flow::DownloadAndInstall => &["DOWNLOAD", "RETRIEVED", "RUNNING", "WARNING", "DOWNLOADED"],
+            Flow::DownloadAndInstall => {
+                &["DOWNLOAD", "RETRIEVED", "RUNNING", "WARNING", "DOWNLOADED"]
+            }
             Flow::Download => &["DOWNLOAD", "RETRIEVED", "RUNNING", "WARNING"],
         }
     }
@@ -268,7 +276,11 @@ pub fn check_lifecycle(flow: Flow, statuses: &[Message]) -> Result<(), String> {
         .iter()
         .map(|m| {
             m.body_json()
-                .and_then(|b| b.get("actionStatus").and_then(Value::as_str).map(str::to_owned))
+                .and_then(|b| {
+                    b.get("actionStatus")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                })
                 .unwrap_or_else(|| "<no actionStatus>".to_owned())
         })
         .collect();
@@ -280,7 +292,9 @@ pub fn check_lifecycle(flow: Flow, statuses: &[Message]) -> Result<(), String> {
         let last = i + 1 == names.len();
         let is_final = flow.finals().contains(&s.as_str());
         if is_final && !last {
-            return Err(format!("final status {s} is followed by more statuses: {seq}"));
+            return Err(format!(
+                "final status {s} is followed by more statuses: {seq}"
+            ));
         }
         if last && !is_final {
             return Err(format!(
@@ -313,7 +327,13 @@ mod tests {
     fn lifecycle_oracle() {
         let seq = |v: &[&str]| v.iter().map(|s| status(s)).collect::<Vec<_>>();
         let dai = Flow::DownloadAndInstall;
-        assert!(check_lifecycle(dai, &seq(&["RUNNING", "DOWNLOAD", "DOWNLOADED", "FINISHED"])).is_ok());
+        assert!(
+            check_lifecycle(
+                dai,
+                &seq(&["RUNNING", "DOWNLOAD", "DOWNLOADED", "FINISHED"])
+            )
+            .is_ok()
+        );
         assert!(check_lifecycle(dai, &seq(&["ERROR"])).is_ok());
         assert!(check_lifecycle(dai, &seq(&["RUNNING", "CANCELED"])).is_err());
         assert!(check_lifecycle(dai, &seq(&["FINISHED", "FINISHED"])).is_err());

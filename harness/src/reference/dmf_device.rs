@@ -263,8 +263,16 @@ impl Device {
     }
 
     async fn status(&self, action_id: i64, status: &str, text: &str) {
-        let id = if self.has(DeviceFault::StatusWrongActionId) { action_id + 1 } else { action_id };
-        let status = if self.has(DeviceFault::BadStatusValue) && status == "FINISHED" { "DONE" } else { status };
+        let id = if self.has(DeviceFault::StatusWrongActionId) {
+            action_id + 1
+        } else {
+            action_id
+        };
+        let status = if self.has(DeviceFault::BadStatusValue) && status == "FINISHED" {
+            "DONE"
+        } else {
+            status
+        };
         let body = json!({"actionId": id, "actionStatus": status, "message": [text]});
         self.event_status(body).await;
     }
@@ -281,7 +289,9 @@ impl Device {
         } else {
             json!({"content_type": "application/json"})
         };
-        let _ = self.send(headers, props, body.to_string().into_bytes()).await;
+        let _ = self
+            .send(headers, props, body.to_string().into_bytes())
+            .await;
     }
 
     /// Handles one message; `false` ends the device's message loop.
@@ -311,7 +321,8 @@ impl Device {
     }
 
     async fn on_deployment(self: Arc<Self>, msg: &Message, download_only: bool) {
-        let Some(id) = self.action_id(msg, &["actionId", "targetSecurityToken", "softwareModules"]) else {
+        let Some(id) = self.action_id(msg, &["actionId", "targetSecurityToken", "softwareModules"])
+        else {
             return;
         };
         let (phase_tx, phase_rx) = watch::channel(Phase::Running);
@@ -333,8 +344,16 @@ impl Device {
         tokio::spawn(async move { self.run_action(id, install, phase_tx, cancel_rx).await });
     }
 
-    async fn run_action(&self, id: i64, install: bool, phase: watch::Sender<Phase>, mut cancel: watch::Receiver<bool>) {
-        let canceled = |c: &watch::Receiver<bool>| *c.borrow() && !self.has(DeviceFault::FinishedAfterCanceled);
+    async fn run_action(
+        &self,
+        id: i64,
+        install: bool,
+        phase: watch::Sender<Phase>,
+        mut cancel: watch::Receiver<bool>,
+    ) {
+        let canceled = |c: &watch::Receiver<bool>| {
+            *c.borrow() && !self.has(DeviceFault::FinishedAfterCanceled)
+        };
         self.status(id, "RUNNING", "Update started").await;
         let _ = tokio::time::timeout(STEP / 6, cancel.changed()).await;
         if canceled(&cancel) {
@@ -361,7 +380,9 @@ impl Device {
     }
 
     async fn on_cancel(&self, msg: &Message) {
-        let Some(id) = self.action_id(msg, &["actionId"]) else { return };
+        let Some(id) = self.action_id(msg, &["actionId"]) else {
+            return;
+        };
         if self.has(DeviceFault::CancelSilent) {
             if let Some(a) = self.actions.lock().await.get(&id) {
                 let _ = a.cancel.send(true);
@@ -393,13 +414,26 @@ impl Device {
             }
         };
         let (answer, text) = match answer {
-            "CANCELED" if self.has(DeviceFault::CancelAnsweredFinished) => ("FINISHED", "Simulation canceled"),
+            "CANCELED" if self.has(DeviceFault::CancelAnsweredFinished) => {
+                ("FINISHED", "Simulation canceled")
+            }
             "CANCELED" => ("CANCELED", "The update was canceled."),
-            _ => ("CANCEL_REJECTED", "The update is being installed and cannot be canceled."),
+            _ => (
+                "CANCEL_REJECTED",
+                "The update is being installed and cannot be canceled.",
+            ),
         };
-        let answer_id = if self.has(DeviceFault::CancelWrongActionId) { id + 1 } else { id };
+        let answer_id = if self.has(DeviceFault::CancelWrongActionId) {
+            id + 1
+        } else {
+            id
+        };
         let body = json!({"actionId": answer_id, "actionStatus": answer, "message": [text]});
-        let times = if self.has(DeviceFault::CancelAnsweredTwice) { 2 } else { 1 };
+        let times = if self.has(DeviceFault::CancelAnsweredTwice) {
+            2
+        } else {
+            1
+        };
         for _ in 0..times {
             if self.has(DeviceFault::StatusTenantIsThingId) {
                 let headers = json!({
@@ -407,7 +441,9 @@ impl Device {
                     "tenant": self.cfg.thing_id, "thingId": self.cfg.thing_id,
                 });
                 let props = json!({"content_type": "application/json"});
-                let _ = self.send(headers, props, body.to_string().into_bytes()).await;
+                let _ = self
+                    .send(headers, props, body.to_string().into_bytes())
+                    .await;
             } else {
                 self.event_status(body.clone()).await;
             }
@@ -418,7 +454,8 @@ impl Device {
         if self.has(DeviceFault::IgnoresAttributeRequest) {
             return;
         }
-        let mut headers = json!({"type": "EVENT", "topic": "UPDATE_ATTRIBUTES", "tenant": self.cfg.tenant});
+        let mut headers =
+            json!({"type": "EVENT", "topic": "UPDATE_ATTRIBUTES", "tenant": self.cfg.tenant});
         if !self.has(DeviceFault::AttributesWithoutThingId) {
             headers["thingId"] = json!(self.cfg.thing_id);
         }
@@ -427,7 +464,9 @@ impl Device {
             "mode": "MERGE",
         });
         let props = json!({"content_type": "application/json"});
-        let _ = self.send(headers, props, body.to_string().into_bytes()).await;
+        let _ = self
+            .send(headers, props, body.to_string().into_bytes())
+            .await;
     }
 }
 
@@ -435,19 +474,35 @@ impl Device {
 /// parser knows.
 fn strict_ok(body: &Value, top: &[&str]) -> bool {
     const NESTED: [&str; 12] = [
-        "moduleId", "moduleType", "moduleVersion", "artifacts", "metadata", "filename", "urls", "hashes", "size",
-        "key", "value", "encrypted",
+        "moduleId",
+        "moduleType",
+        "moduleVersion",
+        "artifacts",
+        "metadata",
+        "filename",
+        "urls",
+        "hashes",
+        "size",
+        "key",
+        "value",
+        "encrypted",
     ];
     fn walk(v: &Value, allowed: &dyn Fn(&str) -> bool) -> bool {
         match v {
-            Value::Object(m) => m.iter().all(|(k, v)| allowed(k) && walk_inner(k, v, allowed)),
+            Value::Object(m) => m
+                .iter()
+                .all(|(k, v)| allowed(k) && walk_inner(k, v, allowed)),
             Value::Array(a) => a.iter().all(|v| walk(v, allowed)),
             _ => true,
         }
     }
     fn walk_inner(k: &str, v: &Value, allowed: &dyn Fn(&str) -> bool) -> bool {
         // Hash and URL maps have free keys.
-        if k == "urls" || k == "hashes" { true } else { walk(v, allowed) }
+        if k == "urls" || k == "hashes" {
+            true
+        } else {
+            walk(v, allowed)
+        }
     }
     let allowed = |k: &str| top.contains(&k) || NESTED.contains(&k);
     walk(body, &allowed)

@@ -9,7 +9,9 @@ use crate::suite::{Level, Suite};
 
 /// Renders the failure of `verdict` for case `case_index` of `suite`.
 pub fn failure(suite: &Suite, case_index: usize, verdict: &Verdict) -> String {
-    let Some(f) = &verdict.failure else { return String::new() };
+    let Some(f) = &verdict.failure else {
+        return String::new();
+    };
     let case = &suite.cases[case_index];
     let mut out = String::new();
     let _ = writeln!(out, "{} ({})", case.title, case.location);
@@ -19,13 +21,25 @@ pub fn failure(suite: &Suite, case_index: usize, verdict: &Verdict) -> String {
                 Level::Must => "MUST",
                 Level::Should => "SHOULD",
             };
-            let _ = writeln!(out, "requirement {} [{level}] ({}, {}): {}", r.id, r.source, r.section, r.text);
+            let _ = writeln!(
+                out,
+                "requirement {} [{level}] ({}, {}): {}",
+                r.id, r.source, r.section, r.text
+            );
         }
     }
     match &f.step {
         Some(s) => {
-            let name = s.name.as_deref().map(|n| format!(" `{n}`")).unwrap_or_default();
-            let _ = writeln!(out, "failed at step {} ({}{name}) at {}", s.index, s.kind, s.location);
+            let name = s
+                .name
+                .as_deref()
+                .map(|n| format!(" `{n}`"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "failed at step {} ({}{name}) at {}",
+                s.index, s.kind, s.location
+            );
         }
         None => {
             let _ = writeln!(out, "failed after the last step");
@@ -33,7 +47,11 @@ pub fn failure(suite: &Suite, case_index: usize, verdict: &Verdict) -> String {
     }
     let _ = writeln!(out, "expected: {}", f.expected);
     let _ = writeln!(out, "actual:   {}", f.actual.trim_end());
-    let _ = writeln!(out, "case ids: tenant={} thingId={}", verdict.tenant, verdict.thing_id);
+    let _ = writeln!(
+        out,
+        "case ids: tenant={} thingId={}",
+        verdict.tenant, verdict.thing_id
+    );
     let _ = writeln!(out, "transcript:");
     let _ = write!(out, "{}", verdict.transcript);
     if !verdict.sut_output.is_empty() {

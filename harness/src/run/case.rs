@@ -174,7 +174,9 @@ fn generate(spec: &VarSpec) -> Value {
         VarSpec::Literal(v) => v.clone(),
         VarSpec::Generated { generate } => match generate {
             // Below 2^53, so that every JSON parser reads it exactly.
-            Generator::Int => Value::from(1 + (uuid::Uuid::new_v4().as_u128() % 9_000_000_000_000) as u64),
+            Generator::Int => {
+                Value::from(1 + (uuid::Uuid::new_v4().as_u128() % 9_000_000_000_000) as u64)
+            }
             Generator::Uuid => Value::String(uuid::Uuid::new_v4().to_string()),
         },
     }
@@ -218,10 +220,10 @@ impl<'a> CaseRun<'a> {
                 expected: e.expected,
                 actual: e.actual,
             };
-            if let Some(cond) = &step.when {
-                if !matching::when(cond, &self.vars) {
-                    continue;
-                }
+            if let Some(cond) = &step.when
+                && !matching::when(cond, &self.vars)
+            {
+                continue;
             }
             if let Some(name) = &step.name {
                 self.step_seq.insert(name.clone(), self.next_seq);
@@ -230,8 +232,16 @@ impl<'a> CaseRun<'a> {
             if let (Some(name), Some(seq)) = (&step.name, self.last_taken.take()) {
                 self.step_seq.insert(name.clone(), seq);
             }
-            self.drain();
-            self.check_invalid().map_err(wrap)?;
+            // Malformed messages are reported by the first step that reads
+            // messages, so that the step named in a verdict does not depend
+            // on how fast the SUT answered a `send`.
+            if matches!(
+                step.action,
+                Action::Expect(_) | Action::ExpectNone(_) | Action::Collect(_) | Action::Wait(_)
+            ) {
+                self.drain();
+                self.check_invalid().map_err(wrap)?;
+            }
         }
         self.drain();
         self.check_invalid().map_err(|e| Failure {
@@ -252,7 +262,9 @@ impl<'a> CaseRun<'a> {
         let default_within = self.env.profile.timeouts.expect;
         match &step.action {
             Action::Send(s) => {
-                let msg = self.build(s).map_err(|e| err("a message the harness can build", e))?;
+                let msg = self
+                    .build(s)
+                    .map_err(|e| err("a message the harness can build", e))?;
                 self.publish(&msg).await?;
                 if let Some(n) = &step.name {
                     self.sent.insert(n.clone(), msg);
@@ -261,7 +273,10 @@ impl<'a> CaseRun<'a> {
             }
             Action::Resend(name) => {
                 let msg = self.sent.get(name).cloned().ok_or_else(|| {
-                    err(format!("a message sent by step `{name}`"), "that step did not run")
+                    err(
+                        format!("a message sent by step `{name}`"),
+                        "that step did not run",
+                    )
                 })?;
                 self.publish(&msg).await
             }
@@ -304,12 +319,24 @@ impl<'a> CaseRun<'a> {
                     .map_err(|e| err(format!("check `{}` passes", c.name), e))
             }
             Action::Trigger(t) => {
-                let hook = self.env.profile.hooks.get(&t.hook).cloned().ok_or_else(|| {
-                    err(format!("the profile has a hook `{}`", t.hook), "it has none")
-                })?;
+                let hook = self
+                    .env
+                    .profile
+                    .hooks
+                    .get(&t.hook)
+                    .cloned()
+                    .ok_or_else(|| {
+                        err(
+                            format!("the profile has a hook `{}`", t.hook),
+                            "it has none",
+                        )
+                    })?;
                 let mut vars = self.vars.clone();
                 for (k, v) in &t.args {
-                    let v = self.vars.expand(v).map_err(|e| err("hook arguments whose variables are set", e))?;
+                    let v = self
+                        .vars
+                        .expand(v)
+                        .map_err(|e| err("hook arguments whose variables are set", e))?;
                     vars.set(k, v);
                 }
                 sut.trigger(&t.hook, &hook, &vars)
@@ -351,7 +378,8 @@ impl<'a> CaseRun<'a> {
             v.expand_str(t)?.into_bytes()
         } else if let Some(f) = &s.body_fixture {
             let path = self.env.fixtures.join(f);
-            let text = std::fs::read_to_string(&path).map_err(|e| format!("fixture {}: {e}", path.display()))?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("fixture {}: {e}", path.display()))?;
             v.expand_str(&text)?.into_bytes()
         } else {
             Vec::new()
@@ -363,7 +391,10 @@ impl<'a> CaseRun<'a> {
         self.record(Direction::ToSut, msg.clone());
         self.link.publish(msg).await.map_err(|e| {
             err(
-                format!("the broker accepts a message for exchange `{}`", msg.channel),
+                format!(
+                    "the broker accepts a message for exchange `{}`",
+                    msg.channel
+                ),
                 e,
             )
         })
@@ -382,14 +413,13 @@ impl<'a> CaseRun<'a> {
     fn ingest(&mut self, msg: Message) {
         self.record(Direction::FromSut, msg.clone());
         let verdict = match dmf::device_message_schema(&msg) {
-            Ok(schema) => self
-                .env
-                .schemas
-                .validate(schema, &msg.view())
-                .map_err(|v| {
-                    let list: Vec<String> = v.iter().map(|v| format!("  - {v}")).collect();
-                    format!("it violates schemas/{schema}.schema.json:\n{}", list.join("\n"))
-                }),
+            Ok(schema) => self.env.schemas.validate(schema, &msg.view()).map_err(|v| {
+                let list: Vec<String> = v.iter().map(|v| format!("  - {v}")).collect();
+                format!(
+                    "it violates schemas/{schema}.schema.json:\n{}",
+                    list.join("\n")
+                )
+            }),
             Err(e) => Err(format!("it is not a message a device may send: {e}")),
         };
         if let Err(why) = verdict {
@@ -427,19 +457,27 @@ impl<'a> CaseRun<'a> {
         if let Some((msg, why)) = self.invalid.first() {
             return Err(err(
                 "every message from the SUT conforms to the DMF message format",
-                format!("a message from the SUT is malformed: {why}\n{}", msg.render("    ")),
+                format!(
+                    "a message from the SUT is malformed: {why}\n{}",
+                    msg.render("    ")
+                ),
             ));
         }
         Ok(())
     }
 
     fn find(&self, p: &Pattern, after: u64) -> Option<usize> {
-        self.pending
-            .iter()
-            .position(|x| x.seq > after && matching::matches(p, &x.msg, &self.vars, self.env.schemas))
+        self.pending.iter().position(|x| {
+            x.seq > after && matching::matches(p, &x.msg, &self.vars, self.env.schemas)
+        })
     }
 
-    async fn take(&mut self, p: &Pattern, after: u64, within: Duration) -> Result<Message, StepError> {
+    async fn take(
+        &mut self,
+        p: &Pattern,
+        after: u64,
+        within: Duration,
+    ) -> Result<Message, StepError> {
         let deadline = Instant::now() + within;
         loop {
             self.drain();
@@ -455,7 +493,10 @@ impl<'a> CaseRun<'a> {
                     return Ok(self.pending.remove(i).msg);
                 }
                 return Err(err(
-                    format!("within {within:?}, a message with {}", matching::describe(p, &self.vars)),
+                    format!(
+                        "within {within:?}, a message with {}",
+                        matching::describe(p, &self.vars)
+                    ),
                     self.near_misses(p, after),
                 ));
             }
@@ -469,7 +510,10 @@ impl<'a> CaseRun<'a> {
             if let Some(i) = self.find(p, after) {
                 let m = &self.pending[i].msg;
                 return Err(err(
-                    format!("for {during:?}, no message with {}", matching::describe(p, &self.vars)),
+                    format!(
+                        "for {during:?}, no message with {}",
+                        matching::describe(p, &self.vars)
+                    ),
                     format!("this one arrived:\n{}", m.render("    ")),
                 ));
             }
@@ -480,7 +524,13 @@ impl<'a> CaseRun<'a> {
         }
     }
 
-    async fn collect(&mut self, p: &Pattern, until: &Pattern, after: u64, within: Duration) -> Result<Vec<Message>, StepError> {
+    async fn collect(
+        &mut self,
+        p: &Pattern,
+        until: &Pattern,
+        after: u64,
+        within: Duration,
+    ) -> Result<Vec<Message>, StepError> {
         let deadline = Instant::now() + within;
         let mut got = Vec::new();
         loop {
@@ -504,7 +554,10 @@ impl<'a> CaseRun<'a> {
             }
             self.check_invalid()?;
             if !self.recv_until(deadline).await && Instant::now() >= deadline {
-                let mut actual = format!("{} matching message(s) arrived, none that ends the sequence", got.len());
+                let mut actual = format!(
+                    "{} matching message(s) arrived, none that ends the sequence",
+                    got.len()
+                );
                 for m in &got {
                     actual.push_str(&format!("\n  taken:\n{}", m.render("    ")));
                 }
@@ -528,9 +581,14 @@ impl<'a> CaseRun<'a> {
         if candidates.is_empty() {
             return "no message from the SUT was waiting to be matched".to_owned();
         }
-        let mut out = format!("{} message(s) from the SUT did not match:\n", candidates.len());
+        let mut out = format!(
+            "{} message(s) from the SUT did not match:\n",
+            candidates.len()
+        );
         for x in candidates.iter().take(6) {
-            let why = matching::check(p, &x.msg, &self.vars, self.env.schemas).err().unwrap_or_default();
+            let why = matching::check(p, &x.msg, &self.vars, self.env.schemas)
+                .err()
+                .unwrap_or_default();
             out.push_str(&x.msg.render("    "));
             for w in why {
                 out.push_str(&format!("      ✗ {w}\n"));

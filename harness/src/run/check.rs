@@ -10,8 +10,15 @@ use crate::protocol::dmf::{self, Flow};
 pub const NAMES: [&str; 2] = ["dmf.action_lifecycle", "amqp.exchange_exists"];
 
 /// Runs the check `name`; `Err` says what was wrong.
-pub async fn run(name: &str, args: &serde_json::Map<String, Value>, run: &mut CaseRun<'_>) -> Result<(), String> {
-    let arg = |k: &str| -> Result<&Value, String> { args.get(k).ok_or_else(|| format!("check `{name}` needs the argument `{k}`")) };
+pub async fn run(
+    name: &str,
+    args: &serde_json::Map<String, Value>,
+    run: &mut CaseRun<'_>,
+) -> Result<(), String> {
+    let arg = |k: &str| -> Result<&Value, String> {
+        args.get(k)
+            .ok_or_else(|| format!("check `{name}` needs the argument `{k}`"))
+    };
     let text = |k: &str| -> Result<String, String> {
         arg(k)?
             .as_str()
@@ -21,8 +28,9 @@ pub async fn run(name: &str, args: &serde_json::Map<String, Value>, run: &mut Ca
     match name {
         "dmf.action_lifecycle" => {
             let flow_name = text("flow")?;
-            let flow = Flow::parse(&flow_name)
-                .ok_or_else(|| format!("unknown flow `{flow_name}`; use download_and_install or download"))?;
+            let flow = Flow::parse(&flow_name).ok_or_else(|| {
+                format!("unknown flow `{flow_name}`; use download_and_install or download")
+            })?;
             let from = text("messages")?;
             let messages = run
                 .collected(&from)

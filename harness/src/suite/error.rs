@@ -37,14 +37,14 @@ impl SuiteErrors {
         for e in &self.0 {
             out.push_str(&e.to_string());
             out.push('\n');
-            if let Some(text) = source(&e.location.file) {
-                if let Some(line) = text.lines().nth(e.location.line.saturating_sub(1) as usize) {
-                    let n = e.location.line.to_string();
-                    let pad = " ".repeat(n.len());
-                    out.push_str(&format!("{pad} |\n{n} | {line}\n{pad} | "));
-                    out.push_str(&" ".repeat(e.location.column.saturating_sub(1) as usize));
-                    out.push_str("^\n");
-                }
+            if let Some(text) = source(&e.location.file)
+                && let Some(line) = text.lines().nth(e.location.line.saturating_sub(1) as usize)
+            {
+                let n = e.location.line.to_string();
+                let pad = " ".repeat(n.len());
+                out.push_str(&format!("{pad} |\n{n} | {line}\n{pad} | "));
+                out.push_str(&" ".repeat(e.location.column.saturating_sub(1) as usize));
+                out.push_str("^\n");
             }
         }
         out

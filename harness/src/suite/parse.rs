@@ -44,6 +44,15 @@ pub fn parse(text: &str, origin: &str, cx: &Context<'_>) -> Result<Suite, SuiteE
             message: format!("invalid YAML: {}", e.message),
         }])
     })?;
+    let at_node = |(line, column): (u32, u32), pointer: &str, message: String| SuiteError {
+        location: Location {
+            file: origin.to_owned(),
+            line,
+            column,
+        },
+        path: pointer.to_owned(),
+        message,
+    };
     let at = |pointer: &str, message: String| {
         let (line, column) = tree.position(pointer);
         SuiteError {
@@ -60,11 +69,12 @@ pub fn parse(text: &str, origin: &str, cx: &Context<'_>) -> Result<Suite, SuiteE
     if let Err(violations) = cx.schemas.validate("suite", &tree.value) {
         let errors = violations
             .into_iter()
-            .map(|v| {
-                let pointer = unexpected_key(&v.message)
-                    .map(|k| format!("{}/{k}", v.pointer))
-                    .unwrap_or(v.pointer);
-                at(&pointer, v.message)
+            .map(|v| match unexpected_key(&v.message) {
+                Some(k) => {
+                    let pointer = format!("{}/{k}", v.pointer);
+                    at_node(tree.key_position(&pointer), &pointer, v.message)
+                }
+                None => at(&v.pointer, v.message),
             })
             .collect();
         return Err(SuiteErrors(errors));
@@ -78,7 +88,11 @@ pub fn parse(text: &str, origin: &str, cx: &Context<'_>) -> Result<Suite, SuiteE
     suite.origin = origin.to_owned();
     locate(&mut suite, &tree, origin);
     errors.extend(meaning(&suite, cx, &at));
-    if errors.is_empty() { Ok(suite) } else { Err(SuiteErrors(errors)) }
+    if errors.is_empty() {
+        Ok(suite)
+    } else {
+        Err(SuiteErrors(errors))
+    }
 }
 
 fn unexpected_key(message: &str) -> Option<String> {
@@ -145,12 +159,19 @@ fn locate(suite: &mut Suite, tree: &Tree, origin: &str) {
 
 /// Checks that need more than the schema: references between parts of the
 /// file, regular expressions, schema and check names.
-fn meaning(suite: &Suite, cx: &Context<'_>, at: &impl Fn(&str, String) -> SuiteError) -> Vec<SuiteError> {
+fn meaning(
+    suite: &Suite,
+    cx: &Context<'_>,
+    at: &impl Fn(&str, String) -> SuiteError,
+) -> Vec<SuiteError> {
     let mut errors = Vec::new();
     let mut ids = HashSet::new();
     for (i, r) in suite.requirements.iter().enumerate() {
         if !ids.insert(r.id.as_str()) {
-            errors.push(at(&format!("/requirements/{i}/id"), format!("requirement `{}` is defined twice", r.id)));
+            errors.push(at(
+                &format!("/requirements/{i}/id"),
+                format!("requirement `{}` is defined twice", r.id),
+            ));
         }
     }
     for (i, p) in suite.allow.iter().enumerate() {
@@ -160,7 +181,10 @@ fn meaning(suite: &Suite, cx: &Context<'_>, at: &impl Fn(&str, String) -> SuiteE
     let mut case_ids = HashSet::new();
     for (i, case) in suite.cases.iter().enumerate() {
         if !case_ids.insert(case.id.as_str()) {
-            errors.push(at(&format!("/cases/{i}/id"), format!("case `{}` is defined twice in this suite", case.id)));
+            errors.push(at(
+                &format!("/cases/{i}/id"),
+                format!("case `{}` is defined twice in this suite", case.id),
+            ));
         }
         for (k, r) in case.requirements.iter().enumerate() {
             if !ids.contains(r.as_str()) {
@@ -170,7 +194,14 @@ fn meaning(suite: &Suite, cx: &Context<'_>, at: &impl Fn(&str, String) -> SuiteE
                 ));
             }
         }
-        steps(&case.steps, &format!("/cases/{i}/steps"), &setup_names, cx, at, &mut errors);
+        steps(
+            &case.steps,
+            &format!("/cases/{i}/steps"),
+            &setup_names,
+            cx,
+            at,
+            &mut errors,
+        );
     }
     errors
 }
@@ -190,13 +221,13 @@ fn steps(
         let here = format!("{base}/{j}");
         let known = |n: &str| names.iter().any(|(m, _)| m == n);
         let mut after = |a: &Option<String>, kind: &str| {
-            if let Some(a) = a {
-                if !known(a) {
-                    errors.push(at(
-                        &format!("{here}/{kind}/after"),
-                        format!("`after: {a}` names no earlier step; give that step `name: {a}`"),
-                    ));
-                }
+            if let Some(a) = a
+                && !known(a)
+            {
+                errors.push(at(
+                    &format!("{here}/{kind}/after"),
+                    format!("`after: {a}` names no earlier step; give that step `name: {a}`"),
+                ));
             }
         };
         match &step.action {
@@ -210,27 +241,53 @@ fn steps(
             }
             Action::Expect(e) => {
                 after(&e.after, "expect");
-                pattern(&e.message, &format!("{here}/expect/message"), cx, at, errors);
+                pattern(
+                    &e.message,
+                    &format!("{here}/expect/message"),
+                    cx,
+                    at,
+                    errors,
+                );
             }
             Action::ExpectNone(e) => {
                 after(&e.after, "expect_none");
-                pattern(&e.message, &format!("{here}/expect_none/message"), cx, at, errors);
+                pattern(
+                    &e.message,
+                    &format!("{here}/expect_none/message"),
+                    cx,
+                    at,
+                    errors,
+                );
             }
             Action::Collect(c) => {
                 after(&c.after, "collect");
-                pattern(&c.message, &format!("{here}/collect/message"), cx, at, errors);
+                pattern(
+                    &c.message,
+                    &format!("{here}/collect/message"),
+                    cx,
+                    at,
+                    errors,
+                );
                 pattern(&c.until, &format!("{here}/collect/until"), cx, at, errors);
             }
             Action::Check(c) => {
                 if !cx.checks.contains(&c.name.as_str()) {
                     errors.push(at(
                         &format!("{here}/check/name"),
-                        format!("unknown check `{}`; known checks: {}", c.name, cx.checks.join(", ")),
+                        format!(
+                            "unknown check `{}`; known checks: {}",
+                            c.name,
+                            cx.checks.join(", ")
+                        ),
                     ));
                 }
             }
             Action::Send(s) => {
-                let bodies = [s.body.is_some(), s.body_text.is_some(), s.body_fixture.is_some()];
+                let bodies = [
+                    s.body.is_some(),
+                    s.body_text.is_some(),
+                    s.body_fixture.is_some(),
+                ];
                 if bodies.iter().filter(|b| **b).count() > 1 {
                     errors.push(at(
                         &format!("{here}/send"),
@@ -242,7 +299,10 @@ fn steps(
         }
         if let Some(n) = &step.name {
             if names.iter().any(|(m, _)| m == n) {
-                errors.push(at(&format!("{here}/name"), format!("step name `{n}` is used twice")));
+                errors.push(at(
+                    &format!("{here}/name"),
+                    format!("step name `{n}` is used twice"),
+                ));
             }
             names.push((n.clone(), matches!(step.action, Action::Send(_))));
         }
@@ -257,10 +317,13 @@ fn pattern(
     at: &impl Fn(&str, String) -> SuiteError,
     errors: &mut Vec<SuiteError>,
 ) {
-    if let Some(name) = &p.schema {
-        if !cx.schemas.contains(name) {
-            errors.push(at(&format!("{base}/schema"), format!("no schema named `{name}` under schemas/")));
-        }
+    if let Some(name) = &p.schema
+        && !cx.schemas.contains(name)
+    {
+        errors.push(at(
+            &format!("{base}/schema"),
+            format!("no schema named `{name}` under schemas/"),
+        ));
     }
     let mut regexes = Vec::new();
     for (k, m) in p.headers.iter().chain(p.properties.iter()) {
@@ -273,7 +336,10 @@ fn pattern(
     }
     for (key, r) in regexes {
         if let Err(e) = regex::Regex::new(&r) {
-            errors.push(at(base, format!("`{key}`: invalid regular expression: {e}")));
+            errors.push(at(
+                base,
+                format!("`{key}`: invalid regular expression: {e}"),
+            ));
         }
     }
 }

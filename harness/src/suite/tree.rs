@@ -18,7 +18,7 @@ enum Node {
     Float(f64),
     Str(String),
     Seq(Vec<Spanned<Node>>),
-    Map(Vec<(String, Spanned<Node>)>),
+    Map(Vec<(Spanned<String>, Spanned<Node>)>),
 }
 
 impl<'de> Deserialize<'de> for Node {
@@ -70,11 +70,11 @@ impl<'de> Visitor<'de> for NodeVisitor {
         Ok(Node::Seq(items))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
-        let mut entries: Vec<(String, Spanned<Node>)> = Vec::new();
-        while let Some(key) = map.next_key::<String>()? {
+        let mut entries: Vec<(Spanned<String>, Spanned<Node>)> = Vec::new();
+        while let Some(key) = map.next_key::<Spanned<String>>()? {
             let value = map.next_value::<Spanned<Node>>()?;
-            if entries.iter().any(|(k, _)| *k == key) {
-                return Err(de::Error::custom(format!("duplicate key `{key}`")));
+            if entries.iter().any(|(k, _)| k.value == key.value) {
+                return Err(de::Error::custom(format!("duplicate key `{}`", key.value)));
             }
             entries.push((key, value));
         }
@@ -87,6 +87,7 @@ pub struct Tree {
     /// The document as JSON.
     pub value: Value,
     positions: HashMap<String, (u32, u32)>,
+    keys: HashMap<String, (u32, u32)>,
 }
 
 impl Tree {
@@ -103,6 +104,15 @@ impl Tree {
                 None => return (1, 1),
             }
         }
+    }
+
+    /// The position of the key of the node at `pointer`, falling back to
+    /// the node's own position.
+    pub fn key_position(&self, pointer: &str) -> (u32, u32) {
+        self.keys
+            .get(pointer)
+            .copied()
+            .unwrap_or_else(|| self.position(pointer))
     }
 }
 
@@ -132,11 +142,23 @@ pub fn read(text: &str) -> Result<Tree, SyntaxError> {
         }
     })?;
     let mut positions = HashMap::new();
-    let value = convert(root, String::new(), &mut positions);
-    Ok(Tree { value, positions })
+    let mut keys = HashMap::new();
+    let value = convert(root, String::new(), &mut positions, &mut keys);
+    Ok(Tree {
+        value,
+        positions,
+        keys,
+    })
 }
 
-fn convert(node: Spanned<Node>, pointer: String, positions: &mut HashMap<String, (u32, u32)>) -> Value {
+type Positions = HashMap<String, (u32, u32)>;
+
+fn convert(
+    node: Spanned<Node>,
+    pointer: String,
+    positions: &mut Positions,
+    keys: &mut Positions,
+) -> Value {
     let loc = node.referenced;
     positions.insert(pointer.clone(), (loc.line() as u32, loc.column() as u32));
     match node.value {
@@ -144,21 +166,30 @@ fn convert(node: Spanned<Node>, pointer: String, positions: &mut HashMap<String,
         Node::Bool(b) => Value::Bool(b),
         Node::Int(i) => Value::from(i),
         Node::UInt(u) => Value::from(u),
-        Node::Float(f) => Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null),
+        Node::Float(f) => Number::from_f64(f)
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
         Node::Str(s) => Value::String(s),
         Node::Seq(items) => Value::Array(
             items
                 .into_iter()
                 .enumerate()
-                .map(|(i, item)| convert(item, format!("{pointer}/{i}"), positions))
+                .map(|(i, item)| convert(item, format!("{pointer}/{i}"), positions, keys))
                 .collect(),
         ),
         Node::Map(entries) => {
             let mut map = Map::new();
             for (k, v) in entries {
-                let child = format!("{pointer}/{}", k.replace('~', "~0").replace('/', "~1"));
-                let value = convert(v, child, positions);
-                map.insert(k, value);
+                let child = format!(
+                    "{pointer}/{}",
+                    k.value.replace('~', "~0").replace('/', "~1")
+                );
+                keys.insert(
+                    child.clone(),
+                    (k.referenced.line() as u32, k.referenced.column() as u32),
+                );
+                let value = convert(v, child, positions, keys);
+                map.insert(k.value, value);
             }
             Value::Object(map)
         }
@@ -176,11 +207,14 @@ mod tests {
         assert_eq!(tree.position("/b/1/y"), (4, 8));
         assert_eq!(tree.position("/b/0"), (3, 5));
         assert_eq!(tree.position("/b/1/missing"), tree.position("/b/1"));
+        assert_eq!(tree.key_position("/b/1/y"), (4, 5));
     }
 
     #[test]
     fn syntax_errors_have_a_position() {
-        let Err(e) = read("a: [1, 2\nb: 3\n") else { panic!("should fail") };
+        let Err(e) = read("a: [1, 2\nb: 3\n") else {
+            panic!("should fail")
+        };
         assert!(e.line >= 1 && !e.message.is_empty());
     }
 }

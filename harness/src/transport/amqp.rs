@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use futures_lite::StreamExt;
 use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
-    QueueDeclareOptions,
+    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+    QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -47,14 +47,20 @@ async fn bounded<T>(what: &str, f: impl Future<Output = lapin::Result<T>>) -> Re
     match tokio::time::timeout(OP_TIMEOUT, f).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(format!("{what}: {e}")),
-        Err(_) => Err(format!("{what}: no answer from the broker within {OP_TIMEOUT:?}")),
+        Err(_) => Err(format!(
+            "{what}: no answer from the broker within {OP_TIMEOUT:?}"
+        )),
     }
 }
 
 impl AmqpClient {
     /// Connects to `url` (`amqp://user:pass@host:port/vhost`).
     pub async fn connect(url: &str) -> Result<Self, String> {
-        let conn = bounded("connect", Connection::connect(url, ConnectionProperties::default())).await?;
+        let conn = bounded(
+            "connect",
+            Connection::connect(url, ConnectionProperties::default()),
+        )
+        .await?;
         let channel = Self::open_channel(&conn).await?;
         Ok(AmqpClient {
             conn,
@@ -64,7 +70,11 @@ impl AmqpClient {
 
     async fn open_channel(conn: &Connection) -> Result<Channel, String> {
         let channel = bounded("open channel", conn.create_channel()).await?;
-        bounded("confirm.select", channel.confirm_select(ConfirmSelectOptions::default())).await?;
+        bounded(
+            "confirm.select",
+            channel.confirm_select(ConfirmSelectOptions::default()),
+        )
+        .await?;
         Ok(channel)
     }
 
@@ -77,7 +87,12 @@ impl AmqpClient {
     }
 
     /// Declares a fanout exchange.
-    pub async fn declare_fanout(&self, name: &str, durable: bool, auto_delete: bool) -> Result<(), String> {
+    pub async fn declare_fanout(
+        &self,
+        name: &str,
+        durable: bool,
+        auto_delete: bool,
+    ) -> Result<(), String> {
         let ch = self.channel().await?;
         let opts = ExchangeDeclareOptions {
             durable,
@@ -86,7 +101,12 @@ impl AmqpClient {
         };
         bounded(
             &format!("declare exchange {name}"),
-            ch.exchange_declare(name.into(), ExchangeKind::Fanout, opts, FieldTable::default()),
+            ch.exchange_declare(
+                name.into(),
+                ExchangeKind::Fanout,
+                opts,
+                FieldTable::default(),
+            ),
         )
         .await
     }
@@ -97,7 +117,10 @@ impl AmqpClient {
         let ch = self.channel().await?;
         let mut args = FieldTable::default();
         if let Some(dlx) = &spec.dead_letter_exchange {
-            args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(dlx.as_str().into()));
+            args.insert(
+                "x-dead-letter-exchange".into(),
+                AMQPValue::LongString(dlx.as_str().into()),
+            );
         }
         if let Some(ttl) = spec.message_ttl {
             args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl));
@@ -108,7 +131,11 @@ impl AmqpClient {
             auto_delete: spec.auto_delete,
             ..Default::default()
         };
-        let q = bounded(&format!("declare queue {name}"), ch.queue_declare(name.into(), opts, args)).await?;
+        let q = bounded(
+            &format!("declare queue {name}"),
+            ch.queue_declare(name.into(), opts, args),
+        )
+        .await?;
         Ok(q.name().as_str().to_owned())
     }
 
@@ -181,7 +208,9 @@ impl AmqpClient {
             return Err(format!("{what}: the broker refused the message"));
         }
         if !ch.status().connected() {
-            return Err(format!("{what}: the broker closed the channel (does the exchange exist?)"));
+            return Err(format!(
+                "{what}: the broker closed the channel (does the exchange exist?)"
+            ));
         }
         Ok(())
     }
@@ -196,7 +225,12 @@ impl AmqpClient {
         };
         let res = tokio::time::timeout(
             OP_TIMEOUT,
-            ch.exchange_declare(name.into(), ExchangeKind::Fanout, opts, FieldTable::default()),
+            ch.exchange_declare(
+                name.into(),
+                ExchangeKind::Fanout,
+                opts,
+                FieldTable::default(),
+            ),
         )
         .await
         .map_err(|_| format!("passive declare of `{name}`: no answer within {OP_TIMEOUT:?}"))?;
@@ -205,7 +239,9 @@ impl AmqpClient {
                 let _ = ch.close(200, "done".into()).await;
                 Ok(true)
             }
-            Err(e) if e.to_string().contains("NOT_FOUND") || e.to_string().contains("404") => Ok(false),
+            Err(e) if e.to_string().contains("NOT_FOUND") || e.to_string().contains("404") => {
+                Ok(false)
+            }
             Err(e) => Err(format!("passive declare of `{name}`: {e}")),
         }
     }
@@ -221,7 +257,9 @@ fn encode_properties(msg: &Message) -> BasicProperties {
     for (k, v) in &msg.headers {
         headers.insert(k.as_str().into(), to_amqp(v));
     }
-    let mut props = BasicProperties::default().with_headers(headers).with_delivery_mode(2);
+    let mut props = BasicProperties::default()
+        .with_headers(headers)
+        .with_delivery_mode(2);
     let text = |k: &str| msg.property(k).map(ShortString::from);
     if let Some(v) = text("content_type") {
         props = props.with_content_type(v);
@@ -270,7 +308,9 @@ fn from_amqp(v: &AMQPValue) -> Value {
         AMQPValue::Float(f) => Value::from(*f),
         AMQPValue::Double(f) => Value::from(*f),
         AMQPValue::ShortString(s) => Value::String(s.as_str().to_owned()),
-        AMQPValue::LongString(s) => Value::String(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::LongString(s) => {
+            Value::String(String::from_utf8_lossy(s.as_bytes()).into_owned())
+        }
         AMQPValue::Void => Value::Null,
         other => Value::String(format!("{other:?}")),
     }
