@@ -189,7 +189,10 @@ fn body(expected: &Value, actual: &Value, vars: &Vars, path: &str, why: &mut Vec
                             op_check(&op, None, vars, false, &p, why);
                         }
                     }
-                    None => why.push(format!("{p}: expected {e}, got absent")),
+                    None => {
+                        let e = vars.expand(e).unwrap_or_else(|_| e.clone());
+                        why.push(format!("{p}: expected {e}, got absent"));
+                    }
                 }
             }
         }
