@@ -53,18 +53,7 @@ pub fn parse(text: &str, origin: &str, cx: &Context<'_>) -> Result<Suite, SuiteE
         path: pointer.to_owned(),
         message,
     };
-    let at = |pointer: &str, message: String| {
-        let (line, column) = tree.position(pointer);
-        SuiteError {
-            location: Location {
-                file: origin.to_owned(),
-                line,
-                column,
-            },
-            path: pointer.to_owned(),
-            message,
-        }
-    };
+    let at = |pointer: &str, message: String| at_node(tree.position(pointer), pointer, message);
 
     if let Err(violations) = cx.schemas.validate("suite", &tree.value) {
         let errors = violations
