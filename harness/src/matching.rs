@@ -64,6 +64,13 @@ pub fn when(conditions: &std::collections::BTreeMap<String, Matcher>, vars: &Var
     })
 }
 
+/// A value for a report, or `absent`.
+fn shown(actual: Option<&Value>) -> String {
+    actual
+        .map(|v| v.to_string())
+        .unwrap_or_else(|| "absent".to_owned())
+}
+
 fn leaf(
     m: &Matcher,
     actual: Option<&Value>,
@@ -72,15 +79,10 @@ fn leaf(
     what: &str,
     why: &mut Vec<String>,
 ) {
-    let shown = || {
-        actual
-            .map(|v| v.to_string())
-            .unwrap_or_else(|| "absent".to_owned())
-    };
     match m {
         Matcher::Equals(expected) => match vars.expand(expected) {
             Ok(e) if actual.is_some_and(|a| same(&e, a, loose)) => {}
-            Ok(e) => why.push(format!("{what}: expected {e}, got {}", shown())),
+            Ok(e) => why.push(format!("{what}: expected {e}, got {}", shown(actual))),
             Err(err) => why.push(format!("{what}: {err}")),
         },
         Matcher::Op(op) => op_check(op, actual, vars, loose, what, why),
@@ -95,16 +97,11 @@ fn op_check(
     what: &str,
     why: &mut Vec<String>,
 ) {
-    let shown = || {
-        actual
-            .map(|v| v.to_string())
-            .unwrap_or_else(|| "absent".to_owned())
-    };
     match op {
         MatchOp::Present(want) => {
             if actual.is_some() != *want {
                 let word = if *want { "present" } else { "absent" };
-                why.push(format!("{what}: expected {word}, got {}", shown()));
+                why.push(format!("{what}: expected {word}, got {}", shown(actual)));
             }
         }
         MatchOp::Regex(r) => {
@@ -120,7 +117,7 @@ fn op_check(
             if !ok {
                 why.push(format!(
                     "{what}: expected text matching /{pattern}/, got {}",
-                    shown()
+                    shown(actual)
                 ));
             }
         }
@@ -137,7 +134,7 @@ fn op_check(
                 why.push(format!(
                     "{what}: expected one of [{}], got {}",
                     list.join(", "),
-                    shown()
+                    shown(actual)
                 ));
             }
         }
@@ -184,15 +181,13 @@ fn body(expected: &Value, actual: &Value, vars: &Vars, path: &str, why: &mut Vec
                 let p = format!("{path}.{k}");
                 match obj.get(k) {
                     Some(a) => body(e, a, vars, &p, why),
-                    None if body_op(e).is_some() => {
-                        if let Some(op) = body_op(e) {
-                            op_check(&op, None, vars, false, &p, why);
+                    None => match body_op(e) {
+                        Some(op) => op_check(&op, None, vars, false, &p, why),
+                        None => {
+                            let e = vars.expand(e).unwrap_or_else(|_| e.clone());
+                            why.push(format!("{p}: expected {e}, got absent"));
                         }
-                    }
-                    None => {
-                        let e = vars.expand(e).unwrap_or_else(|_| e.clone());
-                        why.push(format!("{p}: expected {e}, got absent"));
-                    }
+                    },
                 }
             }
         }
