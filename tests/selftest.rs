@@ -1,7 +1,8 @@
 //! The self-test: proves that the suites can fail. Each row of the fault
-//! table starts the reference device with one realistic mistake and runs
-//! one case against it; the row passes only if the case fails, at the
-//! step the row names. Two more checks keep the table honest: every case
+//! tables starts a reference implementation (the device for device
+//! suites, the server for server suites) with one realistic mistake and
+//! runs one case against it; the row passes only if the case fails, at
+//! the step the row names. Two more checks keep the table honest: every case
 //! has a row, and every fault of the catalogue is used. Broken suite files
 //! under `fixtures/broken-suites/` must be reported at the line and column
 //! their first line announces.
@@ -13,14 +14,15 @@ use std::sync::Arc;
 use dmconf_harness::broker;
 use dmconf_harness::profile::{BrokerSpec, Profile};
 use dmconf_harness::reference::dmf_device::DeviceFault;
+use dmconf_harness::reference::dmf_server::ServerFault;
 use dmconf_harness::schema::SchemaStore;
 use dmconf_harness::suite::{self, Context};
 use dmconf_harness::trials::{self, Harness, Paths};
 use libtest_mimic::{Arguments, Failed, Trial};
 
-/// Fault, case, and the step that must fail (its name, or its kind when
-/// it has none).
-const FAULT_TABLE: &[(&str, &str, &str)] = &[
+/// Device fault, case, and the step that must fail (its name, or its kind
+/// when it has none).
+const DEVICE_FAULTS: &[(&str, &str, &str)] = &[
     (
         "no-reply-to",
         "dmf::device::registration::thing-created",
@@ -143,6 +145,165 @@ const FAULT_TABLE: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// Server fault, case, and the step that must fail.
+const SERVER_FAULTS: &[(&str, &str, &str)] = &[
+    (
+        "exchange-wrong-type",
+        "dmf::server::topology::inbound-exchange",
+        "check",
+    ),
+    (
+        "refuses-reregistration",
+        "dmf::server::registration::reregistration-resends-open-action",
+        "expect_accepted",
+    ),
+    (
+        "no-resend-on-register",
+        "dmf::server::registration::reregistration-resends-open-action",
+        "expect",
+    ),
+    (
+        "accepts-no-reply-to",
+        "dmf::server::registration::reply-to-required",
+        "expect_refused",
+    ),
+    (
+        "accepts-no-tenant",
+        "dmf::server::registration::tenant-and-type-required",
+        "expect_refused",
+    ),
+    (
+        "accepts-empty-thing-id",
+        "dmf::server::registration::thing-id-required",
+        "expect_refused",
+    ),
+    (
+        "lenient-type",
+        "dmf::server::registration::type-matched-exactly",
+        "expect_refused",
+    ),
+    (
+        "lenient-type",
+        "dmf::server::events::topic-matched-exactly",
+        "expect_refused",
+    ),
+    (
+        "accepts-server-messages",
+        "dmf::server::registration::server-types-refused",
+        "expect_refused",
+    ),
+    (
+        "accepts-server-messages",
+        "dmf::server::events::server-topics-refused",
+        "expect_refused",
+    ),
+    (
+        "ignores-content-type",
+        "dmf::server::registration::body-must-be-json",
+        "expect_refused",
+    ),
+    (
+        "ignores-content-type",
+        "dmf::server::events::content-type-json",
+        "expect_refused",
+    ),
+    (
+        "acks-malformed-status",
+        "dmf::server::events::malformed-status",
+        "expect_refused",
+    ),
+    (
+        "replace-merges",
+        "dmf::server::attributes::three-modes",
+        "query",
+    ),
+    (
+        "accepts-attributes-without-thing-id",
+        "dmf::server::attributes::thing-id-required",
+        "expect_refused",
+    ),
+    (
+        "accepts-257-char-thing-id",
+        "dmf::server::limits::thing-id-length",
+        "expect_refused",
+    ),
+    (
+        "attribute-limit-off-by-one",
+        "dmf::server::limits::attribute-length",
+        "expect_refused",
+    ),
+    (
+        "accepts-129-char-name",
+        "dmf::server::limits::name-length",
+        "expect_refused",
+    ),
+    (
+        "accepts-unknown-action",
+        "dmf::server::action-status::unknown-action",
+        "expect_refused",
+    ),
+    (
+        "refuses-duplicate-final-status",
+        "dmf::server::action-status::duplicate-final-ignored",
+        "expect_accepted",
+    ),
+    (
+        "finished-keeps-action-open",
+        "dmf::server::action-status::duplicate-final-ignored",
+        "query",
+    ),
+    (
+        "cancel-wrong-action-id",
+        "dmf::server::cancel::cancel-download-sent",
+        "cancel",
+    ),
+    (
+        "keeps-sending-canceled-action",
+        "dmf::server::cancel::canceled-closes-action",
+        "query",
+    ),
+    (
+        "no-next-after-cancel",
+        "dmf::server::cancel::next-action-follows-cancel",
+        "expect",
+    ),
+    (
+        "cancel-rejected-closes",
+        "dmf::server::cancel::cancel-rejected-keeps-running",
+        "query",
+    ),
+    (
+        "accepts-unrequested-cancel",
+        "dmf::server::cancel::unrequested-cancel-answer-refused",
+        "expect_refused",
+    ),
+    (
+        "ping-drops-correlation-id",
+        "dmf::server::ping::ping-answered",
+        "pong",
+    ),
+    (
+        "no-thing-deleted",
+        "dmf::server::removal::thing-removed",
+        "expect",
+    ),
+];
+
+/// The profile of one row: the reference of the case's role, with the
+/// fault.
+fn faulty(case: &str, fault: &str) -> Result<Profile, String> {
+    let unknown = || format!("no fault named {fault}");
+    if case.starts_with("dmf::server::") {
+        ServerFault::from_name(fault)
+            .map(|f| Profile::reference_server(Some(f)))
+            .ok_or_else(unknown)
+    } else {
+        DeviceFault::from_name(fault)
+            .map(|f| Profile::reference_device(Some(f)))
+            .ok_or_else(unknown)
+    }
+}
+
 fn main() -> ExitCode {
     if let Ok(spec) = std::env::var(broker::REAPER_ENV) {
         broker::reap(&spec);
@@ -157,8 +318,24 @@ fn main() -> ExitCode {
             return ExitCode::from(trials::EXIT_BROKEN_SUITE);
         }
     };
-    let clean = Profile::reference_device(None);
-    let planned = harness.plan(&clean);
+    let table: Vec<(&str, &str, &str)> = DEVICE_FAULTS
+        .iter()
+        .chain(SERVER_FAULTS.iter())
+        .copied()
+        .collect();
+    let clean = [
+        Profile::reference_device(None),
+        Profile::reference_server(None),
+    ];
+    let planned: Vec<_> = clean
+        .iter()
+        .flat_map(|p| {
+            harness
+                .plan(p)
+                .into_iter()
+                .filter(move |c| c.suite.role == p.role)
+        })
+        .collect();
     let mut list = Vec::new();
 
     let runnable: Vec<String> = planned
@@ -166,11 +343,11 @@ fn main() -> ExitCode {
         .filter(|p| p.ignored.is_none())
         .map(|p| p.name.clone())
         .collect();
-    let names = runnable.clone();
+    let rows = table.clone();
     list.push(Trial::test("table::every-case-has-a-fault", move || {
-        let missing: Vec<&String> = names
+        let missing: Vec<&String> = runnable
             .iter()
-            .filter(|n| !FAULT_TABLE.iter().any(|(_, c, _)| c == n))
+            .filter(|n| !rows.iter().any(|(_, c, _)| c == n))
             .collect();
         if missing.is_empty() {
             Ok(())
@@ -179,11 +356,18 @@ fn main() -> ExitCode {
         }
     }));
     list.push(Trial::test("table::every-fault-is-used", || {
-        let unused: Vec<&str> = DeviceFault::ALL
+        let used = |table: &[(&str, &str, &str)], n: &str| table.iter().any(|(f, _, _)| *f == n);
+        let mut unused: Vec<&str> = DeviceFault::ALL
             .iter()
             .map(|f| f.name())
-            .filter(|n| !FAULT_TABLE.iter().any(|(f, _, _)| f == n))
+            .filter(|n| !used(DEVICE_FAULTS, n))
             .collect();
+        unused.extend(
+            ServerFault::ALL
+                .iter()
+                .map(|f| f.name())
+                .filter(|n| !used(SERVER_FAULTS, n)),
+        );
         if unused.is_empty() {
             Ok(())
         } else {
@@ -191,23 +375,19 @@ fn main() -> ExitCode {
         }
     }));
 
-    for &(fault_name, case, step) in FAULT_TABLE {
+    for (fault_name, case, step) in table {
         let h = harness.clone();
         let p = planned.iter().find(|p| p.name == case).cloned();
-        let fault = DeviceFault::from_name(fault_name);
         list.push(Trial::test(
             format!("fault::{fault_name}::{case}"),
             move || {
                 let p = p.ok_or_else(|| Failed::from(format!("no case named {case}")))?;
-                let fault =
-                    fault.ok_or_else(|| Failed::from(format!("no fault named {fault_name}")))?;
-                let profile = Profile::reference_device(Some(fault));
+                let profile = faulty(case, fault_name).map_err(Failed::from)?;
                 let verdict = h.run(&profile, &p).map_err(Failed::from)?;
                 let Some(f) = &verdict.failure else {
-                    return Err(format!(
-                        "the case passed against a device with fault `{fault_name}`"
-                    )
-                    .into());
+                    return Err(
+                        format!("the case passed against a SUT with fault `{fault_name}`").into(),
+                    );
                 };
                 let at = f
                     .step

@@ -17,7 +17,8 @@
 //! - [`transport`]: AMQP on lapin.
 //! - [`protocol`]: hawkBit DMF specifics.
 //! - [`broker`]: RabbitMQ via testcontainers, or a given broker.
-//! - [`sut`]: starting and stopping the system under test.
+//! - [`sut`]: starting and stopping the system under test, and asking it
+//!   to act (hooks, [`mgmt`]).
 //! - [`reference`]: reference implementations with fault catalogues.
 //! - [`run`]: the engine, and the named checks.
 //! - [`event`], [`report`]: run events and what reads them.
@@ -30,6 +31,7 @@ pub mod discover;
 pub mod event;
 pub mod matching;
 pub mod message;
+pub mod mgmt;
 pub mod plan;
 pub mod profile;
 pub mod protocol;

@@ -178,8 +178,9 @@ fn body(expected: &Value, actual: &Value, vars: &Vars, path: &str, why: &mut Vec
                 return why.push(format!("{path}: expected an object, got {actual}"));
             };
             for (k, e) in fields {
+                let k = vars.expand_str(k).unwrap_or_else(|_| k.clone());
                 let p = format!("{path}.{k}");
-                match obj.get(k) {
+                match obj.get(&k) {
                     Some(a) => body(e, a, vars, &p, why),
                     None => match body_op(e) {
                         Some(op) => op_check(&op, None, vars, false, &p, why),
@@ -214,10 +215,22 @@ fn body(expected: &Value, actual: &Value, vars: &Vars, path: &str, why: &mut Vec
     }
 }
 
+/// Checks a JSON value (a hook's answer, say) against `expected` as a
+/// body is checked: a subset match whose leaves may be matchers.
+pub fn check_value(expected: &Value, actual: &Value, vars: &Vars) -> Result<(), Vec<String>> {
+    let mut why = Vec::new();
+    body(expected, actual, vars, "answer", &mut why);
+    if why.is_empty() { Ok(()) } else { Err(why) }
+}
+
 /// Reads `headers.X`, `properties.X` or `body.a.b` (array items by index).
 pub fn lookup(msg: &Message, path: &str) -> Option<Value> {
-    let view = msg.view();
-    let mut cur = &view;
+    lookup_value(&msg.view(), path)
+}
+
+/// Reads `a.b.0` out of a JSON value.
+pub fn lookup_value(v: &Value, path: &str) -> Option<Value> {
+    let mut cur = v;
     for part in path.split('.') {
         cur = match cur {
             Value::Object(m) => m.get(part)?,

@@ -22,6 +22,16 @@ pub struct Message {
     pub body: Vec<u8>,
 }
 
+/// What reaches a case from the SUT's side of the broker.
+#[derive(Clone, Debug)]
+pub enum Arrival {
+    /// A message the SUT sent.
+    Message(Message),
+    /// A message the harness sent that the SUT refused, as the broker
+    /// handed it back (DMF: dead-lettered).
+    Refused(Message),
+}
+
 fn body_as_text<S: serde::Serializer>(body: &[u8], s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&String::from_utf8_lossy(body))
 }
@@ -102,6 +112,8 @@ pub enum Direction {
     ToSut,
     /// From the SUT to the harness.
     FromSut,
+    /// A message of the harness's that the SUT refused, handed back.
+    Refused,
 }
 
 /// One message in a case's transcript.
@@ -133,6 +145,7 @@ impl fmt::Display for Transcript {
             let arrow = match e.direction {
                 Direction::ToSut => "harness -> SUT",
                 Direction::FromSut => "SUT -> harness",
+                Direction::Refused => "refused by SUT",
             };
             writeln!(f, "  #{:<3} +{:>8.3}s  {arrow}", i + 1, e.at.as_secs_f64())?;
             f.write_str(&e.message.render("        "))?;

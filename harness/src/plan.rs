@@ -57,19 +57,33 @@ pub fn plan(suites: &[Arc<Suite>], profile: &Profile) -> Vec<Planned> {
                     missing.join(", ")
                 ));
             }
-            let hooks: Vec<&str> = suite
-                .setup
-                .iter()
-                .chain(case.steps.iter())
+            let steps = || suite.setup.iter().chain(case.steps.iter());
+            let mut hooks: Vec<&str> = steps()
                 .filter_map(|s| match &s.action {
-                    Action::Trigger(t) if !profile.hooks.contains_key(&t.hook) => {
-                        Some(t.hook.as_str())
-                    }
+                    Action::Trigger(t) => Some(t.hook.as_str()),
+                    Action::Query(q) => Some(q.hook.as_str()),
                     _ => None,
                 })
+                .filter(|h| !profile.offers(h))
                 .collect();
+            hooks.dedup();
             if !hooks.is_empty() {
-                reasons.push(format!("the profile has no hook {}", hooks.join(", ")));
+                reasons.push(format!(
+                    "the profile offers no {} (a command hook, or `[sut.mgmt]` for hawkBit's Management API)",
+                    hooks.join(", ")
+                ));
+            }
+            let judges_refusals = steps().any(|s| {
+                matches!(
+                    s.action,
+                    Action::ExpectRefused(_) | Action::ExpectAccepted(_)
+                )
+            });
+            if judges_refusals && profile.dmf.dead_letter_exchange.is_none() {
+                reasons.push(
+                    "it judges refusals, and the profile declares that the server's cannot be observed"
+                        .to_owned(),
+                );
             }
             out.push(Planned {
                 name: case_name(suite, &case.id),

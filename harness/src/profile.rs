@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::mgmt::{self, MgmtSpec};
 use crate::reference::dmf_device::DeviceFault;
+use crate::reference::dmf_server::ServerFault;
 use crate::suite::Role;
 use crate::suite::ast::parse_duration;
 
@@ -42,6 +44,32 @@ pub struct Profile {
     pub broker: BrokerSpec,
     /// Cases run at once in one process.
     pub parallel: usize,
+    /// The tenant a server under test serves; `None` gives each case a
+    /// tenant of its own (the reference server).
+    pub tenant: Option<String>,
+    /// The server's Management API, when it offers hawkBit's.
+    pub mgmt: Option<MgmtSpec>,
+    /// Names of the server's broker objects.
+    pub dmf: DmfNames,
+}
+
+/// The names of a DMF server's broker objects.
+#[derive(Clone, Debug)]
+pub struct DmfNames {
+    /// The inbound exchange (`dmf.exchange`).
+    pub exchange: String,
+    /// The dead-letter exchange that its receiver queue names, or `None`
+    /// when the server's refusals cannot be observed.
+    pub dead_letter_exchange: Option<String>,
+}
+
+impl Default for DmfNames {
+    fn default() -> Self {
+        DmfNames {
+            exchange: crate::protocol::dmf::DMF_EXCHANGE.to_owned(),
+            dead_letter_exchange: Some(crate::protocol::dmf::DEAD_LETTER_EXCHANGE.to_owned()),
+        }
+    }
 }
 
 /// The system under test.
@@ -52,7 +80,14 @@ pub enum SutSpec {
         /// The fault to carry.
         fault: Option<DeviceFault>,
     },
-    /// An external program, started once per case.
+    /// The built-in reference server, optionally with a fault; one
+    /// instance per case, each on broker objects of its own.
+    ReferenceServer {
+        /// The fault to carry.
+        fault: Option<ServerFault>,
+    },
+    /// An external program: a device is started once per case, a server
+    /// once per run.
     Command(CommandSpec),
 }
 
@@ -113,6 +148,8 @@ pub struct BrokerSpec {
 struct RawProfile {
     sut: RawSut,
     #[serde(default)]
+    dmf: RawDmf,
+    #[serde(default)]
     timeouts: RawTimeouts,
     #[serde(default)]
     broker: RawBroker,
@@ -123,8 +160,12 @@ struct RawProfile {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSut {
-    #[serde(default = "default_role")]
-    role: Role,
+    #[serde(default)]
+    role: Option<Role>,
+    #[serde(default)]
+    tenant: Option<String>,
+    #[serde(default)]
+    mgmt: Option<RawMgmt>,
     #[serde(default)]
     reference: Option<String>,
     #[serde(default)]
@@ -143,8 +184,25 @@ struct RawSut {
     hooks: BTreeMap<String, Hook>,
 }
 
-fn default_role() -> Role {
-    Role::Device
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDmf {
+    exchange: Option<String>,
+    dead_letter_exchange: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMgmt {
+    url: String,
+    #[serde(default = "admin")]
+    user: String,
+    #[serde(default = "admin")]
+    password: String,
+}
+
+fn admin() -> String {
+    "admin".to_owned()
 }
 
 #[derive(Deserialize, Default)]
@@ -187,7 +245,30 @@ impl Profile {
             timeouts: Timeouts::default(),
             broker: BrokerSpec::default(),
             parallel: 64,
+            tenant: None,
+            mgmt: None,
+            dmf: DmfNames::default(),
         }
+    }
+
+    /// The built-in reference server, correct unless given a fault.
+    pub fn reference_server(fault: Option<ServerFault>) -> Self {
+        Profile {
+            origin: "built-in reference server".to_owned(),
+            sut: SutSpec::ReferenceServer { fault },
+            role: Role::Server,
+            capabilities: Vec::new(),
+            hooks: BTreeMap::new(),
+            ..Self::reference_device(None)
+        }
+    }
+
+    /// Whether a `trigger` or `query` step may name `hook`: the profile
+    /// has a command for it, or the SUT's Management API offers it.
+    pub fn offers(&self, hook: &str) -> bool {
+        self.hooks.contains_key(hook)
+            || (matches!(self.sut, SutSpec::ReferenceServer { .. }) || self.mgmt.is_some())
+                && mgmt::OPERATIONS.contains(&hook)
     }
 
     /// Reads a profile file.
@@ -208,27 +289,52 @@ impl Profile {
                 .map(|o| o.unwrap_or(d))
                 .map_err(|e| format!("{origin}: {e}"))
         };
-        let fault = raw
-            .sut
-            .fault
-            .as_deref()
-            .map(|f| {
-                DeviceFault::from_name(f).ok_or_else(|| {
-                    let names: Vec<_> = DeviceFault::ALL.iter().map(|f| f.name()).collect();
+        fn fault<F: Copy>(
+            origin: &str,
+            name: Option<&str>,
+            all: &[F],
+            lookup: fn(&str) -> Option<F>,
+            label: fn(F) -> &'static str,
+        ) -> Result<Option<F>, String> {
+            name.map(|f| {
+                lookup(f).ok_or_else(|| {
+                    let names: Vec<_> = all.iter().map(|f| label(*f)).collect();
                     format!("{origin}: unknown fault `{f}`; known: {}", names.join(", "))
                 })
             })
-            .transpose()?;
+            .transpose()
+        }
+        let fault_name = raw.sut.fault.as_deref();
         let (sut, mut capabilities, mut hooks) = match (&raw.sut.reference, &raw.sut.command) {
             (Some(r), None) if r == "device" => {
-                let p = Self::reference_device(fault);
+                let f = fault(
+                    &origin,
+                    fault_name,
+                    &DeviceFault::ALL,
+                    DeviceFault::from_name,
+                    DeviceFault::name,
+                )?;
+                let p = Self::reference_device(f);
+                (p.sut, p.capabilities, p.hooks)
+            }
+            (Some(r), None) if r == "server" => {
+                let f = fault(
+                    &origin,
+                    fault_name,
+                    ServerFault::ALL,
+                    ServerFault::from_name,
+                    ServerFault::name,
+                )?;
+                let p = Self::reference_server(f);
                 (p.sut, p.capabilities, p.hooks)
             }
             (Some(r), None) => {
-                return Err(format!("{origin}: unknown reference `{r}`; known: device"));
+                return Err(format!(
+                    "{origin}: unknown reference `{r}`; known: device, server"
+                ));
             }
             (None, Some(argv)) if !argv.is_empty() => {
-                if fault.is_some() {
+                if fault_name.is_some() {
                     return Err(format!("{origin}: `fault` applies to a reference SUT only"));
                 }
                 let spec = CommandSpec {
@@ -241,7 +347,7 @@ impl Profile {
             }
             _ => {
                 return Err(format!(
-                    "{origin}: [sut] needs exactly one of `reference = \"device\"` or `command = [\"program\", ...]`"
+                    "{origin}: [sut] needs exactly one of `reference = \"device\"`, `reference = \"server\"` or `command = [\"program\", ...]`"
                 ));
             }
         };
@@ -254,10 +360,41 @@ impl Profile {
                 "{origin}: timeouts.scale must be a positive number"
             ));
         }
+        let implied = match sut {
+            SutSpec::ReferenceDevice { .. } => Some(Role::Device),
+            SutSpec::ReferenceServer { .. } => Some(Role::Server),
+            SutSpec::Command(_) => None,
+        };
+        let role = match (raw.sut.role, implied) {
+            (Some(r), Some(i)) if r != i => {
+                return Err(format!(
+                    "{origin}: the reference SUT is a {}, but `role` says {}",
+                    i.as_str(),
+                    r.as_str()
+                ));
+            }
+            (r, i) => r.or(i).unwrap_or(Role::Device),
+        };
+        let defaults_dmf = DmfNames::default();
+        let dmf = DmfNames {
+            exchange: raw.dmf.exchange.unwrap_or(defaults_dmf.exchange),
+            dead_letter_exchange: match raw.dmf.dead_letter_exchange {
+                Some(d) if d.is_empty() => None,
+                Some(d) => Some(d),
+                None => defaults_dmf.dead_letter_exchange,
+            },
+        };
         Ok(Profile {
             origin: origin.clone(),
             sut,
-            role: raw.sut.role,
+            role,
+            tenant: raw.sut.tenant,
+            mgmt: raw.sut.mgmt.map(|m| MgmtSpec {
+                url: m.url,
+                user: m.user,
+                password: m.password,
+            }),
+            dmf,
             capabilities,
             hooks,
             timeouts: Timeouts {

@@ -1,15 +1,23 @@
-//! Starting, triggering and stopping the system under test for one case:
-//! the built-in reference device in process, or an external command.
+//! Starting, asking and stopping the system under test: the reference
+//! device or server in process, or an external command. A device command
+//! is started for each case; a server command once per run, as a real
+//! server runs, and shared by the cases. `trigger` and `query` steps reach
+//! the SUT through [`SutInstance::call`]: a command hook of the profile,
+//! or the Management API plugin.
 
+use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde_json::{Map, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::mgmt::{MgmtClient, MgmtSpec};
 use crate::profile::{CommandSpec, Hook, Profile, SutSpec};
 use crate::reference::dmf_device::{self, DeviceConfig, DeviceHandle};
+use crate::reference::dmf_server::{self, ServerConfig, ServerHandle};
 use crate::vars::Vars;
 
 /// What a SUT instance is told about its case.
@@ -21,139 +29,274 @@ pub struct CaseIds {
     pub tenant: String,
     /// The case's thing id.
     pub thing_id: String,
+    /// The server's inbound exchange.
+    pub dmf_exchange: String,
 }
 
 /// Most output kept from one SUT process.
 const OUTPUT_KEPT: usize = 64 * 1024;
+/// Bound on one command hook.
+const HOOK_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A running SUT.
-pub enum SutInstance {
-    /// The reference device, in process.
-    Reference(DeviceHandle),
-    /// An external program.
-    Command {
-        /// The process.
-        child: Child,
-        /// Its stdout and stderr, interleaved by line.
-        output: Arc<Mutex<String>>,
-        /// SIGTERM-to-kill grace.
-        stop_timeout: Duration,
-    },
+/// An external SUT program and its output.
+pub struct Process {
+    child: tokio::sync::Mutex<Child>,
+    output: Arc<Mutex<String>>,
+    stop_timeout: Duration,
+}
+
+impl Process {
+    /// Starts `spec` with the extra environment `env`.
+    pub fn spawn(spec: &CommandSpec, env: &[(&str, &str)]) -> Result<Self, String> {
+        let (program, args) = spec.argv.split_first().ok_or("the SUT command is empty")?;
+        let mut cmd = Command::new(program);
+        cmd.args(args).current_dir(&spec.cwd).envs(&spec.env);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                format!(
+                    "cannot start the SUT `{program}` in {}: {e}",
+                    spec.cwd.display()
+                )
+            })?;
+        let output = Arc::new(Mutex::new(String::new()));
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(read_lines(out, output.clone()));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(read_lines(err, output.clone()));
+        }
+        Ok(Process {
+            child: tokio::sync::Mutex::new(child),
+            output,
+            stop_timeout: spec.stop_timeout,
+        })
+    }
+
+    /// If the process has ended, how.
+    pub async fn exited(&self) -> Option<String> {
+        match self.child.lock().await.try_wait() {
+            Ok(Some(status)) => Some(format!("the SUT process exited: {status}")),
+            _ => None,
+        }
+    }
+
+    /// Its output so far.
+    pub fn output(&self) -> String {
+        self.output.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+
+    /// SIGTERM, then kill after the grace period; returns the output.
+    pub async fn stop(&self) -> String {
+        if self.exited().await.is_none() {
+            let mut child = self.child.lock().await;
+            if let Some(pid) = child.id() {
+                // SAFETY: kill(2) on a child we spawned and have not reaped.
+                unsafe {
+                    libc::kill(pid as libc::pid_t, libc::SIGTERM);
+                }
+            }
+            if tokio::time::timeout(self.stop_timeout, child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.kill().await;
+                append(
+                    &self.output,
+                    "[dmconf] the SUT ignored SIGTERM and was killed\n",
+                );
+            }
+        }
+        // Give the output readers a moment to reach end of file.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        self.output()
+    }
+}
+
+enum Kind {
+    Device(DeviceHandle),
+    Server(ServerHandle),
+    Process(Process),
+    Shared(Arc<Process>),
+}
+
+/// A running SUT, as one case sees it.
+pub struct SutInstance {
+    kind: Kind,
+    hooks: BTreeMap<String, Hook>,
+    mgmt: Option<MgmtClient>,
+    log: Arc<Mutex<String>>,
 }
 
 /// What is left of a SUT after its case.
 #[derive(Clone, Debug, Default)]
 pub struct SutReport {
-    /// Its output (command SUTs).
+    /// Its output (command SUTs) and the hooks' output.
     pub output: String,
     /// How it ended, if it ended on its own during the case.
     pub exited: Option<String>,
 }
 
 impl SutInstance {
-    /// Starts the SUT of `profile` for one case.
-    pub async fn start(profile: &Profile, ids: &CaseIds) -> Result<Self, String> {
-        match &profile.sut {
-            SutSpec::ReferenceDevice { fault } => {
+    /// Starts the SUT of `profile` for one case; a server command that
+    /// runs for the whole run is passed in as `shared`.
+    pub async fn start(
+        profile: &Profile,
+        ids: &CaseIds,
+        shared: Option<Arc<Process>>,
+    ) -> Result<Self, String> {
+        let mut mgmt = profile.mgmt.clone().map(MgmtClient::new).transpose()?;
+        let kind = match (&profile.sut, shared) {
+            (SutSpec::ReferenceDevice { fault }, _) => {
                 let cfg = DeviceConfig {
                     amqp_url: ids.amqp_url.clone(),
                     tenant: ids.tenant.clone(),
                     thing_id: ids.thing_id.clone(),
                     fault: *fault,
                 };
-                dmf_device::start(cfg).await.map(SutInstance::Reference)
+                Kind::Device(dmf_device::start(cfg).await?)
             }
-            SutSpec::Command(spec) => start_command(spec, ids),
-        }
+            (SutSpec::ReferenceServer { fault }, _) => {
+                let suffix = ids.dmf_exchange.rsplit('.').next().unwrap_or_default();
+                let cfg = ServerConfig {
+                    amqp_url: ids.amqp_url.clone(),
+                    tenant: ids.tenant.clone(),
+                    exchange: ids.dmf_exchange.clone(),
+                    receiver_queue: format!("dmconf.dmf_receiver.{suffix}"),
+                    private: true,
+                    fault: *fault,
+                };
+                let handle = dmf_server::start(cfg).await?;
+                mgmt = Some(MgmtClient::new(MgmtSpec {
+                    url: handle.mgmt_url.clone(),
+                    user: "admin".into(),
+                    password: "admin".into(),
+                })?);
+                Kind::Server(handle)
+            }
+            (SutSpec::Command(_), Some(process)) => Kind::Shared(process),
+            (SutSpec::Command(spec), None) => Kind::Process(Process::spawn(
+                spec,
+                &[
+                    ("DMCONF_AMQP_URL", &ids.amqp_url),
+                    ("DMCONF_TENANT", &ids.tenant),
+                    ("DMCONF_THING_ID", &ids.thing_id),
+                ],
+            )?),
+        };
+        Ok(SutInstance {
+            kind,
+            hooks: profile.hooks.clone(),
+            mgmt,
+            log: Arc::default(),
+        })
     }
 
-    /// Runs a hook. The reference device implements its hooks in process.
-    pub async fn trigger(&mut self, name: &str, hook: &Hook, vars: &Vars) -> Result<(), String> {
-        match self {
-            SutInstance::Reference(device) => match name {
-                "reregister" => device.reregister().await,
-                other => Err(format!("the reference device has no hook `{other}`")),
-            },
-            SutInstance::Command { output, .. } => {
-                let argv: Vec<String> = hook
-                    .command
-                    .iter()
-                    .map(|a| vars.expand_str(a))
-                    .collect::<Result<_, _>>()?;
-                let (program, args) = argv.split_first().ok_or("the hook's command is empty")?;
-                let run = Command::new(program).args(args).kill_on_drop(true).output();
-                let out = tokio::time::timeout(Duration::from_secs(30), run)
-                    .await
-                    .map_err(|_| format!("hook `{name}` did not finish within 30s"))?
-                    .map_err(|e| format!("hook `{name}`: cannot run `{program}`: {e}"))?;
-                append(
-                    output,
-                    &format!("[hook {name}] {}", String::from_utf8_lossy(&out.stdout)),
-                );
-                append(
-                    output,
-                    &format!("[hook {name}] {}", String::from_utf8_lossy(&out.stderr)),
-                );
-                if out.status.success() {
-                    Ok(())
-                } else {
-                    Err(format!("hook `{name}` failed: {}", out.status))
-                }
+    /// Asks the SUT to perform `name` with `args`, and returns its JSON
+    /// answer (`null` when it gives none). A command hook of the profile
+    /// comes first; then the reference device's own hooks; then the
+    /// Management API.
+    pub async fn call(
+        &mut self,
+        name: &str,
+        args: &Map<String, Value>,
+        vars: &Vars,
+    ) -> Result<Value, String> {
+        if let Some(hook) = self.hooks.get(name).filter(|h| !h.command.is_empty()) {
+            let mut vars = vars.clone();
+            for (k, v) in args {
+                vars.set(k, v.clone());
             }
+            return run_hook(name, hook, &vars, &self.log).await;
+        }
+        if let Kind::Device(device) = &self.kind
+            && name == "reregister"
+        {
+            return device.reregister().await.map(|()| Value::Null);
+        }
+        match &self.mgmt {
+            Some(m) => m.call(name, args).await,
+            None => Err(format!("the profile offers no hook `{name}`")),
         }
     }
 
     /// If the SUT has already ended on its own, how.
-    pub fn exited(&mut self) -> Option<String> {
-        match self {
-            SutInstance::Reference(d) => d
+    pub async fn exited(&mut self) -> Option<String> {
+        match &self.kind {
+            Kind::Device(d) => d
                 .is_finished()
                 .then(|| "the reference device stopped".to_owned()),
-            SutInstance::Command { child, .. } => match child.try_wait() {
-                Ok(Some(status)) => Some(format!("the SUT process exited: {status}")),
-                _ => None,
-            },
+            Kind::Server(s) => s
+                .is_finished()
+                .then(|| "the reference server stopped".to_owned()),
+            Kind::Process(p) => p.exited().await,
+            Kind::Shared(p) => p.exited().await,
         }
     }
 
-    /// Stops the SUT: SIGTERM, then kill after the grace period.
+    /// Stops the SUT (a shared server goes on); returns what it left.
     pub async fn stop(mut self) -> SutReport {
-        let exited = self.exited();
-        match self {
-            SutInstance::Reference(d) => {
+        let exited = self.exited().await;
+        let mut output = match self.kind {
+            Kind::Device(d) => {
                 d.stop().await;
-                SutReport {
-                    output: String::new(),
-                    exited,
-                }
+                String::new()
             }
-            SutInstance::Command {
-                mut child,
-                output,
-                stop_timeout,
-            } => {
-                if exited.is_none() {
-                    if let Some(pid) = child.id() {
-                        // SAFETY: kill(2) on a child we spawned and have not reaped.
-                        unsafe {
-                            libc::kill(pid as libc::pid_t, libc::SIGTERM);
-                        }
-                    }
-                    if tokio::time::timeout(stop_timeout, child.wait())
-                        .await
-                        .is_err()
-                    {
-                        let _ = child.kill().await;
-                        append(&output, "[dmconf] the SUT ignored SIGTERM and was killed\n");
-                    }
-                }
-                // Give the output readers a moment to reach end of file.
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                let output = output.lock().map(|o| o.clone()).unwrap_or_default();
-                SutReport { output, exited }
+            Kind::Server(s) => {
+                s.stop().await;
+                String::new()
             }
-        }
+            Kind::Process(p) => p.stop().await,
+            Kind::Shared(p) => {
+                // The run's server: the end of its output so far.
+                let out = p.output();
+                out[out.floor_char_boundary(out.len().saturating_sub(8192))..].to_owned()
+            }
+        };
+        output.push_str(&self.log.lock().map(|l| l.clone()).unwrap_or_default());
+        SutReport { output, exited }
     }
+}
+
+async fn run_hook(
+    name: &str,
+    hook: &Hook,
+    vars: &Vars,
+    log: &Mutex<String>,
+) -> Result<Value, String> {
+    let argv: Vec<String> = hook
+        .command
+        .iter()
+        .map(|a| vars.expand_str(a))
+        .collect::<Result<_, _>>()?;
+    let (program, args) = argv.split_first().ok_or("the hook's command is empty")?;
+    let run = Command::new(program).args(args).kill_on_drop(true).output();
+    let out = tokio::time::timeout(HOOK_TIMEOUT, run)
+        .await
+        .map_err(|_| format!("hook `{name}` did not finish within {HOOK_TIMEOUT:?}"))?
+        .map_err(|e| format!("hook `{name}`: cannot run `{program}`: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    append(log, &format!("[hook {name}] {stdout}"));
+    append(
+        log,
+        &format!("[hook {name}] {}", String::from_utf8_lossy(&out.stderr)),
+    );
+    if !out.status.success() {
+        return Err(format!("hook `{name}` failed: {}", out.status));
+    }
+    let text = stdout.trim();
+    Ok(if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
+    })
 }
 
 fn append(output: &Mutex<String>, text: &str) {
@@ -162,40 +305,6 @@ fn append(output: &Mutex<String>, text: &str) {
     {
         o.push_str(text);
     }
-}
-
-fn start_command(spec: &CommandSpec, ids: &CaseIds) -> Result<SutInstance, String> {
-    let (program, args) = spec.argv.split_first().ok_or("the SUT command is empty")?;
-    let mut child = Command::new(program)
-        .args(args)
-        .current_dir(&spec.cwd)
-        .envs(&spec.env)
-        .env("DMCONF_AMQP_URL", &ids.amqp_url)
-        .env("DMCONF_TENANT", &ids.tenant)
-        .env("DMCONF_THING_ID", &ids.thing_id)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| {
-            format!(
-                "cannot start the SUT `{program}` in {}: {e}",
-                spec.cwd.display()
-            )
-        })?;
-    let output = Arc::new(Mutex::new(String::new()));
-    if let Some(out) = child.stdout.take() {
-        tokio::spawn(read_lines(out, output.clone()));
-    }
-    if let Some(err) = child.stderr.take() {
-        tokio::spawn(read_lines(err, output.clone()));
-    }
-    Ok(SutInstance::Command {
-        child,
-        output,
-        stop_timeout: spec.stop_timeout,
-    })
 }
 
 async fn read_lines(stream: impl tokio::io::AsyncRead + Unpin, output: Arc<Mutex<String>>) {

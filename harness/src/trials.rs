@@ -13,12 +13,14 @@ use tokio::sync::OnceCell;
 use crate::broker::{self, Broker};
 use crate::event::{RunEvent, Verdict};
 use crate::plan::{self, Planned};
-use crate::profile::Profile;
-use crate::protocol::dmf::DmfServerSide;
+use crate::profile::{Profile, SutSpec};
 use crate::report;
+use crate::run::link::Sides;
 use crate::run::{self, RunEnv};
 use crate::schema::SchemaStore;
+use crate::suite::Role;
 use crate::suite::{Context, Suite};
+use crate::sut::Process;
 use crate::{discover, run::check};
 
 /// Exit status when a suite file is broken (not a SUT failure).
@@ -69,8 +71,13 @@ pub enum LoadError {
 
 struct Live {
     broker: Broker,
-    server: DmfServerSide,
+    sides: Sides,
+    /// Server commands that run for the whole run, by profile.
+    servers: tokio::sync::Mutex<std::collections::HashMap<String, Result<Arc<Process>, String>>>,
 }
+
+/// How long a server command may take to declare its inbound exchange.
+const SERVER_READY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Loaded suites and schemas, and the broker, started on first use.
 pub struct Harness {
@@ -118,13 +125,22 @@ impl Harness {
         &self,
         dir: &std::path::Path,
         prefix: &str,
-        profile: &Profile,
+        profiles: &[Profile],
     ) -> Result<PathBuf, String> {
+        let suts: Vec<_> = profiles
+            .iter()
+            .map(|p| {
+                json!({
+                    "profile": p.origin,
+                    "role": p.role.as_str(),
+                    "sut": format!("{:?}", p.sut),
+                    "capabilities": p.capabilities,
+                })
+            })
+            .collect();
         let header = json!({
             "tool": concat!("dmconf ", env!("CARGO_PKG_VERSION")),
-            "profile": profile.origin,
-            "sut": format!("{:?}", profile.sut),
-            "capabilities": profile.capabilities,
+            "suts": suts,
             "suites": self.suites.iter().map(|s| s.origin.clone()).collect::<Vec<_>>(),
         });
         let r = report::json::JsonLines::create(dir, prefix, header)
@@ -149,8 +165,12 @@ impl Harness {
         self.live
             .get_or_init(|| async {
                 let broker = Broker::start(&self.broker_spec).await?;
-                let server = DmfServerSide::start(&broker.amqp_url).await?;
-                Ok(Live { broker, server })
+                let sides = Sides::new(&broker.amqp_url);
+                Ok(Live {
+                    broker,
+                    sides,
+                    servers: Default::default(),
+                })
             })
             .await
             .as_ref()
@@ -176,12 +196,17 @@ impl Harness {
         });
         let verdict = self.runtime.block_on(async {
             let live = self.live().await?;
+            let shared_sut = match (&profile.sut, profile.role) {
+                (SutSpec::Command(_), Role::Server) => Some(server_process(live, profile).await?),
+                _ => None,
+            };
             let env = RunEnv {
                 schemas: &self.schemas,
                 fixtures: &self.paths.fixtures,
                 profile,
                 amqp_url: &live.broker.amqp_url,
-                server: &live.server,
+                sides: &live.sides,
+                shared_sut,
             };
             Ok::<_, String>(
                 run::run_case(&env, &planned.suite, &planned.suite.cases[planned.case]).await,
@@ -199,12 +224,69 @@ impl Harness {
         plan::plan(&self.suites, profile)
     }
 
-    /// Removes the broker this process started.
+    /// Stops the server commands and removes the broker this process
+    /// started.
     pub fn shutdown(self) {
         let Harness { runtime, live, .. } = self;
         if let Some(Ok(live)) = live.into_inner() {
-            runtime.block_on(live.broker.stop());
+            runtime.block_on(async {
+                for p in live.servers.lock().await.values().flatten() {
+                    p.stop().await;
+                }
+                live.broker.stop().await;
+            });
         }
+    }
+}
+
+/// The server command of `profile`, started on first use and kept for
+/// the run. It is ready once its inbound exchange exists.
+async fn server_process(live: &Live, profile: &Profile) -> Result<Arc<Process>, String> {
+    let mut servers = live.servers.lock().await;
+    if let Some(p) = servers.get(&profile.origin) {
+        return p.clone();
+    }
+    let started = start_server(live, profile).await;
+    servers.insert(profile.origin.clone(), started.clone());
+    started
+}
+
+async fn start_server(live: &Live, profile: &Profile) -> Result<Arc<Process>, String> {
+    let SutSpec::Command(spec) = &profile.sut else {
+        return Err("not a command".to_owned());
+    };
+    let tenant = profile
+        .tenant
+        .clone()
+        .unwrap_or_else(|| "DEFAULT".to_owned());
+    let process = Process::spawn(
+        spec,
+        &[
+            ("DMCONF_AMQP_URL", &live.broker.amqp_url),
+            ("DMCONF_TENANT", &tenant),
+            ("DMCONF_DMF_EXCHANGE", &profile.dmf.exchange),
+        ],
+    )?;
+    let side = live.sides.device().await?;
+    let deadline = tokio::time::Instant::now() + SERVER_READY.mul_f64(profile.timeouts.scale);
+    loop {
+        if side.exchange_exists(&profile.dmf.exchange).await? {
+            return Ok(Arc::new(process));
+        }
+        if let Some(how) = process.exited().await {
+            return Err(format!(
+                "the server under test stopped before it was ready: {how}\n{}",
+                process.output()
+            ));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let out = process.stop().await;
+            return Err(format!(
+                "the server under test did not declare its exchange `{}` within {SERVER_READY:?}\n{out}",
+                profile.dmf.exchange
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
 }
 
@@ -222,24 +304,29 @@ pub fn default_threads(args: &mut Arguments, parallel: usize) {
 }
 
 /// The whole conformance run: every suite against the profile's SUT
-/// (`DMCONF_PROFILE`, or the built-in reference device).
+/// (`DMCONF_PROFILE`), or, with no profile, each suite against the
+/// built-in reference of its role (device or server).
 pub fn conformance_main(root: impl Into<PathBuf>) -> ExitCode {
     if let Ok(spec) = std::env::var(broker::REAPER_ENV) {
         broker::reap(&spec);
         return ExitCode::SUCCESS;
     }
     let mut args = Arguments::from_args();
-    let profile = match std::env::var_os("DMCONF_PROFILE") {
+    let profiles = match std::env::var_os("DMCONF_PROFILE") {
         Some(p) => match Profile::load(std::path::Path::new(&p)) {
-            Ok(p) => p,
+            Ok(p) => vec![p],
             Err(e) => {
                 eprintln!("dmconf: profile: {e}");
                 return ExitCode::from(EXIT_HARNESS_ERROR);
             }
         },
-        None => Profile::reference_device(None),
+        None => vec![
+            Profile::reference_device(None),
+            Profile::reference_server(None),
+        ],
     };
-    let harness = match Harness::load(Paths::under(root), profile.broker.clone()) {
+    let broker_spec = profiles[0].broker.clone();
+    let harness = match Harness::load(Paths::under(root), broker_spec) {
         Ok(h) => Arc::new(h),
         Err(LoadError::Suite(text)) => {
             eprintln!("dmconf: broken suite file(s); nothing was run:\n{text}");
@@ -250,21 +337,35 @@ pub fn conformance_main(root: impl Into<PathBuf>) -> ExitCode {
             return ExitCode::from(EXIT_HARNESS_ERROR);
         }
     };
-    let planned = harness.plan(&profile);
+    // With several SUTs, each runs the suites of its own role.
+    let several = profiles.len() > 1;
+    let mut planned: Vec<(Arc<Profile>, Planned)> = Vec::new();
+    for profile in &profiles {
+        let profile = Arc::new(profile.clone());
+        for p in harness.plan(&profile) {
+            if !several || p.suite.role == profile.role {
+                planned.push((profile.clone(), p));
+            }
+        }
+    }
+    planned.sort_by(|a, b| a.1.name.cmp(&b.1.name));
     let listing = args.list;
     if !listing {
         let dir = std::env::var_os("DMCONF_REPORT_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| harness.paths.root.join("target").join("dmconf-reports"));
-        match harness.report_to(&dir, "conformance", &profile) {
-            Ok(path) => eprintln!(
-                "dmconf: SUT: {}; evidence: {}",
-                profile.origin,
-                path.display()
-            ),
+        match harness.report_to(&dir, "conformance", &profiles) {
+            Ok(path) => {
+                let names: Vec<&str> = profiles.iter().map(|p| p.origin.as_str()).collect();
+                eprintln!(
+                    "dmconf: SUT: {}; evidence: {}",
+                    names.join(" + "),
+                    path.display()
+                )
+            }
             Err(e) => eprintln!("dmconf: no evidence file: {e}"),
         }
-        for p in planned.iter().filter(|p| p.ignored.is_some()) {
+        for (_, p) in planned.iter().filter(|(_, p)| p.ignored.is_some()) {
             eprintln!(
                 "dmconf: ignored {}: {}",
                 p.name,
@@ -272,12 +373,14 @@ pub fn conformance_main(root: impl Into<PathBuf>) -> ExitCode {
             );
         }
     }
-    default_threads(&mut args, profile.parallel);
-    let profile = Arc::new(profile);
+    default_threads(
+        &mut args,
+        profiles.iter().map(|p| p.parallel).max().unwrap_or(16),
+    );
     let trials = planned
         .into_iter()
-        .map(|p| {
-            let (h, prof) = (harness.clone(), profile.clone());
+        .map(|(prof, p)| {
+            let h = harness.clone();
             let ignored = p.ignored.is_some();
             let name = p.name.clone();
             Trial::test(name, move || {

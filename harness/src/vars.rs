@@ -23,7 +23,8 @@ impl Vars {
 
     /// Expands `${name}` in every string of `value`. A string that is
     /// exactly one `${name}` takes the variable's value and type, so
-    /// `actionId: "${actionId}"` stays a number.
+    /// `actionId: "${actionId}"` stays a number. Object keys are expanded
+    /// as text.
     pub fn expand(&self, value: &Value) -> Result<Value, String> {
         Ok(match value {
             Value::String(s) => self.expand_str_value(s)?,
@@ -35,7 +36,7 @@ impl Vars {
             ),
             Value::Object(map) => Value::Object(
                 map.iter()
-                    .map(|(k, v)| Ok((k.clone(), self.expand(v)?)))
+                    .map(|(k, v)| Ok((self.expand_str(k)?, self.expand(v)?)))
                     .collect::<Result<_, String>>()?,
             ),
             other => other.clone(),

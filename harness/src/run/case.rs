@@ -9,15 +9,18 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::time::Instant;
 
+use std::sync::Arc;
+
 use super::check;
+use super::link::{CaseLink, Sides};
 use crate::event::{Failure, StepRef, Verdict};
 use crate::matching;
-use crate::message::{Direction, Entry, Message, Transcript};
-use crate::profile::Profile;
-use crate::protocol::dmf::{self, DmfCaseLink, DmfServerSide};
+use crate::message::{Arrival, Direction, Entry, Message, Transcript};
+use crate::profile::{Profile, SutSpec};
+use crate::protocol::dmf;
 use crate::schema::SchemaStore;
-use crate::suite::{Action, Case, Generator, Pattern, Step, Suite, VarSpec};
-use crate::sut::{CaseIds, SutInstance};
+use crate::suite::{Action, Case, Generator, Pattern, Role, Step, Suite, VarSpec};
+use crate::sut::{CaseIds, Process, SutInstance};
 use crate::vars::Vars;
 
 /// What every case of a run shares.
@@ -30,21 +33,26 @@ pub struct RunEnv<'a> {
     pub profile: &'a Profile,
     /// The broker URL the SUT is given.
     pub amqp_url: &'a str,
-    /// hawkBit's side of the broker.
-    pub server: &'a DmfServerSide,
+    /// The sides of the broker the harness plays.
+    pub sides: &'a Sides,
+    /// A server command that runs for the whole run, if there is one.
+    pub shared_sut: Option<Arc<Process>>,
 }
 
-/// A message the SUT sent, waiting to be taken by a step.
+/// A message from the SUT, or a refusal of one the harness sent,
+/// waiting to be taken by a step.
 struct Pending {
     seq: u64,
     msg: Message,
+    refused: bool,
 }
 
 /// The state of one running case.
 pub struct CaseRun<'a> {
     env: &'a RunEnv<'a>,
     suite: &'a Suite,
-    link: DmfCaseLink,
+    link: CaseLink,
+    refusals: Result<(), String>,
     started: Instant,
     vars: Vars,
     pending: Vec<Pending>,
@@ -57,6 +65,9 @@ pub struct CaseRun<'a> {
     mandated: Duration,
     last_taken: Option<u64>,
 }
+
+/// How often a `query` step asks again.
+const QUERY_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Why a step failed: what was expected, what happened.
 struct StepError {
@@ -74,11 +85,7 @@ fn err(expected: impl Into<String>, actual: impl Into<String>) -> StepError {
 /// Runs `case` of `suite` and returns its verdict.
 pub async fn run_case(env: &RunEnv<'_>, suite: &Suite, case: &Case) -> Verdict {
     let short = || uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-    let ids = CaseIds {
-        amqp_url: env.amqp_url.to_owned(),
-        tenant: format!("dmconf_{}", short()),
-        thing_id: format!("dmconf-{}", short()),
-    };
+    let ids = case_ids(env, suite.role, short());
     let started = Instant::now();
     let mut verdict = Verdict {
         failure: None,
@@ -95,16 +102,20 @@ pub async fn run_case(env: &RunEnv<'_>, suite: &Suite, case: &Case) -> Verdict {
         actual,
     };
 
-    // Arm first: from here on, every message of this case's tenant or
-    // thing is kept for it, so nothing the SUT sends can be missed.
-    let link = match env.server.open_case(&ids.tenant, &ids.thing_id).await {
+    // Arm first: from here on, everything the SUT sends this case is kept
+    // for it, so nothing can be missed.
+    let link = match open_link(env, suite.role, &ids).await {
         Ok(l) => l,
         Err(e) => {
             verdict.failure = Some(fail("the harness can reach the broker", e));
             return verdict;
         }
     };
-    let mut sut = match SutInstance::start(env.profile, &ids).await {
+    let reply_to = match &link {
+        CaseLink::ToServer(l) => Some(l.reply_to.clone()),
+        CaseLink::ToDevice(_) => None,
+    };
+    let mut sut = match SutInstance::start(env.profile, &ids, env.shared_sut.clone()).await {
         Ok(s) => s,
         Err(e) => {
             link.close().await;
@@ -112,10 +123,22 @@ pub async fn run_case(env: &RunEnv<'_>, suite: &Suite, case: &Case) -> Verdict {
             return verdict;
         }
     };
+    let refusals = match (suite.role, &env.profile.dmf.dead_letter_exchange) {
+        (Role::Device, _) => Err("the SUT is a device; refusals are a server's".to_owned()),
+        (Role::Server, None) => Err(
+            "the profile declares that this server's refusals cannot be observed (`[dmf] dead_letter_exchange = \"\"`)"
+                .to_owned(),
+        ),
+        (Role::Server, Some(dlx)) => match env.sides.device().await {
+            Ok(side) => side.watch_refusals(dlx).await,
+            Err(e) => Err(e),
+        },
+    };
     let mut run = CaseRun {
         env,
         suite,
         link,
+        refusals,
         started,
         vars: Vars::default(),
         pending: Vec::new(),
@@ -130,6 +153,11 @@ pub async fn run_case(env: &RunEnv<'_>, suite: &Suite, case: &Case) -> Verdict {
     };
     run.vars.set("tenant", Value::String(ids.tenant.clone()));
     run.vars.set("thingId", Value::String(ids.thing_id.clone()));
+    run.vars
+        .set("dmfExchange", Value::String(ids.dmf_exchange.clone()));
+    if let Some(r) = reply_to {
+        run.vars.set("replyTo", Value::String(r));
+    }
     for (name, spec) in suite.vars.iter().chain(case.vars.iter()) {
         run.vars.set(name, generate(spec));
     }
@@ -145,7 +173,7 @@ pub async fn run_case(env: &RunEnv<'_>, suite: &Suite, case: &Case) -> Verdict {
         )),
     };
     if let Some(f) = failure.as_mut() {
-        if let Some(how) = sut.exited() {
+        if let Some(how) = sut.exited().await {
             f.actual.push_str(&format!("\n\nNote: {how}."));
         }
         let strays = run.link.unattributed();
@@ -169,15 +197,63 @@ pub async fn run_case(env: &RunEnv<'_>, suite: &Suite, case: &Case) -> Verdict {
     verdict
 }
 
+/// The tenant, thing id and inbound exchange of one case. A device under
+/// test gets a tenant of its own per case; a server serves the profile's
+/// tenant (hawkBit's `DEFAULT` if none is named), except the reference
+/// server, which runs per case on a tenant and exchange of its own.
+fn case_ids(env: &RunEnv<'_>, role: Role, short: String) -> CaseIds {
+    let p = env.profile;
+    let (tenant, dmf_exchange) = match (role, &p.sut) {
+        (Role::Device, _) => (format!("dmconf_{short}"), dmf::DMF_EXCHANGE.to_owned()),
+        (Role::Server, SutSpec::ReferenceServer { .. }) => (
+            p.tenant
+                .clone()
+                .unwrap_or_else(|| format!("DMCONF_{}", short.to_uppercase())),
+            format!("dmconf.dmf.exchange.{short}"),
+        ),
+        (Role::Server, _) => (
+            p.tenant.clone().unwrap_or_else(|| "DEFAULT".to_owned()),
+            p.dmf.exchange.clone(),
+        ),
+    };
+    CaseIds {
+        amqp_url: env.amqp_url.to_owned(),
+        tenant,
+        thing_id: format!("dmconf-{short}"),
+        dmf_exchange,
+    }
+}
+
+async fn open_link(env: &RunEnv<'_>, role: Role, ids: &CaseIds) -> Result<CaseLink, String> {
+    Ok(match role {
+        Role::Device => {
+            let side = env.sides.server().await?;
+            CaseLink::ToDevice(side.open_case(&ids.tenant, &ids.thing_id).await?)
+        }
+        Role::Server => {
+            CaseLink::ToServer(env.sides.device().await?.open_case(&ids.thing_id).await?)
+        }
+    })
+}
+
 fn generate(spec: &VarSpec) -> Value {
     match spec {
         VarSpec::Literal(v) => v.clone(),
-        VarSpec::Generated { generate } => match generate {
+        VarSpec::Generated { generate, length } => match generate {
             // Below 2^53, so that every JSON parser reads it exactly.
             Generator::Int => {
                 Value::from(1 + (uuid::Uuid::new_v4().as_u128() % 9_000_000_000_000) as u64)
             }
             Generator::Uuid => Value::String(uuid::Uuid::new_v4().to_string()),
+            Generator::Text => {
+                let n = length.unwrap_or(16);
+                let mut text = String::with_capacity(n + 32);
+                while text.len() < n {
+                    text.push_str(&uuid::Uuid::new_v4().simple().to_string());
+                }
+                text.truncate(n);
+                Value::String(text)
+            }
         },
     }
 }
@@ -192,12 +268,15 @@ fn kind(action: &Action) -> &'static str {
         Action::Check(_) => "check",
         Action::Trigger(_) => "trigger",
         Action::Wait(_) => "wait",
+        Action::Query(_) => "query",
+        Action::ExpectRefused(_) => "expect_refused",
+        Action::ExpectAccepted(_) => "expect_accepted",
     }
 }
 
 impl<'a> CaseRun<'a> {
     /// The case's link to the broker.
-    pub fn link(&mut self) -> &mut DmfCaseLink {
+    pub fn link(&mut self) -> &mut CaseLink {
         &mut self.link
     }
 
@@ -237,7 +316,12 @@ impl<'a> CaseRun<'a> {
             // on how fast the SUT answered a `send`.
             if matches!(
                 step.action,
-                Action::Expect(_) | Action::ExpectNone(_) | Action::Collect(_) | Action::Wait(_)
+                Action::Expect(_)
+                    | Action::ExpectNone(_)
+                    | Action::Collect(_)
+                    | Action::Wait(_)
+                    | Action::ExpectRefused(_)
+                    | Action::ExpectAccepted(_)
             ) {
                 self.drain();
                 self.check_invalid().map_err(wrap)?;
@@ -265,20 +349,32 @@ impl<'a> CaseRun<'a> {
                 let msg = self
                     .build(s)
                     .map_err(|e| err("a message the harness can build", e))?;
-                self.publish(&msg).await?;
+                let sent = self.publish(&msg).await?;
                 if let Some(n) = &step.name {
-                    self.sent.insert(n.clone(), msg);
+                    self.sent.insert(n.clone(), sent);
                 }
                 Ok(())
             }
             Action::Resend(name) => {
-                let msg = self.sent.get(name).cloned().ok_or_else(|| {
+                let mut msg = self.sent.get(name).cloned().ok_or_else(|| {
                     err(
                         format!("a message sent by step `{name}`"),
                         "that step did not run",
                     )
                 })?;
-                self.publish(&msg).await
+                // The same message under a message id of its own, so that
+                // a refusal of the copy is told from one of the original.
+                if msg
+                    .property("message_id")
+                    .is_some_and(|id| id.starts_with("dmconf-"))
+                {
+                    msg.properties.remove("message_id");
+                }
+                let sent = self.publish(&msg).await?;
+                if let Some(n) = &step.name {
+                    self.sent.insert(n.clone(), sent);
+                }
+                Ok(())
             }
             Action::Expect(e) => {
                 let within = scaled(e.within.map(|d| d.0).unwrap_or(default_within));
@@ -319,29 +415,93 @@ impl<'a> CaseRun<'a> {
                     .map_err(|e| err(format!("check `{}` passes", c.name), e))
             }
             Action::Trigger(t) => {
-                let hook = self
-                    .env
-                    .profile
-                    .hooks
-                    .get(&t.hook)
-                    .cloned()
-                    .ok_or_else(|| {
+                let answer = self.call(&t.hook, &t.args, sut).await?;
+                for (var, path) in &t.capture {
+                    let v = matching::lookup_value(&answer, path).ok_or_else(|| {
                         err(
-                            format!("the profile has a hook `{}`", t.hook),
-                            "it has none",
+                            format!(
+                                "the answer of `{}` has `{path}` (to capture into `{var}`)",
+                                t.hook
+                            ),
+                            format!("it is: {answer}"),
                         )
                     })?;
-                let mut vars = self.vars.clone();
-                for (k, v) in &t.args {
-                    let v = self
-                        .vars
-                        .expand(v)
-                        .map_err(|e| err("hook arguments whose variables are set", e))?;
-                    vars.set(k, v);
+                    self.vars.set(var, v);
                 }
-                sut.trigger(&t.hook, &hook, &vars)
-                    .await
-                    .map_err(|e| err(format!("the SUT performs hook `{}`", t.hook), e))
+                Ok(())
+            }
+            Action::Query(q) => {
+                let within = scaled(q.within.map(|d| d.0).unwrap_or(default_within));
+                let deadline = Instant::now() + within;
+                let expected = self
+                    .vars
+                    .expand(&q.expect)
+                    .unwrap_or_else(|_| q.expect.clone());
+                loop {
+                    let answer = self.call(&q.hook, &q.args, sut).await?;
+                    let why = match matching::check_value(&q.expect, &answer, &self.vars) {
+                        Ok(()) => return Ok(()),
+                        Err(why) => why,
+                    };
+                    if Instant::now() >= deadline {
+                        return Err(err(
+                            format!("within {within:?}, `{}` answers with {expected}", q.hook),
+                            format!("its last answer was {answer}:\n  ✗ {}", why.join("\n  ✗ ")),
+                        ));
+                    }
+                    tokio::time::sleep(QUERY_INTERVAL.min(deadline - Instant::now())).await;
+                }
+            }
+            Action::ExpectRefused(r) => {
+                let within = scaled(r.within.map(|d| d.0).unwrap_or(default_within));
+                let id = self.refusable(&r.of)?;
+                let deadline = Instant::now() + within;
+                loop {
+                    self.drain();
+                    if let Some(i) = self.find_refusal(&id) {
+                        let x = self.pending.remove(i);
+                        self.last_taken = Some(x.seq);
+                        return Ok(());
+                    }
+                    if !self.recv_until(deadline).await && Instant::now() >= deadline {
+                        self.drain();
+                        if let Some(i) = self.find_refusal(&id) {
+                            self.pending.remove(i);
+                            return Ok(());
+                        }
+                        return Err(err(
+                            format!(
+                                "within {within:?}, the SUT refuses the message of step `{}` (a DMF server dead-letters it)",
+                                r.of
+                            ),
+                            "it was not refused".to_owned(),
+                        ));
+                    }
+                }
+            }
+            Action::ExpectAccepted(a) => {
+                let during = scaled(a.during.0);
+                self.mandated += during;
+                let id = self.refusable(&a.of)?;
+                let deadline = Instant::now() + during;
+                loop {
+                    self.drain();
+                    if let Some(i) = self.find_refusal(&id) {
+                        return Err(err(
+                            format!(
+                                "for {during:?}, the SUT does not refuse the message of step `{}`",
+                                a.of
+                            ),
+                            format!(
+                                "it was refused (dead-lettered):\n{}",
+                                self.pending[i].msg.render("    ")
+                            ),
+                        ));
+                    }
+                    if !self.recv_until(deadline).await && Instant::now() >= deadline {
+                        return Ok(());
+                    }
+                }
             }
             Action::Wait(w) => {
                 let d = scaled(w.duration.0);
@@ -351,6 +511,52 @@ impl<'a> CaseRun<'a> {
                 Ok(())
             }
         }
+    }
+
+    /// Runs a hook with the step's arguments expanded.
+    async fn call(
+        &mut self,
+        hook: &str,
+        args: &std::collections::BTreeMap<String, Value>,
+        sut: &mut SutInstance,
+    ) -> Result<Value, StepError> {
+        let mut expanded = serde_json::Map::new();
+        for (k, v) in args {
+            let v = self
+                .vars
+                .expand(v)
+                .map_err(|e| err("hook arguments whose variables are set", e))?;
+            expanded.insert(k.clone(), v);
+        }
+        sut.call(hook, &expanded, &self.vars)
+            .await
+            .map_err(|e| err(format!("the SUT performs `{hook}`"), e))
+    }
+
+    /// The message id of the message step `of` sent, if refusals can be
+    /// observed.
+    fn refusable(&self, of: &str) -> Result<String, StepError> {
+        if let Err(why) = &self.refusals {
+            return Err(err(
+                "refusals by the SUT can be observed",
+                format!("they cannot: {why}; this case cannot judge what it asserts"),
+            ));
+        }
+        self.sent
+            .get(of)
+            .and_then(|m| m.property("message_id"))
+            .ok_or_else(|| {
+                err(
+                    format!("a message sent by step `{of}`"),
+                    "that step did not run",
+                )
+            })
+    }
+
+    fn find_refusal(&self, message_id: &str) -> Option<usize> {
+        self.pending
+            .iter()
+            .position(|x| x.refused && x.msg.property("message_id").as_deref() == Some(message_id))
     }
 
     fn after_seq(&self, after: &Option<String>) -> u64 {
@@ -387,9 +593,8 @@ impl<'a> CaseRun<'a> {
         Ok(msg)
     }
 
-    async fn publish(&mut self, msg: &Message) -> Result<(), StepError> {
-        self.record(Direction::ToSut, msg.clone());
-        self.link.publish(msg).await.map_err(|e| {
+    async fn publish(&mut self, msg: &Message) -> Result<Message, StepError> {
+        let sent = self.link.publish(msg).await.map_err(|e| {
             err(
                 format!(
                     "the broker accepts a message for exchange `{}`",
@@ -397,7 +602,9 @@ impl<'a> CaseRun<'a> {
                 ),
                 e,
             )
-        })
+        })?;
+        self.record(Direction::ToSut, sent.clone());
+        Ok(sent)
     }
 
     fn record(&mut self, direction: Direction, message: Message) {
@@ -410,9 +617,26 @@ impl<'a> CaseRun<'a> {
 
     /// Takes one message from the SUT into the case: records it, checks it
     /// against the schema of its kind, and queues it for the steps.
-    fn ingest(&mut self, msg: Message) {
+    fn ingest(&mut self, arrival: Arrival) {
+        let msg = match arrival {
+            Arrival::Message(m) => m,
+            Arrival::Refused(m) => {
+                self.record(Direction::Refused, m.clone());
+                self.next_seq += 1;
+                self.pending.push(Pending {
+                    seq: self.next_seq,
+                    msg: m,
+                    refused: true,
+                });
+                return;
+            }
+        };
         self.record(Direction::FromSut, msg.clone());
-        let verdict = match dmf::device_message_schema(&msg) {
+        let (schema, who) = match self.suite.role {
+            Role::Device => (dmf::device_message_schema(&msg), "device"),
+            Role::Server => (dmf::server_message_schema(&msg), "server"),
+        };
+        let verdict = match schema {
             Ok(schema) => self.env.schemas.validate(schema, &msg.view()).map_err(|v| {
                 let list: Vec<String> = v.iter().map(|v| format!("  - {v}")).collect();
                 format!(
@@ -420,7 +644,7 @@ impl<'a> CaseRun<'a> {
                     list.join("\n")
                 )
             }),
-            Err(e) => Err(format!("it is not a message a device may send: {e}")),
+            Err(e) => Err(format!("it is not a message a {who} may send: {e}")),
         };
         if let Err(why) = verdict {
             self.invalid.push((msg.clone(), why));
@@ -429,6 +653,7 @@ impl<'a> CaseRun<'a> {
         self.pending.push(Pending {
             seq: self.next_seq,
             msg,
+            refused: false,
         });
     }
 
@@ -468,7 +693,9 @@ impl<'a> CaseRun<'a> {
 
     fn find(&self, p: &Pattern, after: u64) -> Option<usize> {
         self.pending.iter().position(|x| {
-            x.seq > after && matching::matches(p, &x.msg, &self.vars, self.env.schemas)
+            !x.refused
+                && x.seq > after
+                && matching::matches(p, &x.msg, &self.vars, self.env.schemas)
         })
     }
 
@@ -540,6 +767,10 @@ impl<'a> CaseRun<'a> {
             while i < self.pending.len() {
                 let x = &self.pending[i];
                 let (s, v) = (self.env.schemas, &self.vars);
+                if x.refused {
+                    i += 1;
+                    continue;
+                }
                 if x.seq > after && matching::matches(until, &x.msg, v, s) {
                     let x = self.pending.remove(i);
                     self.last_taken = Some(x.seq);
@@ -577,7 +808,11 @@ impl<'a> CaseRun<'a> {
 
     /// Why the waiting messages did not match, for a failure report.
     fn near_misses(&self, p: &Pattern, after: u64) -> String {
-        let candidates: Vec<&Pending> = self.pending.iter().filter(|x| x.seq > after).collect();
+        let candidates: Vec<&Pending> = self
+            .pending
+            .iter()
+            .filter(|x| !x.refused && x.seq > after)
+            .collect();
         if candidates.is_empty() {
             return "no message from the SUT was waiting to be matched".to_owned();
         }
@@ -599,6 +834,15 @@ impl<'a> CaseRun<'a> {
 
     /// Messages left over that no step took and the suite does not allow.
     fn leftovers(&self) -> Result<(), StepError> {
+        if let Some(x) = self.pending.iter().find(|x| x.refused) {
+            return Err(err(
+                "no refusal beyond those the steps expect",
+                format!(
+                    "the SUT refused (dead-lettered) a message no step expected it to refuse:\n{}",
+                    x.msg.render("    ")
+                ),
+            ));
+        }
         let unexpected: Vec<&Pending> = self
             .pending
             .iter()

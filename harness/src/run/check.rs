@@ -7,7 +7,11 @@ use super::case::CaseRun;
 use crate::protocol::dmf::{self, Flow};
 
 /// Every check a suite may call.
-pub const NAMES: [&str; 2] = ["dmf.action_lifecycle", "amqp.exchange_exists"];
+pub const NAMES: [&str; 3] = [
+    "dmf.action_lifecycle",
+    "amqp.exchange_exists",
+    "amqp.exchange_is",
+];
 
 /// Runs the check `name`; `Err` says what was wrong.
 pub async fn run(
@@ -45,6 +49,14 @@ pub async fn run(
                     "the exchange `{exchange}` does not exist on the broker: the SUT named it but did not declare it"
                 )),
             }
+        }
+        "amqp.exchange_is" => {
+            let exchange = text("exchange")?;
+            let kind = text("type")?;
+            let durable = arg("durable")?
+                .as_bool()
+                .ok_or_else(|| format!("argument `durable` of `{name}` must be true or false"))?;
+            run.link().exchange_is(&exchange, &kind, durable).await
         }
         other => Err(format!("unknown check `{other}`")),
     }

@@ -3,5 +3,6 @@
 
 pub mod case;
 pub mod check;
+pub mod link;
 
 pub use case::{RunEnv, run_case};

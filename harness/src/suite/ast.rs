@@ -112,6 +112,9 @@ pub enum VarSpec {
     Generated {
         /// What to generate.
         generate: Generator,
+        /// The length of generated text.
+        #[serde(default)]
+        length: Option<usize>,
     },
     /// A literal value.
     Literal(Value),
@@ -125,6 +128,9 @@ pub enum Generator {
     Int,
     /// A random UUID v4 string.
     Uuid,
+    /// Random lower-case letters and digits, `length` of them (16 by
+    /// default), for ids and values at a size limit.
+    Text,
 }
 
 /// One case.
@@ -187,6 +193,14 @@ pub enum Action {
     Trigger(Trigger),
     /// Let time pass.
     Wait(Wait),
+    /// Ask the SUT (through a hook) for a JSON answer until it matches.
+    Query(Query),
+    /// The SUT refuses the message an earlier step sent (DMF: the server
+    /// dead-letters it).
+    ExpectRefused(ExpectRefused),
+    /// The SUT does not refuse the message an earlier step sent, for a
+    /// while.
+    ExpectAccepted(ExpectAccepted),
 }
 
 /// A message to send.
@@ -284,6 +298,47 @@ pub struct Trigger {
     /// Arguments, variables expanded, passed to the hook.
     #[serde(default)]
     pub args: BTreeMap<String, Value>,
+    /// Variables to set from the hook's JSON answer: name to path
+    /// (`actionId`, `a.b`).
+    #[serde(default)]
+    pub capture: BTreeMap<String, String>,
+}
+
+/// Ask the SUT through a hook until its JSON answer matches.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Query {
+    /// The hook's name.
+    pub hook: String,
+    /// Arguments, variables expanded, passed to the hook.
+    #[serde(default)]
+    pub args: BTreeMap<String, Value>,
+    /// Subset match on the answer; leaves may be matchers.
+    pub expect: Value,
+    /// How long to keep asking.
+    #[serde(default)]
+    pub within: Option<Dur>,
+}
+
+/// The SUT refuses a message.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectRefused {
+    /// The `send` or `resend` step whose message it is.
+    pub of: String,
+    /// How long to wait at most.
+    #[serde(default)]
+    pub within: Option<Dur>,
+}
+
+/// The SUT keeps from refusing a message.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectAccepted {
+    /// The `send` or `resend` step whose message it is.
+    pub of: String,
+    /// How long to watch.
+    pub during: Dur,
 }
 
 /// Let time pass.

@@ -6,13 +6,13 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
-use super::ast::{Action, Location, Pattern, Step, Suite};
+use super::ast::{Action, ExpectAccepted, ExpectRefused, Location, Pattern, Step, Suite};
 use super::error::{SuiteError, SuiteErrors};
 use super::tree::{self, Tree};
 use crate::schema::SchemaStore;
 
 /// The step kinds, in the order the docs list them.
-pub const STEP_KINDS: [&str; 8] = [
+pub const STEP_KINDS: [&str; 11] = [
     "send",
     "resend",
     "expect",
@@ -21,6 +21,9 @@ pub const STEP_KINDS: [&str; 8] = [
     "check",
     "trigger",
     "wait",
+    "query",
+    "expect_refused",
+    "expect_accepted",
 ];
 
 /// What the parser needs to know about the world.
@@ -284,7 +287,21 @@ fn steps(
                     ));
                 }
             }
-            Action::Trigger(_) | Action::Wait(_) => {}
+            Action::ExpectRefused(ExpectRefused { of, .. })
+            | Action::ExpectAccepted(ExpectAccepted { of, .. }) => {
+                let kind = if matches!(step.action, Action::ExpectRefused(_)) {
+                    "expect_refused"
+                } else {
+                    "expect_accepted"
+                };
+                if !names.iter().any(|(m, is_send)| m == of && *is_send) {
+                    errors.push(at(
+                        &format!("{here}/{kind}/of"),
+                        format!("`of: {of}` names no earlier `send` or `resend` step"),
+                    ));
+                }
+            }
+            Action::Trigger(_) | Action::Wait(_) | Action::Query(_) => {}
         }
         if let Some(n) = &step.name {
             if names.iter().any(|(m, _)| m == n) {
@@ -293,7 +310,8 @@ fn steps(
                     format!("step name `{n}` is used twice"),
                 ));
             }
-            names.push((n.clone(), matches!(step.action, Action::Send(_))));
+            let sends = matches!(step.action, Action::Send(_) | Action::Resend(_));
+            names.push((n.clone(), sends));
         }
     }
     names
@@ -323,8 +341,11 @@ fn pattern(
     if let Some(body) = &p.body {
         body_regexes(body, "body", &mut regexes);
     }
+    // Variables are filled in when the case runs; check the expression
+    // with a plain word in their place.
+    let var = regex::Regex::new(r"\$\{[A-Za-z0-9_.-]+\}").expect("a valid expression");
     for (key, r) in regexes {
-        if let Err(e) = regex::Regex::new(&r) {
+        if let Err(e) = regex::Regex::new(&var.replace_all(&r, "x")) {
             errors.push(at(
                 base,
                 format!("`{key}`: invalid regular expression: {e}"),

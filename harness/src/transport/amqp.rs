@@ -8,9 +8,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures_lite::StreamExt;
+use lapin::Acker;
 use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
-    QueueBindOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicRejectOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -93,6 +95,18 @@ impl AmqpClient {
         durable: bool,
         auto_delete: bool,
     ) -> Result<(), String> {
+        self.declare_exchange(name, "fanout", durable, auto_delete)
+            .await
+    }
+
+    /// Declares an exchange of `kind` (`fanout`, `topic`, `direct`, ...).
+    pub async fn declare_exchange(
+        &self,
+        name: &str,
+        kind: &str,
+        durable: bool,
+        auto_delete: bool,
+    ) -> Result<(), String> {
         let ch = self.channel().await?;
         let opts = ExchangeDeclareOptions {
             durable,
@@ -103,12 +117,62 @@ impl AmqpClient {
             &format!("declare exchange {name}"),
             ch.exchange_declare(
                 name.into(),
-                ExchangeKind::Fanout,
+                exchange_kind(kind),
                 opts,
                 FieldTable::default(),
             ),
         )
         .await
+    }
+
+    /// Whether the existing exchange `name` is of `kind` and durability
+    /// `durable`: a redeclaration with those settings succeeds only if
+    /// they are the exchange's own (RabbitMQ answers PRECONDITION_FAILED
+    /// otherwise). Call it only for an exchange known to exist, or it
+    /// would create one.
+    pub async fn exchange_is(&self, name: &str, kind: &str, durable: bool) -> Result<(), String> {
+        let ch = bounded("open channel", self.conn.create_channel()).await?;
+        let opts = ExchangeDeclareOptions {
+            durable,
+            ..Default::default()
+        };
+        let res = tokio::time::timeout(
+            OP_TIMEOUT,
+            ch.exchange_declare(
+                name.into(),
+                exchange_kind(kind),
+                opts,
+                FieldTable::default(),
+            ),
+        )
+        .await
+        .map_err(|_| format!("declare of `{name}`: no answer within {OP_TIMEOUT:?}"))?;
+        match res {
+            Ok(()) => {
+                let _ = ch.close(200, "done".into()).await;
+                Ok(())
+            }
+            Err(e) => Err(format!(
+                "the broker refused to see `{name}` as a {} {kind} exchange: {e}",
+                if durable { "durable" } else { "transient" }
+            )),
+        }
+    }
+
+    /// Deletes an exchange; best effort, for cleaning up.
+    pub async fn delete_exchange(&self, name: &str) {
+        if let Ok(ch) = self.channel().await {
+            let del = ch.exchange_delete(name.into(), ExchangeDeleteOptions::default());
+            let _ = tokio::time::timeout(OP_TIMEOUT, del).await;
+        }
+    }
+
+    /// Deletes a queue; best effort, for cleaning up.
+    pub async fn delete_queue(&self, name: &str) {
+        if let Ok(ch) = self.channel().await {
+            let del = ch.queue_delete(name.into(), QueueDeleteOptions::default());
+            let _ = tokio::time::timeout(OP_TIMEOUT, del).await;
+        }
     }
 
     /// Declares a queue; an empty name lets the broker choose one. Returns
@@ -185,6 +249,47 @@ impl AmqpClient {
         Ok(rx)
     }
 
+    /// Consumes a queue with manual acknowledgement: each message comes
+    /// with a [`Delivery`] that accepts or rejects it. At most `prefetch`
+    /// messages are unacknowledged at once.
+    pub async fn consume_manual(
+        &self,
+        queue: &str,
+        prefetch: u16,
+    ) -> Result<mpsc::UnboundedReceiver<(Message, Delivery)>, String> {
+        let ch = bounded("open channel", self.conn.create_channel()).await?;
+        bounded(
+            "basic.qos",
+            ch.basic_qos(prefetch, lapin::options::BasicQosOptions::default()),
+        )
+        .await?;
+        let mut consumer = bounded(
+            &format!("consume {queue}"),
+            ch.basic_consume(
+                queue.into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            ),
+        )
+        .await?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let _channel = ch;
+            while let Some(Ok(delivery)) = consumer.next().await {
+                let msg = decode(
+                    delivery.exchange.as_str(),
+                    &delivery.properties,
+                    delivery.data,
+                );
+                if tx.send((msg, Delivery(delivery.acker))).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(rx)
+    }
+
     /// Publishes `msg` to the exchange `msg.channel`, routing key "", and
     /// waits for the broker's confirm. Publishing to an exchange that does
     /// not exist fails here.
@@ -249,6 +354,33 @@ impl AmqpClient {
     /// Closes the connection.
     pub async fn close(&self) {
         let _ = tokio::time::timeout(OP_TIMEOUT, self.conn.close(200, "bye".into())).await;
+    }
+}
+
+/// The answer still owed to the broker for one delivery.
+pub struct Delivery(Acker);
+
+impl Delivery {
+    /// Acknowledges the message: it is consumed.
+    pub async fn accept(self) {
+        let _ = tokio::time::timeout(OP_TIMEOUT, self.0.ack(BasicAckOptions::default())).await;
+    }
+
+    /// Rejects the message without requeueing it: the broker dead-letters
+    /// it when its queue has a dead-letter exchange.
+    pub async fn reject(self) {
+        let opts = BasicRejectOptions { requeue: false };
+        let _ = tokio::time::timeout(OP_TIMEOUT, self.0.reject(opts)).await;
+    }
+}
+
+fn exchange_kind(kind: &str) -> ExchangeKind {
+    match kind {
+        "fanout" => ExchangeKind::Fanout,
+        "direct" => ExchangeKind::Direct,
+        "topic" => ExchangeKind::Topic,
+        "headers" => ExchangeKind::Headers,
+        other => ExchangeKind::Custom(other.to_owned()),
     }
 }
 

@@ -1,67 +1,18 @@
-//! hawkBit DMF: the names of hawkBit's broker objects, the server side of
-//! the topology that the harness plays when a device is under test, the
-//! schema of each device-to-server message, and the action-lifecycle
-//! oracle.
+//! The side of the broker that the harness plays when a DMF device is
+//! under test: the topology hawkBit declares, and a dispatcher that hands
+//! each device message to the case that owns its tenant (or thing).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use serde_json::Value;
 use tokio::sync::mpsc;
 
+use super::{
+    DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, DEAD_LETTER_TTL_MS, DMF_EXCHANGE, RECEIVER_QUEUE,
+};
 use crate::message::Message;
 use crate::transport::amqp::{AmqpClient, QueueSpec};
-
-/// The exchange every device publishes to.
-pub const DMF_EXCHANGE: &str = "dmf.exchange";
-/// hawkBit's receiver queue, bound to [`DMF_EXCHANGE`].
-pub const RECEIVER_QUEUE: &str = "dmf_receiver";
-/// hawkBit's dead-letter exchange.
-pub const DEAD_LETTER_EXCHANGE: &str = "dmf.connector.deadletter";
-/// hawkBit's dead-letter queue.
-pub const DEAD_LETTER_QUEUE: &str = "dmf_connector_deadletter_ttl";
-/// Dead-letter retention: 21 days, as hawkBit declares it.
-const DEAD_LETTER_TTL_MS: i64 = 1_814_400_000;
-
-/// The action statuses of DMF (eight in the seed, eleven in hawkBit).
-pub const ACTION_STATUSES: [&str; 11] = [
-    "DOWNLOAD",
-    "RETRIEVED",
-    "RUNNING",
-    "FINISHED",
-    "ERROR",
-    "WARNING",
-    "CANCELED",
-    "CANCEL_REJECTED",
-    "DOWNLOADED",
-    "CONFIRMED",
-    "DENIED",
-];
-
-/// The schema that a message from a DMF device must satisfy, by its
-/// `type` and `topic` headers; `Err` when the DMF API defines no such
-/// device-to-server message.
-pub fn device_message_schema(msg: &Message) -> Result<&'static str, String> {
-    let kind = msg.header("type");
-    let topic = msg.header("topic");
-    match (kind.as_deref(), topic.as_deref()) {
-        (Some("THING_CREATED"), _) => Ok("dmf/thing-created"),
-        (Some("THING_REMOVED"), _) => Ok("dmf/thing-removed"),
-        (Some("PING"), _) => Ok("dmf/ping"),
-        (Some("EVENT"), Some("UPDATE_ACTION_STATUS")) => Ok("dmf/action-status-update"),
-        (Some("EVENT"), Some("UPDATE_ATTRIBUTES")) => Ok("dmf/attribute-update"),
-        (Some("EVENT"), Some("UPDATE_AUTO_CONFIRM")) => Ok("dmf/auto-confirm-update"),
-        (Some("EVENT"), Some(t)) => Err(format!(
-            "topic `{t}` is not a device-to-server event (UPDATE_ACTION_STATUS, UPDATE_ATTRIBUTES, UPDATE_AUTO_CONFIRM)"
-        )),
-        (Some("EVENT"), None) => Err("an EVENT without a `topic` header".to_owned()),
-        (Some(t), _) => Err(format!(
-            "type `{t}` is not a device-to-server message (THING_CREATED, THING_REMOVED, EVENT, PING)"
-        )),
-        (None, _) => Err("no `type` header".to_owned()),
-    }
-}
 
 type Routes = HashMap<String, mpsc::UnboundedSender<Message>>;
 
@@ -211,6 +162,11 @@ impl DmfCaseLink {
         self.client.exchange_exists(name).await
     }
 
+    /// The broker connection, for checks.
+    pub fn client(&self) -> &AmqpClient {
+        &self.client
+    }
+
     /// Messages on `dmf.exchange` that named neither a known tenant nor a
     /// known thing while this case ran.
     pub fn unattributed(&self) -> Vec<Message> {
@@ -230,114 +186,5 @@ impl DmfCaseLink {
             r.by_thing.remove(&self.thing_id);
         }
         self.client.close().await;
-    }
-}
-
-/// Which action flow a lifecycle check judges.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Flow {
-    /// DOWNLOAD_AND_INSTALL: ends in FINISHED or ERROR.
-    DownloadAndInstall,
-    /// DOWNLOAD (download only): ends in DOWNLOADED or ERROR.
-    Download,
-}
-
-impl Flow {
-    /// Parses the suite's name for a flow.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "download_and_install" => Some(Flow::DownloadAndInstall),
-            "download" => Some(Flow::Download),
-            _ => None,
-        }
-    }
-
-    fn intermediate(self) -> &'static [&'static str] {
-        match self {
-            Flow::DownloadAndInstall => {
-                &["DOWNLOAD", "RETRIEVED", "RUNNING", "WARNING", "DOWNLOADED"]
-            }
-            Flow::Download => &["DOWNLOAD", "RETRIEVED", "RUNNING", "WARNING"],
-        }
-    }
-
-    fn finals(self) -> &'static [&'static str] {
-        match self {
-            Flow::DownloadAndInstall => &["FINISHED", "ERROR"],
-            Flow::Download => &["DOWNLOADED", "ERROR"],
-        }
-    }
-}
-
-/// Judges the statuses a device reported for one action: each is one the
-/// flow allows, and exactly one final status closes the sequence.
-pub fn check_lifecycle(flow: Flow, statuses: &[Message]) -> Result<(), String> {
-    let names: Vec<String> = statuses
-        .iter()
-        .map(|m| {
-            m.body_json()
-                .and_then(|b| {
-                    b.get("actionStatus")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned)
-                })
-                .unwrap_or_else(|| "<no actionStatus>".to_owned())
-        })
-        .collect();
-    let seq = names.join(" -> ");
-    if names.is_empty() {
-        return Err("no status was reported".to_owned());
-    }
-    for (i, s) in names.iter().enumerate() {
-        let last = i + 1 == names.len();
-        let is_final = flow.finals().contains(&s.as_str());
-        if is_final && !last {
-            return Err(format!(
-                "final status {s} is followed by more statuses: {seq}"
-            ));
-        }
-        if last && !is_final {
-            return Err(format!(
-                "the sequence must end in one of {:?}, got: {seq}",
-                flow.finals()
-            ));
-        }
-        if !is_final && !flow.intermediate().contains(&s.as_str()) {
-            return Err(format!(
-                "status {s} does not belong in this flow (allowed before the end: {:?}); sequence: {seq}",
-                flow.intermediate()
-            ));
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn status(s: &str) -> Message {
-        Message {
-            body: format!(r#"{{"actionId":1,"actionStatus":"{s}"}}"#).into_bytes(),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn lifecycle_oracle() {
-        let seq = |v: &[&str]| v.iter().map(|s| status(s)).collect::<Vec<_>>();
-        let dai = Flow::DownloadAndInstall;
-        assert!(
-            check_lifecycle(
-                dai,
-                &seq(&["RUNNING", "DOWNLOAD", "DOWNLOADED", "FINISHED"])
-            )
-            .is_ok()
-        );
-        assert!(check_lifecycle(dai, &seq(&["ERROR"])).is_ok());
-        assert!(check_lifecycle(dai, &seq(&["RUNNING", "CANCELED"])).is_err());
-        assert!(check_lifecycle(dai, &seq(&["FINISHED", "FINISHED"])).is_err());
-        assert!(check_lifecycle(Flow::Download, &seq(&["DOWNLOAD", "DOWNLOADED"])).is_ok());
-        assert!(check_lifecycle(Flow::Download, &seq(&["DOWNLOAD", "FINISHED"])).is_err());
     }
 }

@@ -1,0 +1,238 @@
+//! The upper tester for a DMF server: hawkBit's Management REST API.
+//! It makes the server act (assign a deployment, cancel it) and reads
+//! back what the server recorded (a target, its attributes, an action),
+//! as the `trigger` and `query` steps of a suite ask.
+//!
+//! Each operation takes the step's arguments as JSON and answers with
+//! JSON, so that a command hook in a profile can stand in for any of
+//! them. Answers are shaped the same whatever the server's version: an
+//! action is `{id, active, status}` with hawkBit's lower-case status,
+//! read from `detailStatus` on servers up to 0.9.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+/// The operations this plugin offers, by the names suites use.
+pub const OPERATIONS: [&str; 6] = [
+    "assign",
+    "cancel",
+    "target",
+    "attributes",
+    "action",
+    "delete",
+];
+
+/// Bound on each HTTP request.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Where the Management API is and how to log in.
+#[derive(Clone, Debug)]
+pub struct MgmtSpec {
+    /// Base URL, e.g. `http://localhost:8080`.
+    pub url: String,
+    /// Login.
+    pub user: String,
+    /// Password.
+    pub password: String,
+}
+
+/// A Management API client.
+#[derive(Clone)]
+pub struct MgmtClient {
+    spec: MgmtSpec,
+    http: reqwest::Client,
+}
+
+fn arg(args: &Map<String, Value>, name: &str) -> Result<String, String> {
+    match args.get(name) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(Value::Number(n)) => Ok(n.to_string()),
+        _ => Err(format!("argument `{name}` is missing")),
+    }
+}
+
+impl MgmtClient {
+    /// A client for `spec`.
+    pub fn new(spec: MgmtSpec) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .timeout(HTTP_TIMEOUT)
+            .build()
+            .map_err(|e| format!("management API client: {e}"))?;
+        Ok(MgmtClient { spec, http })
+    }
+
+    /// Runs the operation `name` with `args`.
+    pub async fn call(&self, name: &str, args: &Map<String, Value>) -> Result<Value, String> {
+        match name {
+            "assign" => {
+                let kind = args.get("type").and_then(Value::as_str).unwrap_or("forced");
+                self.assign(&arg(args, "thingId")?, kind).await
+            }
+            "cancel" => {
+                let path = format!(
+                    "targets/{}/actions/{}",
+                    arg(args, "thingId")?,
+                    arg(args, "actionId")?
+                );
+                self.request(reqwest::Method::DELETE, &path, None)
+                    .await
+                    .map(|_| Value::Null)
+            }
+            "delete" => {
+                let path = format!("targets/{}", arg(args, "thingId")?);
+                self.request(reqwest::Method::DELETE, &path, None)
+                    .await
+                    .map(|_| Value::Null)
+            }
+            "target" => {
+                let path = format!("targets/{}", arg(args, "thingId")?);
+                match self.request(reqwest::Method::GET, &path, None).await {
+                    Ok(t) => Ok(json!({
+                        "exists": true,
+                        "name": t.get("name"),
+                        "address": t.get("address"),
+                        "updateStatus": t.get("updateStatus"),
+                    })),
+                    Err(e) if e.starts_with("404") => Ok(json!({ "exists": false })),
+                    Err(e) => Err(e),
+                }
+            }
+            "attributes" => {
+                let path = format!("targets/{}/attributes", arg(args, "thingId")?);
+                let v = self.request(reqwest::Method::GET, &path, None).await?;
+                Ok(if v.is_null() { json!({}) } else { v })
+            }
+            "action" => {
+                let path = format!(
+                    "targets/{}/actions/{}",
+                    arg(args, "thingId")?,
+                    arg(args, "actionId")?
+                );
+                let a = self.request(reqwest::Method::GET, &path, None).await?;
+                Ok(normalise_action(&a))
+            }
+            other => Err(format!(
+                "the management API plugin has no operation `{other}` (it has {})",
+                OPERATIONS.join(", ")
+            )),
+        }
+    }
+
+    /// Creates a software module and a distribution set of its own, and
+    /// assigns the set to the thing; answers `{actionId}`.
+    async fn assign(&self, thing: &str, kind: &str) -> Result<Value, String> {
+        let version = format!("dmconf-{}", uuid::Uuid::new_v4().simple());
+        let sm = self
+            .request(
+                reqwest::Method::POST,
+                "softwaremodules",
+                Some(
+                    json!([{"name": "dmconf-fw", "version": version, "type": "os",
+                              "description": "created by a conformance run"}]),
+                ),
+            )
+            .await?;
+        let sm = first_id(&sm).ok_or_else(|| format!("no module id in {sm}"))?;
+        let ds = self
+            .request(
+                reqwest::Method::POST,
+                "distributionsets",
+                Some(
+                    json!([{"name": "dmconf-ds", "version": version, "type": "os",
+                              "modules": [{"id": sm}]}]),
+                ),
+            )
+            .await?;
+        let ds = first_id(&ds).ok_or_else(|| format!("no distribution set id in {ds}"))?;
+        let path = format!("targets/{thing}/assignedDS");
+        let res = self
+            .request(
+                reqwest::Method::POST,
+                &path,
+                Some(json!({"id": ds, "type": kind})),
+            )
+            .await?;
+        let id = res
+            .get("assignedActions")
+            .and_then(first_id)
+            .ok_or_else(|| format!("the assignment created no action: {res}"))?;
+        Ok(json!({ "actionId": id }))
+    }
+
+    /// One request; a JSON answer, `null` for an empty one, and `Err`
+    /// starting with the status code otherwise.
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
+        let url = format!("{}/rest/v1/{path}", self.spec.url.trim_end_matches('/'));
+        let mut req = self
+            .http
+            .request(method.clone(), &url)
+            .basic_auth(&self.spec.user, Some(&self.spec.password))
+            .header("Accept", "application/json");
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req
+            .send()
+            .await
+            .map_err(|e| format!("{method} {url}: {e}"))?;
+        let status = res.status();
+        let text = res
+            .text()
+            .await
+            .map_err(|e| format!("{method} {url}: {e}"))?;
+        if !status.is_success() {
+            return Err(format!("{} from {method} {url}: {text}", status.as_u16()));
+        }
+        if text.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text)
+            .map_err(|e| format!("{method} {url}: the answer is not JSON ({e}): {text}"))
+    }
+}
+
+fn first_id(v: &Value) -> Option<u64> {
+    v.as_array()?.first()?.get("id")?.as_u64()
+}
+
+/// An action as `{id, type, active, status}`, whatever the server's
+/// version (`active` and `status` from 0.10; `status` pending/finished
+/// and `detailStatus` before).
+fn normalise_action(a: &Value) -> Value {
+    let legacy = a.get("detailStatus").is_some();
+    let status = if legacy {
+        a.get("detailStatus")
+    } else {
+        a.get("status")
+    };
+    let active = match a.get("active").and_then(Value::as_bool) {
+        Some(b) => b,
+        None => a.get("status").and_then(Value::as_str) != Some("finished"),
+    };
+    json!({ "id": a.get("id"), "type": a.get("type"), "active": active, "status": status })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn action_shapes_of_both_generations() {
+        let new = normalise_action(
+            &json!({"id": 1, "type": "update", "active": true, "status": "running"}),
+        );
+        assert_eq!(new["active"], true);
+        assert_eq!(new["status"], "running");
+        let old = normalise_action(
+            &json!({"id": 1, "type": "cancel", "status": "finished", "detailStatus": "canceled"}),
+        );
+        assert_eq!(old["active"], false);
+        assert_eq!(old["status"], "canceled");
+    }
+}

@@ -1,0 +1,216 @@
+//! The reference server's Management API: the subset of hawkBit's
+//! `/rest/v1` that drives a DMF scenario, with HTTP Basic login
+//! `admin`/`admin` as hawkBit ships it.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State as Extract};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+use super::Shared;
+use super::state::MgmtError;
+
+/// `Basic` credentials `admin:admin`, hawkBit's default login.
+const ADMIN_LOGIN: &str = "Basic YWRtaW46YWRtaW4=";
+
+type S = Extract<Arc<Shared>>;
+
+impl IntoResponse for MgmtError {
+    fn into_response(self) -> Response {
+        let code = StatusCode::from_u16(self.0).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (code, Json(json!({ "message": self.1 }))).into_response()
+    }
+}
+
+fn login(headers: &HeaderMap) -> Result<(), MgmtError> {
+    match headers.get("authorization").and_then(|v| v.to_str().ok()) {
+        Some(ADMIN_LOGIN) => Ok(()),
+        _ => Err(MgmtError(401, "Full authentication is required".into())),
+    }
+}
+
+/// Serves the API on 127.0.0.1 at a free port; returns the task and the
+/// base URL.
+pub(super) async fn serve(shared: Arc<Shared>) -> Result<(JoinHandle<()>, String), String> {
+    let app = Router::new()
+        .route("/rest/v1/userinfo", get(userinfo))
+        .route("/rest/v1/softwaremodules", post(create_modules))
+        .route("/rest/v1/distributionsets", post(create_sets))
+        .route(
+            "/rest/v1/targets/{target}",
+            get(target).delete(delete_target),
+        )
+        .route("/rest/v1/targets/{target}/attributes", get(attributes))
+        .route("/rest/v1/targets/{target}/assignedDS", post(assign))
+        .route("/rest/v1/targets/{target}/actions", get(actions))
+        .route(
+            "/rest/v1/targets/{target}/actions/{action}",
+            get(action).delete(cancel),
+        )
+        .with_state(shared);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("management API: cannot listen: {e}"))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("management API: {e}"))?;
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((task, format!("http://{addr}")))
+}
+
+async fn userinfo(Extract(s): S, h: HeaderMap) -> Result<Json<Value>, MgmtError> {
+    login(&h)?;
+    let tenant = s.state().tenant().to_owned();
+    Ok(Json(json!({ "tenant": tenant, "username": "admin" })))
+}
+
+fn items(body: Value) -> Vec<Value> {
+    match body {
+        Value::Array(a) => a,
+        other => vec![other],
+    }
+}
+
+fn text(v: &Value, key: &str) -> Result<String, MgmtError> {
+    v.get(key)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| MgmtError(400, format!("`{key}` is required")))
+}
+
+async fn create_modules(
+    Extract(s): S,
+    h: HeaderMap,
+    Json(body): Json<Value>,
+) -> Result<(StatusCode, Json<Value>), MgmtError> {
+    login(&h)?;
+    let mut created = Vec::new();
+    for m in items(body) {
+        let (name, version, kind) = (text(&m, "name")?, text(&m, "version")?, text(&m, "type")?);
+        let id = s.state().create_module(&kind, &version);
+        created.push(json!({"id": id, "name": name, "version": version, "type": kind}));
+    }
+    Ok((StatusCode::CREATED, Json(Value::Array(created))))
+}
+
+async fn create_sets(
+    Extract(s): S,
+    h: HeaderMap,
+    Json(body): Json<Value>,
+) -> Result<(StatusCode, Json<Value>), MgmtError> {
+    login(&h)?;
+    let mut created = Vec::new();
+    for d in items(body) {
+        let (name, version) = (text(&d, "name")?, text(&d, "version")?);
+        let modules: Vec<u64> = d
+            .get("modules")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m.get("id").and_then(Value::as_u64))
+            .collect();
+        if modules.is_empty() {
+            return Err(MgmtError(400, "a distribution set needs a module".into()));
+        }
+        let id = s.state().create_set(modules)?;
+        created.push(json!({"id": id, "name": name, "version": version}));
+    }
+    Ok((StatusCode::CREATED, Json(Value::Array(created))))
+}
+
+async fn target(
+    Extract(s): S,
+    h: HeaderMap,
+    Path(t): Path<String>,
+) -> Result<Json<Value>, MgmtError> {
+    login(&h)?;
+    s.state().target(&t).map(Json)
+}
+
+async fn delete_target(
+    Extract(s): S,
+    h: HeaderMap,
+    Path(t): Path<String>,
+) -> Result<StatusCode, MgmtError> {
+    login(&h)?;
+    let out = s.state().delete_target(&t)?;
+    s.send(out).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn attributes(
+    Extract(s): S,
+    h: HeaderMap,
+    Path(t): Path<String>,
+) -> Result<Response, MgmtError> {
+    login(&h)?;
+    let attrs = s.state().attributes(&t)?;
+    Ok(if attrs.is_empty() {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        Json(attrs).into_response()
+    })
+}
+
+async fn assign(
+    Extract(s): S,
+    h: HeaderMap,
+    Path(t): Path<String>,
+    Json(body): Json<Value>,
+) -> Result<Json<Value>, MgmtError> {
+    login(&h)?;
+    let mut ids = Vec::new();
+    for a in items(body) {
+        let ds = a
+            .get("id")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| MgmtError(400, "`id` is required".into()))?;
+        let download_only = a.get("type").and_then(Value::as_str) == Some("downloadonly");
+        let (id, out) = s.state().assign(&t, ds, download_only)?;
+        s.send(out).await;
+        ids.push(json!({ "id": id }));
+    }
+    let n = ids.len();
+    Ok(Json(json!({
+        "assigned": n, "alreadyAssigned": 0, "total": n, "assignedActions": ids,
+    })))
+}
+
+async fn actions(
+    Extract(s): S,
+    h: HeaderMap,
+    Path(t): Path<String>,
+) -> Result<Json<Value>, MgmtError> {
+    login(&h)?;
+    let list = s.state().actions(&t)?;
+    let n = list.len();
+    Ok(Json(json!({ "content": list, "total": n, "size": n })))
+}
+
+async fn action(
+    Extract(s): S,
+    h: HeaderMap,
+    Path((t, a)): Path<(String, u64)>,
+) -> Result<Json<Value>, MgmtError> {
+    login(&h)?;
+    s.state().action(&t, a).map(Json)
+}
+
+async fn cancel(
+    Extract(s): S,
+    h: HeaderMap,
+    Path((t, a)): Path<(String, u64)>,
+) -> Result<StatusCode, MgmtError> {
+    login(&h)?;
+    let out = s.state().cancel(&t, a)?;
+    s.send(out).await;
+    Ok(StatusCode::NO_CONTENT)
+}

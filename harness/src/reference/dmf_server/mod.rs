@@ -1,0 +1,213 @@
+//! The reference DMF server: correct by default, behaving as hawkBit does
+//! for what the DMF reference describes (topology, dead-lettering,
+//! re-sending the pending action on THING_CREATED, the cancel flow, field
+//! limits, PING), serving the Management API subset that drives a
+//! scenario on a local port, and able to carry one realistic mistake at a
+//! time ([`ServerFault`]).
+//!
+//! It serves one tenant, on an inbound exchange and receiver queue that
+//! its configuration names, so that several instances share one broker
+//! without seeing each other's traffic.
+
+mod mgmt;
+mod state;
+
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::task::JoinHandle;
+
+pub use state::{ATTRIBUTE_MAX, NAME_MAX, THING_ID_MAX};
+use state::{State, Verdict};
+
+use crate::message::Message;
+use crate::protocol::dmf::{DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, DEAD_LETTER_TTL_MS};
+use crate::transport::amqp::{AmqpClient, QueueSpec};
+
+crate::reference::fault_catalogue! {
+    /// A realistic mistake the reference server can be started with.
+    pub enum ServerFault {
+        /// Registers a thing whose THING_CREATED has no (or an empty) `reply_to`.
+        AcceptsNoReplyTo = "accepts-no-reply-to",
+        /// Registers a thing whose `thingId` header is empty.
+        AcceptsEmptyThingId = "accepts-empty-thing-id",
+        /// Takes a message without a `tenant` header for its own tenant.
+        AcceptsNoTenant = "accepts-no-tenant",
+        /// Reads `type` and `topic` case-insensitively and trimmed.
+        LenientType = "lenient-type",
+        /// Acknowledges server-to-device types and topics sent by a device.
+        AcceptsServerMessages = "accepts-server-messages",
+        /// Processes JSON bodies whatever their content type.
+        IgnoresContentType = "ignores-content-type",
+        /// Acknowledges an action status whose body is not JSON, and drops it.
+        AcksMalformedStatus = "acks-malformed-status",
+        /// Dead-letters THING_CREATED for a thing it already knows.
+        RefusesReregistration = "refuses-reregistration",
+        /// Does not send the open action again when a thing re-registers.
+        NoResendOnRegister = "no-resend-on-register",
+        /// Treats attribute mode REPLACE as MERGE.
+        ReplaceMerges = "replace-merges",
+        /// Allows attribute keys and values of 129 characters.
+        AttributeLimitOff = "attribute-limit-off-by-one",
+        /// Acknowledges UPDATE_ATTRIBUTES without `thingId`, and drops it.
+        AttributesWithoutThingId = "accepts-attributes-without-thing-id",
+        /// Registers a thing id of 257 characters.
+        ThingIdLimitOff = "accepts-257-char-thing-id",
+        /// Accepts a target name of 129 characters.
+        NameLimitOff = "accepts-129-char-name",
+        /// Acknowledges a status for an action that does not exist.
+        AcceptsUnknownAction = "accepts-unknown-action",
+        /// Dead-letters a second final status for a closed action.
+        RefusesDuplicateFinal = "refuses-duplicate-final-status",
+        /// Leaves an action open after FINISHED, so it is sent again.
+        FinishedKeepsAction = "finished-keeps-action-open",
+        /// Puts another action's id into CANCEL_DOWNLOAD.
+        CancelWrongActionId = "cancel-wrong-action-id",
+        /// Accepts CANCELED or CANCEL_REJECTED for an action that was never canceled.
+        AcceptsUnrequestedCancel = "accepts-unrequested-cancel",
+        /// Keeps a canceled action open and keeps sending it.
+        KeepsCanceledAction = "keeps-sending-canceled-action",
+        /// Holds the next action back after CANCELED until the thing re-registers.
+        NoNextAfterCancel = "no-next-after-cancel",
+        /// Closes the action on CANCEL_REJECTED instead of resuming it.
+        CancelRejectedCloses = "cancel-rejected-closes",
+        /// Answers PING without its correlation id.
+        PingDropsCorrelationId = "ping-drops-correlation-id",
+        /// Deletes a removed thing without sending THING_DELETED.
+        NoThingDeleted = "no-thing-deleted",
+        /// Declares its inbound exchange as a topic exchange.
+        ExchangeWrongType = "exchange-wrong-type",
+    }
+}
+
+/// How a reference server is started.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Broker URL.
+    pub amqp_url: String,
+    /// The tenant it serves.
+    pub tenant: String,
+    /// Its inbound exchange (hawkBit: `dmf.exchange`).
+    pub exchange: String,
+    /// Its receiver queue (hawkBit: `dmf_receiver`).
+    pub receiver_queue: String,
+    /// Delete the exchange and queue when stopped (an instance of its own
+    /// for one case).
+    pub private: bool,
+    /// The mistake to make, if any.
+    pub fault: Option<ServerFault>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    client: AmqpClient,
+}
+
+impl Shared {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Publishes what the server sends. Like hawkBit, it does not learn
+    /// whether a device's exchange exists: a failed publish is dropped.
+    async fn send(&self, out: Vec<Message>) {
+        for m in out {
+            let _ = self.client.publish(&m).await;
+        }
+    }
+}
+
+/// A running reference server.
+pub struct ServerHandle {
+    cfg: ServerConfig,
+    shared: Arc<Shared>,
+    amqp: JoinHandle<()>,
+    http: JoinHandle<()>,
+    /// Base URL of its Management API (`http://127.0.0.1:port`).
+    pub mgmt_url: String,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+/// Starts a reference server: declares hawkBit's topology, consumes its
+/// receiver queue, and serves the Management API on a free local port.
+pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, String> {
+    let client = AmqpClient::connect(&cfg.amqp_url).await?;
+    let kind = if cfg.fault == Some(ServerFault::ExchangeWrongType) {
+        "topic"
+    } else {
+        "fanout"
+    };
+    client
+        .declare_exchange(&cfg.exchange, kind, true, false)
+        .await?;
+    client
+        .declare_fanout(DEAD_LETTER_EXCHANGE, true, false)
+        .await?;
+    let dlq = QueueSpec {
+        durable: true,
+        message_ttl: Some(DEAD_LETTER_TTL_MS),
+        ..Default::default()
+    };
+    client.declare_queue(DEAD_LETTER_QUEUE, &dlq).await?;
+    client.bind(DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE).await?;
+    let receiver = QueueSpec {
+        durable: true,
+        dead_letter_exchange: Some(DEAD_LETTER_EXCHANGE.to_owned()),
+        ..Default::default()
+    };
+    client.declare_queue(&cfg.receiver_queue, &receiver).await?;
+    client.bind(&cfg.receiver_queue, &cfg.exchange).await?;
+    let mut inbox = client.consume_manual(&cfg.receiver_queue, 250).await?;
+
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State::new(&cfg.tenant, cfg.fault)),
+        client,
+    });
+    let s = shared.clone();
+    let amqp = tokio::spawn(async move {
+        while let Some((msg, delivery)) = inbox.recv().await {
+            let (verdict, out) = s.state().handle(&msg, now_ms());
+            s.send(out).await;
+            match verdict {
+                Verdict::Accept => delivery.accept().await,
+                Verdict::Refuse(_) => delivery.reject().await,
+            }
+        }
+    });
+    let (http, mgmt_url) = mgmt::serve(shared.clone()).await?;
+    Ok(ServerHandle {
+        cfg,
+        shared,
+        amqp,
+        http,
+        mgmt_url,
+    })
+}
+
+impl ServerHandle {
+    /// Whether the server's message loop has ended.
+    pub fn is_finished(&self) -> bool {
+        self.amqp.is_finished()
+    }
+
+    /// Stops the server and, for a private instance, removes its exchange
+    /// and queue.
+    pub async fn stop(self) {
+        self.http.abort();
+        self.amqp.abort();
+        if self.cfg.private {
+            self.shared
+                .client
+                .delete_queue(&self.cfg.receiver_queue)
+                .await;
+            self.shared.client.delete_exchange(&self.cfg.exchange).await;
+        }
+        self.shared.client.close().await;
+    }
+}

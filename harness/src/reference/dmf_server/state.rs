@@ -1,0 +1,828 @@
+//! The reference server's model of one tenant: targets, actions and the
+//! rules by which hawkBit accepts, refuses or ignores what a device
+//! sends. Pure: it takes a message or a management request and answers
+//! with an outcome and the messages to send; the caller does the I/O.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+use super::ServerFault;
+use crate::message::Message;
+use crate::protocol::dmf::ACTION_STATUSES;
+
+/// Longest controller id (`JpaTarget.controllerId`).
+pub const THING_ID_MAX: usize = 256;
+/// Longest target name (`NamedEntity.NAME_MAX_SIZE`).
+pub const NAME_MAX: usize = 128;
+/// Longest attribute key and value.
+pub const ATTRIBUTE_MAX: usize = 128;
+/// Most attributes per target.
+pub const ATTRIBUTES_PER_TARGET: usize = 100;
+
+/// What becomes of a message from a device.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Processed (or deliberately ignored): acknowledged.
+    Accept,
+    /// Refused: rejected without requeue, so that the broker
+    /// dead-letters it. The text says why, for the server's log.
+    Refuse(String),
+}
+
+/// The state of an action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActionState {
+    /// Sent to the device, not yet closed.
+    Running,
+    /// A cancel was requested; the device has not answered yet.
+    Canceling,
+    /// Closed by FINISHED.
+    Finished,
+    /// Closed by ERROR.
+    Error,
+    /// Closed by CANCELED.
+    Canceled,
+    /// A download-only action closed by DOWNLOADED.
+    Downloaded,
+}
+
+impl ActionState {
+    fn active(self) -> bool {
+        matches!(self, ActionState::Running | ActionState::Canceling)
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            ActionState::Running => "running",
+            ActionState::Canceling => "canceling",
+            ActionState::Finished => "finished",
+            ActionState::Error => "error",
+            ActionState::Canceled => "canceled",
+            ActionState::Downloaded => "downloaded",
+        }
+    }
+}
+
+/// One deployment to one target.
+#[derive(Clone, Debug)]
+pub struct Action {
+    /// The action id.
+    pub id: u64,
+    /// The target's controller id.
+    pub thing: String,
+    /// Download only (DOWNLOAD instead of DOWNLOAD_AND_INSTALL).
+    pub download_only: bool,
+    /// The distribution set.
+    pub ds: u64,
+    /// Its state.
+    pub state: ActionState,
+    /// Whether it was ever canceled (the Management API's `type`).
+    pub cancel: bool,
+}
+
+/// A registered target.
+#[derive(Clone, Debug, Default)]
+pub struct Target {
+    /// The reply exchange from its last THING_CREATED.
+    pub reply_to: String,
+    /// Its name.
+    pub name: String,
+    /// Its attributes.
+    pub attributes: BTreeMap<String, String>,
+    /// The security token handed out with each action.
+    pub token: String,
+}
+
+/// A software module created over the Management API.
+#[derive(Clone, Debug)]
+pub struct Module {
+    /// Id.
+    pub id: u64,
+    /// Type key.
+    pub kind: String,
+    /// Version.
+    pub version: String,
+}
+
+/// A management request that could not be carried out, as an HTTP status
+/// and a message.
+#[derive(Debug)]
+pub struct MgmtError(pub u16, pub String);
+
+/// One tenant's state.
+pub struct State {
+    tenant: String,
+    fault: Option<ServerFault>,
+    targets: BTreeMap<String, Target>,
+    actions: BTreeMap<u64, Action>,
+    modules: BTreeMap<u64, Module>,
+    sets: BTreeMap<u64, Vec<u64>>,
+    next_id: u64,
+}
+
+fn header(msg: &Message, name: &str) -> Option<String> {
+    msg.header(name).filter(|v| !v.is_empty())
+}
+
+fn json_content(msg: &Message) -> bool {
+    msg.property("content_type")
+        .is_some_and(|c| c.contains("json"))
+}
+
+fn attribute_text_ok(s: &str) -> bool {
+    s.chars().all(|c| {
+        c.is_ascii_alphanumeric()
+            || c.is_whitespace() && c.is_ascii()
+            || "_-!@#$%^&*()+=[]{}|;:'\",.<>/\\?".contains(c)
+    })
+}
+
+impl State {
+    /// An empty tenant.
+    pub fn new(tenant: &str, fault: Option<ServerFault>) -> Self {
+        State {
+            tenant: tenant.to_uppercase(),
+            fault,
+            targets: BTreeMap::new(),
+            actions: BTreeMap::new(),
+            modules: BTreeMap::new(),
+            sets: BTreeMap::new(),
+            next_id: 1,
+        }
+    }
+
+    fn has(&self, f: ServerFault) -> bool {
+        self.fault == Some(f)
+    }
+
+    fn id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Handles one message from a device; returns the verdict and the
+    /// messages to publish (each to the exchange in its `channel`).
+    pub fn handle(&mut self, msg: &Message, now_ms: u64) -> (Verdict, Vec<Message>) {
+        let mut out = Vec::new();
+        let verdict = match self.dispatch(msg, now_ms, &mut out) {
+            Ok(()) => Verdict::Accept,
+            Err(why) => {
+                out.clear();
+                Verdict::Refuse(why)
+            }
+        };
+        (verdict, out)
+    }
+
+    fn dispatch(
+        &mut self,
+        msg: &Message,
+        now_ms: u64,
+        out: &mut Vec<Message>,
+    ) -> Result<(), String> {
+        let lenient = self.has(ServerFault::LenientType);
+        let kind = header(msg, "type").map(|t| if lenient { t.trim().to_uppercase() } else { t });
+        let tenant = header(msg, "tenant");
+        let (kind, tenant) = match (kind, tenant) {
+            (Some(k), Some(t)) => (k, t),
+            (Some(k), None) if self.has(ServerFault::AcceptsNoTenant) => (k, self.tenant.clone()),
+            _ => return Err("Invalid message! tenant and type header are mandatory!".into()),
+        };
+        if tenant.to_uppercase() != self.tenant {
+            return Err(format!("tenant {tenant} does not exist"));
+        }
+        match kind.as_str() {
+            "THING_CREATED" => self.thing_created(msg, out),
+            "THING_REMOVED" => self.thing_removed(msg, out),
+            "PING" => {
+                self.ping(msg, now_ms, out);
+                Ok(())
+            }
+            "EVENT" => self.event(msg, out),
+            "THING_DELETED" | "PING_RESPONSE" if self.has(ServerFault::AcceptsServerMessages) => {
+                Ok(())
+            }
+            other => Err(format!(
+                "No handle method was found for the given message type {other}."
+            )),
+        }
+    }
+
+    fn thing_created(&mut self, msg: &Message, out: &mut Vec<Message>) -> Result<(), String> {
+        let thing = match msg.header("thingId") {
+            Some(t) if t.is_empty() && self.has(ServerFault::AcceptsEmptyThingId) => t,
+            _ => header(msg, "thingId").ok_or("THING_CREATED without thingId")?,
+        };
+        let max = if self.has(ServerFault::ThingIdLimitOff) {
+            THING_ID_MAX + 1
+        } else {
+            THING_ID_MAX
+        };
+        if thing.chars().count() > max || thing.chars().any(char::is_whitespace) {
+            return Err(format!("invalid controller id {thing}"));
+        }
+        let reply_to = msg.property("reply_to").unwrap_or_default();
+        if reply_to.is_empty() && !self.has(ServerFault::AcceptsNoReplyTo) {
+            return Err("THING_CREATED without reply_to".into());
+        }
+        let empty_body = msg.body.is_empty() || msg.body == b"\"\"";
+        let mut name = None;
+        let mut attrs = None;
+        if !empty_body {
+            if !json_content(msg) && !self.has(ServerFault::IgnoresContentType) {
+                return Err("Content-Type is not JSON compatible".into());
+            }
+            let body: Value =
+                serde_json::from_slice(&msg.body).map_err(|e| format!("body: {e}"))?;
+            let body = body.as_object().ok_or("body is not an object")?;
+            if let Some(n) = body.get("name").filter(|v| !v.is_null()) {
+                let n = n.as_str().ok_or("name is not a string")?;
+                let max = if self.has(ServerFault::NameLimitOff) {
+                    NAME_MAX + 1
+                } else {
+                    NAME_MAX
+                };
+                if n.chars().count() > max {
+                    return Err("name longer than 128".into());
+                }
+                if !n.trim().is_empty() {
+                    name = Some(n.to_owned());
+                }
+            }
+            if let Some(a) = body.get("attributeUpdate").filter(|v| !v.is_null()) {
+                attrs = Some(a.clone());
+            }
+        }
+        let known = self.targets.contains_key(&thing);
+        if known && self.has(ServerFault::RefusesReregistration) {
+            return Err(format!("target {thing} already exists"));
+        }
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let target = self.targets.entry(thing.clone()).or_insert_with(|| Target {
+            name: thing.clone(),
+            token,
+            ..Default::default()
+        });
+        target.reply_to = reply_to;
+        if let Some(n) = name {
+            target.name = n;
+        }
+        if let Some(a) = attrs {
+            self.update_attributes(&thing, &a)?;
+        }
+        if !(known && self.has(ServerFault::NoResendOnRegister)) {
+            self.send_current(&thing, out);
+        }
+        Ok(())
+    }
+
+    fn thing_removed(&mut self, msg: &Message, out: &mut Vec<Message>) -> Result<(), String> {
+        let thing = header(msg, "thingId").ok_or("THING_REMOVED without thingId")?;
+        let target = self
+            .targets
+            .remove(&thing)
+            .ok_or_else(|| format!("target {thing} does not exist"))?;
+        self.actions.retain(|_, a| a.thing != thing);
+        if !self.has(ServerFault::NoThingDeleted) {
+            out.push(self.to_thing(&target.reply_to, &thing, "THING_DELETED", None, Vec::new()));
+        }
+        Ok(())
+    }
+
+    fn ping(&mut self, msg: &Message, now_ms: u64, out: &mut Vec<Message>) {
+        let Some(cid) = msg.property("correlation_id").filter(|c| !c.is_empty()) else {
+            return;
+        };
+        let mut reply = Message {
+            channel: msg.property("reply_to").unwrap_or_else(|| "null".into()),
+            body: now_ms.to_string().into_bytes(),
+            ..Default::default()
+        };
+        reply.headers.insert("type".into(), json!("PING_RESPONSE"));
+        if let Some(t) = msg.headers.get("tenant") {
+            reply.headers.insert("tenant".into(), t.clone());
+        }
+        reply
+            .properties
+            .insert("content_type".into(), json!("text/plain"));
+        if !self.has(ServerFault::PingDropsCorrelationId) {
+            reply.properties.insert("correlation_id".into(), json!(cid));
+        }
+        out.push(reply);
+    }
+
+    fn event(&mut self, msg: &Message, out: &mut Vec<Message>) -> Result<(), String> {
+        if !json_content(msg) && !self.has(ServerFault::IgnoresContentType) {
+            return Err("Content-Type is not JSON compatible".into());
+        }
+        let topic = header(msg, "topic").ok_or("Got event without appropriate topic.")?;
+        let topic = if self.has(ServerFault::LenientType) {
+            topic.trim().to_uppercase()
+        } else {
+            topic
+        };
+        match topic.as_str() {
+            "UPDATE_ACTION_STATUS" => self.action_status(msg, out),
+            "UPDATE_ATTRIBUTES" => {
+                let thing = match header(msg, "thingId") {
+                    Some(t) => t,
+                    None if self.has(ServerFault::AttributesWithoutThingId) => return Ok(()),
+                    None => return Err("UPDATE_ATTRIBUTES without thingId".into()),
+                };
+                if !self.targets.contains_key(&thing) {
+                    return Err(format!("target {thing} does not exist"));
+                }
+                let body: Value =
+                    serde_json::from_slice(&msg.body).map_err(|e| format!("body: {e}"))?;
+                self.update_attributes(&thing, &body)
+            }
+            "UPDATE_AUTO_CONFIRM" => {
+                let body: Value =
+                    serde_json::from_slice(&msg.body).map_err(|e| format!("body: {e}"))?;
+                body.as_object()
+                    .map(|_| ())
+                    .ok_or_else(|| "body is not an object".into())
+            }
+            "DOWNLOAD_AND_INSTALL"
+            | "DOWNLOAD"
+            | "CANCEL_DOWNLOAD"
+            | "REQUEST_ATTRIBUTES_UPDATE"
+            | "CONFIRM"
+            | "BATCH_DOWNLOAD"
+            | "BATCH_DOWNLOAD_AND_INSTALL"
+            | "MULTI_ACTION"
+                if self.has(ServerFault::AcceptsServerMessages) =>
+            {
+                Ok(())
+            }
+            other => Err(format!("Got event without appropriate topic: {other}")),
+        }
+    }
+
+    fn update_attributes(&mut self, thing: &str, body: &Value) -> Result<(), String> {
+        let body = body
+            .as_object()
+            .ok_or("attribute update is not an object")?;
+        let empty = Map::new();
+        let attrs = match body.get("attributes") {
+            None | Some(Value::Null) => &empty,
+            Some(Value::Object(m)) => m,
+            Some(_) => return Err("attributes is not an object".into()),
+        };
+        let mode = match body.get("mode") {
+            None | Some(Value::Null) => "MERGE",
+            Some(Value::String(m)) if ["MERGE", "REPLACE", "REMOVE"].contains(&m.as_str()) => {
+                m.as_str()
+            }
+            Some(m) => return Err(format!("unknown mode {m}")),
+        };
+        let max = if self.has(ServerFault::AttributeLimitOff) {
+            ATTRIBUTE_MAX + 1
+        } else {
+            ATTRIBUTE_MAX
+        };
+        let mut parsed = Vec::new();
+        for (k, v) in attrs {
+            let v = match v {
+                Value::String(s) => Some(s.clone()),
+                Value::Null => None,
+                other => return Err(format!("attribute {k}: value {other} is not a string")),
+            };
+            let too_long = |s: &str| s.chars().count() > max;
+            if too_long(k) || !attribute_text_ok(k) {
+                return Err(format!("invalid attribute key {k}"));
+            }
+            if v.as_deref()
+                .is_some_and(|v| too_long(v) || !attribute_text_ok(v))
+            {
+                return Err(format!("invalid value for attribute {k}"));
+            }
+            parsed.push((k.clone(), v));
+        }
+        let replace_merges = self.has(ServerFault::ReplaceMerges);
+        let target = self.targets.get_mut(thing).ok_or("unknown target")?;
+        let mut next = target.attributes.clone();
+        match mode {
+            "REPLACE" if !replace_merges => {
+                next.clear();
+                next.extend(parsed.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
+            }
+            "REMOVE" => {
+                for (k, _) in parsed {
+                    next.remove(&k);
+                }
+            }
+            _ => {
+                for (k, v) in parsed {
+                    match v {
+                        Some(v) => next.insert(k, v),
+                        None => next.remove(&k),
+                    };
+                }
+            }
+        }
+        if next.len() > ATTRIBUTES_PER_TARGET && next.len() > target.attributes.len() {
+            return Err("too many attributes".into());
+        }
+        target.attributes = next;
+        Ok(())
+    }
+
+    fn action_status(&mut self, msg: &Message, out: &mut Vec<Message>) -> Result<(), String> {
+        let body: Value = match serde_json::from_slice(&msg.body) {
+            Ok(b) => b,
+            Err(_) if self.has(ServerFault::AcksMalformedStatus) => return Ok(()),
+            Err(e) => return Err(format!("body: {e}")),
+        };
+        let id = body
+            .get("actionId")
+            .and_then(Value::as_u64)
+            .ok_or("actionId missing")?;
+        let status = body
+            .get("actionStatus")
+            .and_then(Value::as_str)
+            .ok_or("actionStatus missing")?;
+        if !ACTION_STATUSES.contains(&status) {
+            return Err(format!("unknown actionStatus {status}"));
+        }
+        if let Some(m) = body.get("message").filter(|m| !m.is_null())
+            && !(m.is_string() || m.as_array().is_some_and(|a| a.iter().all(Value::is_string)))
+        {
+            return Err("message is not a list of strings".into());
+        }
+        let Some(action) = self.actions.get(&id).cloned() else {
+            return if self.has(ServerFault::AcceptsUnknownAction) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "Got intermediate notification about action {id} but action does not exist"
+                ))
+            };
+        };
+        let thing = action.thing.clone();
+        let canceling = matches!(action.state, ActionState::Canceling | ActionState::Canceled);
+        let set = |s: &mut Self, state| {
+            if let Some(a) = s.actions.get_mut(&id) {
+                a.state = state;
+            }
+        };
+        match status {
+            "CANCELED" | "CANCEL_REJECTED"
+                if !canceling && !self.has(ServerFault::AcceptsUnrequestedCancel) =>
+            {
+                Err(format!(
+                    "action {id} is not canceling; {status} is not allowed"
+                ))
+            }
+            "CANCELED" => {
+                if !self.has(ServerFault::KeepsCanceledAction) {
+                    set(self, ActionState::Canceled);
+                }
+                if !self.has(ServerFault::NoNextAfterCancel) {
+                    self.send_current(&thing, out);
+                }
+                Ok(())
+            }
+            "CANCEL_REJECTED" => {
+                let state = if self.has(ServerFault::CancelRejectedCloses) {
+                    ActionState::Canceled
+                } else {
+                    ActionState::Running
+                };
+                set(self, state);
+                Ok(())
+            }
+            "FINISHED" | "ERROR" if !action.state.active() => {
+                if self.has(ServerFault::RefusesDuplicateFinal) {
+                    Err(format!("action {id} is already closed"))
+                } else {
+                    Ok(())
+                }
+            }
+            "FINISHED" | "ERROR" => {
+                let finished = status == "FINISHED";
+                if !self.has(ServerFault::FinishedKeepsAction) {
+                    set(
+                        self,
+                        if finished {
+                            ActionState::Finished
+                        } else {
+                            ActionState::Error
+                        },
+                    );
+                }
+                if finished {
+                    out.push(self.request_attributes(&thing));
+                }
+                self.send_current(&thing, out);
+                Ok(())
+            }
+            "DOWNLOADED" if action.download_only && action.state.active() => {
+                set(self, ActionState::Downloaded);
+                out.push(self.request_attributes(&thing));
+                self.send_current(&thing, out);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn request_attributes(&self, thing: &str) -> Message {
+        let reply_to = self
+            .targets
+            .get(thing)
+            .map(|t| t.reply_to.clone())
+            .unwrap_or_default();
+        self.to_thing(
+            &reply_to,
+            thing,
+            "EVENT",
+            Some("REQUEST_ATTRIBUTES_UPDATE"),
+            Vec::new(),
+        )
+    }
+
+    /// The current action of a target: the oldest active one.
+    fn current(&self, thing: &str) -> Option<&Action> {
+        self.actions
+            .values()
+            .find(|a| a.thing == thing && a.state.active())
+    }
+
+    /// Sends the target its current action (CANCEL_DOWNLOAD when it is
+    /// being canceled), if it has one.
+    fn send_current(&self, thing: &str, out: &mut Vec<Message>) {
+        let (Some(action), Some(target)) = (self.current(thing), self.targets.get(thing)) else {
+            return;
+        };
+        let msg = if action.state == ActionState::Canceling {
+            self.cancel_message(target, action)
+        } else {
+            self.download_message(target, action)
+        };
+        out.push(msg);
+    }
+
+    fn cancel_message(&self, target: &Target, action: &Action) -> Message {
+        let id = if self.has(ServerFault::CancelWrongActionId) {
+            action.id + 1000
+        } else {
+            action.id
+        };
+        let body = serde_json::to_vec(&json!({ "actionId": id })).unwrap_or_default();
+        self.to_thing(
+            &target.reply_to,
+            &action.thing,
+            "EVENT",
+            Some("CANCEL_DOWNLOAD"),
+            body,
+        )
+    }
+
+    fn download_message(&self, target: &Target, action: &Action) -> Message {
+        let modules: Vec<Value> = self
+            .sets
+            .get(&action.ds)
+            .into_iter()
+            .flatten()
+            .filter_map(|m| self.modules.get(m))
+            .map(|m| json!({"moduleId": m.id, "moduleType": m.kind, "moduleVersion": m.version, "artifacts": []}))
+            .collect();
+        let body = json!({
+            "actionId": action.id,
+            "targetSecurityToken": target.token,
+            "softwareModules": modules,
+        });
+        let topic = if action.download_only {
+            "DOWNLOAD"
+        } else {
+            "DOWNLOAD_AND_INSTALL"
+        };
+        let body = serde_json::to_vec(&body).unwrap_or_default();
+        self.to_thing(&target.reply_to, &action.thing, "EVENT", Some(topic), body)
+    }
+
+    fn to_thing(
+        &self,
+        exchange: &str,
+        thing: &str,
+        kind: &str,
+        topic: Option<&str>,
+        body: Vec<u8>,
+    ) -> Message {
+        let mut m = Message {
+            channel: exchange.to_owned(),
+            body,
+            ..Default::default()
+        };
+        m.headers.insert("type".into(), json!(kind));
+        if let Some(t) = topic {
+            m.headers.insert("topic".into(), json!(t));
+        }
+        m.headers.insert("thingId".into(), json!(thing));
+        m.headers.insert("tenant".into(), json!(self.tenant));
+        m.headers
+            .insert("content-type".into(), json!("application/json"));
+        m.properties
+            .insert("content_type".into(), json!("application/json"));
+        if !m.body.is_empty() {
+            m.properties
+                .insert("content_encoding".into(), json!("UTF-8"));
+        }
+        m.properties.insert(
+            "correlation_id".into(),
+            json!(uuid::Uuid::new_v4().to_string()),
+        );
+        m
+    }
+
+    // ---- the Management API ----
+
+    /// The tenant, as stored.
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    /// Creates a software module.
+    pub fn create_module(&mut self, kind: &str, version: &str) -> u64 {
+        let id = self.id();
+        self.modules.insert(
+            id,
+            Module {
+                id,
+                kind: kind.to_owned(),
+                version: version.to_owned(),
+            },
+        );
+        id
+    }
+
+    /// Creates a distribution set of existing modules.
+    pub fn create_set(&mut self, modules: Vec<u64>) -> Result<u64, MgmtError> {
+        if let Some(m) = modules.iter().find(|m| !self.modules.contains_key(m)) {
+            return Err(MgmtError(
+                404,
+                format!("SoftwareModule with given identifier {{{m}}} does not exist."),
+            ));
+        }
+        let id = self.id();
+        self.sets.insert(id, modules);
+        Ok(id)
+    }
+
+    /// Assigns a distribution set to a target: earlier running actions are
+    /// canceled, and the new one is sent unless a cancel is pending.
+    pub fn assign(
+        &mut self,
+        thing: &str,
+        ds: u64,
+        download_only: bool,
+    ) -> Result<(u64, Vec<Message>), MgmtError> {
+        let target = self
+            .targets
+            .get(thing)
+            .cloned()
+            .ok_or_else(|| not_found("Target", thing))?;
+        if !self.sets.contains_key(&ds) {
+            return Err(not_found("DistributionSet", &ds.to_string()));
+        }
+        let mut out = Vec::new();
+        let open: Vec<u64> = self
+            .actions
+            .values()
+            .filter(|a| a.thing == thing && a.state == ActionState::Running)
+            .map(|a| a.id)
+            .collect();
+        for id in open {
+            if let Some(a) = self.actions.get_mut(&id) {
+                a.state = ActionState::Canceling;
+                a.cancel = true;
+            }
+            let a = self.actions[&id].clone();
+            out.push(self.cancel_message(&target, &a));
+        }
+        let id = self.id();
+        let action = Action {
+            id,
+            thing: thing.to_owned(),
+            download_only,
+            ds,
+            state: ActionState::Running,
+            cancel: false,
+        };
+        self.actions.insert(id, action.clone());
+        let held_back = self
+            .actions
+            .values()
+            .any(|a| a.thing == thing && a.state == ActionState::Canceling);
+        if !held_back {
+            out.push(self.download_message(&target, &action));
+        }
+        Ok((id, out))
+    }
+
+    /// Requests the cancellation of an action.
+    pub fn cancel(&mut self, thing: &str, id: u64) -> Result<Vec<Message>, MgmtError> {
+        let target = self
+            .targets
+            .get(thing)
+            .cloned()
+            .ok_or_else(|| not_found("Target", thing))?;
+        let action = self
+            .actions
+            .get_mut(&id)
+            .filter(|a| a.thing == thing)
+            .ok_or_else(|| not_found("Action", &id.to_string()))?;
+        if action.state != ActionState::Running {
+            return Err(MgmtError(
+                405,
+                "Actions in canceling or canceled state cannot be canceled".into(),
+            ));
+        }
+        action.state = ActionState::Canceling;
+        action.cancel = true;
+        let a = action.clone();
+        Ok(vec![self.cancel_message(&target, &a)])
+    }
+
+    /// A target as the Management API shows it.
+    pub fn target(&self, thing: &str) -> Result<Value, MgmtError> {
+        let t = self
+            .targets
+            .get(thing)
+            .ok_or_else(|| not_found("Target", thing))?;
+        let status = match self.current(thing) {
+            Some(_) => "pending",
+            None => "registered",
+        };
+        Ok(json!({
+            "controllerId": thing,
+            "name": t.name,
+            "address": format!("amqp:/{}", t.reply_to),
+            "updateStatus": status,
+            "securityToken": t.token,
+        }))
+    }
+
+    /// A target's attributes.
+    pub fn attributes(&self, thing: &str) -> Result<BTreeMap<String, String>, MgmtError> {
+        self.targets
+            .get(thing)
+            .map(|t| t.attributes.clone())
+            .ok_or_else(|| not_found("Target", thing))
+    }
+
+    /// One action as the Management API (0.10 and later) shows it.
+    pub fn action(&self, thing: &str, id: u64) -> Result<Value, MgmtError> {
+        let a = self
+            .actions
+            .get(&id)
+            .filter(|a| a.thing == thing)
+            .ok_or_else(|| not_found("Action", &id.to_string()))?;
+        Ok(json!({
+            "id": a.id,
+            "type": if a.cancel && a.state != ActionState::Running { "cancel" } else { "update" },
+            "active": a.state.active(),
+            "status": a.state.name(),
+        }))
+    }
+
+    /// A target's actions, newest first.
+    pub fn actions(&self, thing: &str) -> Result<Vec<Value>, MgmtError> {
+        if !self.targets.contains_key(thing) {
+            return Err(not_found("Target", thing));
+        }
+        Ok(self
+            .actions
+            .values()
+            .rev()
+            .filter(|a| a.thing == thing)
+            .filter_map(|a| self.action(thing, a.id).ok())
+            .collect())
+    }
+
+    /// Deletes a target; hawkBit then sends THING_DELETED.
+    pub fn delete_target(&mut self, thing: &str) -> Result<Vec<Message>, MgmtError> {
+        let t = self
+            .targets
+            .remove(thing)
+            .ok_or_else(|| not_found("Target", thing))?;
+        self.actions.retain(|_, a| a.thing != thing);
+        Ok(vec![self.to_thing(
+            &t.reply_to,
+            thing,
+            "THING_DELETED",
+            None,
+            Vec::new(),
+        )])
+    }
+}
+
+fn not_found(kind: &str, id: &str) -> MgmtError {
+    MgmtError(
+        404,
+        format!("{kind} with given identifier {{{id}}} does not exist."),
+    )
+}
