@@ -1,9 +1,11 @@
 //! `cargo bench`: prints what a run costs.
 //!
 //! - the broker's start time (container start to first AMQP login);
-//! - the wall time of every conformance case run at once against the
-//!   reference device, against its critical path: the longest case, and
-//!   the longest chain of waits the suites mandate (quiet windows, pauses);
+//! - for each role, the wall time of every conformance case run at once
+//!   against the reference (device cases against the reference device;
+//!   server cases, one virtual device each, against the reference server),
+//!   against its critical path: the longest case, and the longest chain of
+//!   waits the suites mandate (quiet windows, pauses);
 //! - how many messages per second matching and schema validation handle.
 
 use std::path::Path;
@@ -31,11 +33,25 @@ fn main() {
         start.as_secs_f64()
     );
 
-    let profile = Arc::new(Profile::reference_device(None));
+    for profile in [
+        Profile::reference_device(None),
+        Profile::reference_server(None),
+    ] {
+        at_once(&harness, Arc::new(profile));
+    }
+    if let Ok(h) = Arc::try_unwrap(harness) {
+        h.shutdown();
+    }
+}
+
+/// Runs every case of the profile's role at once and prints the wall
+/// time against the critical path.
+fn at_once(harness: &Arc<Harness>, profile: Arc<Profile>) {
+    let role = profile.role;
     let cases: Vec<_> = harness
         .plan(&profile)
         .into_iter()
-        .filter(|p| p.ignored.is_none())
+        .filter(|p| p.ignored.is_none() && p.suite.role == role)
         .collect();
     let began = Instant::now();
     let handles: Vec<_> = cases
@@ -59,20 +75,18 @@ fn main() {
         }
     }
     let wall = began.elapsed().as_secs_f64();
-    println!("cases run at once:            {n} ({failed} failed)");
-    println!("wall time, broker excluded:   {wall:.2} s");
+    println!("[{}] {}", role.as_str(), profile.origin);
+    println!("  cases run at once:            {n} ({failed} failed)");
+    println!("  wall time, broker excluded:   {wall:.2} s");
     println!(
-        "longest case:                 {:.2} s  ({})",
+        "  longest case:                 {:.2} s  ({})",
         longest.1, longest.0
     );
-    println!("longest mandated wait chain:  {mandated:.2} s");
+    println!("  longest mandated wait chain:  {mandated:.2} s");
     println!(
-        "wall / longest case:          {:.2} (target <= 1.25)",
+        "  wall / longest case:          {:.2} (target <= 1.25)",
         wall / longest.1
     );
-    if let Ok(h) = Arc::try_unwrap(harness) {
-        h.shutdown();
-    }
 }
 
 /// Classifies, validates and matches a stream of status updates.

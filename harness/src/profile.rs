@@ -89,6 +89,9 @@ pub enum SutSpec {
     /// An external program: a device is started once per case, a server
     /// once per run.
     Command(CommandSpec),
+    /// A server that is already running (a hawkBit reached through the
+    /// profile's broker and Management API); nothing is started.
+    Running,
 }
 
 /// An external SUT program.
@@ -345,9 +348,15 @@ impl Profile {
                 };
                 (SutSpec::Command(spec), Vec::new(), BTreeMap::new())
             }
+            (None, None) if raw.sut.role == Some(Role::Server) => {
+                if fault_name.is_some() {
+                    return Err(format!("{origin}: `fault` applies to a reference SUT only"));
+                }
+                (SutSpec::Running, Vec::new(), BTreeMap::new())
+            }
             _ => {
                 return Err(format!(
-                    "{origin}: [sut] needs exactly one of `reference = \"device\"`, `reference = \"server\"` or `command = [\"program\", ...]`"
+                    "{origin}: [sut] needs exactly one of `reference = \"device\"`, `reference = \"server\"` or `command = [\"program\", ...]` (a server that is already running needs neither: `role = \"server\"` alone)"
                 ));
             }
         };
@@ -363,7 +372,7 @@ impl Profile {
         let implied = match sut {
             SutSpec::ReferenceDevice { .. } => Some(Role::Device),
             SutSpec::ReferenceServer { .. } => Some(Role::Server),
-            SutSpec::Command(_) => None,
+            SutSpec::Command(_) | SutSpec::Running => None,
         };
         let role = match (raw.sut.role, implied) {
             (Some(r), Some(i)) if r != i => {
@@ -442,5 +451,43 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn server_profiles() {
+        let hawkbit = Profile::parse(
+            r#"
+            [sut]
+            role = "server"
+            tenant = "DEFAULT"
+            [sut.mgmt]
+            url = "http://localhost:8080"
+            [dmf]
+            dead_letter_exchange = ""
+            "#,
+            Path::new("hawkbit.toml"),
+        )
+        .unwrap();
+        assert!(matches!(hawkbit.sut, SutSpec::Running));
+        assert_eq!(hawkbit.role, Role::Server);
+        assert!(hawkbit.offers("assign") && !hawkbit.offers("reregister"));
+        assert_eq!(hawkbit.dmf.dead_letter_exchange, None);
+        assert_eq!(
+            hawkbit.mgmt.as_ref().map(|m| m.user.as_str()),
+            Some("admin")
+        );
+
+        let faulty = Profile::parse(
+            "[sut]\nreference = \"server\"\nfault = \"no-thing-deleted\"\n",
+            Path::new("p.toml"),
+        )
+        .unwrap();
+        assert_eq!(faulty.role, Role::Server);
+        assert!(faulty.offers("cancel"));
+        let wrong = "[sut]\nreference = \"server\"\nrole = \"device\"\n";
+        assert!(Profile::parse(wrong, Path::new("p.toml")).is_err());
+        let device_fault = "[sut]\nreference = \"server\"\nfault = \"cancel-silent\"\n";
+        assert!(Profile::parse(device_fault, Path::new("p.toml")).is_err());
+        assert!(Profile::parse("[sut]\n", Path::new("p.toml")).is_err());
     }
 }

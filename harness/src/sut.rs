@@ -121,6 +121,7 @@ impl Process {
 }
 
 enum Kind {
+    Running,
     Device(DeviceHandle),
     Server(ServerHandle),
     Process(Process),
@@ -181,6 +182,7 @@ impl SutInstance {
                 })?);
                 Kind::Server(handle)
             }
+            (SutSpec::Running, _) => Kind::Running,
             (SutSpec::Command(_), Some(process)) => Kind::Shared(process),
             (SutSpec::Command(spec), None) => Kind::Process(Process::spawn(
                 spec,
@@ -230,6 +232,7 @@ impl SutInstance {
     /// If the SUT has already ended on its own, how.
     pub async fn exited(&mut self) -> Option<String> {
         match &self.kind {
+            Kind::Running => None,
             Kind::Device(d) => d
                 .is_finished()
                 .then(|| "the reference device stopped".to_owned()),
@@ -245,6 +248,7 @@ impl SutInstance {
     pub async fn stop(mut self) -> SutReport {
         let exited = self.exited().await;
         let mut output = match self.kind {
+            Kind::Running => String::new(),
             Kind::Device(d) => {
                 d.stop().await;
                 String::new()
