@@ -168,6 +168,16 @@ const SERVER_FAULTS: &[(&str, &str, &str)] = &[
         "expect_refused",
     ),
     (
+        "ignores-thing-created-body",
+        "dmf::server::registration::registration-with-body",
+        "query",
+    ),
+    (
+        "download-only-as-install",
+        "dmf::server::action-status::download-only",
+        "expect",
+    ),
+    (
         "accepts-no-tenant",
         "dmf::server::registration::tenant-and-type-required",
         "expect_refused",

@@ -22,6 +22,9 @@ pub const REFERENCE_DEVICE_CAPABILITIES: [&str; 3] = [
     "dmf.reregister",
 ];
 
+/// Every capability the built-in reference server declares.
+pub const REFERENCE_SERVER_CAPABILITIES: [&str; 1] = ["dmf.download-only"];
+
 /// The hooks the built-in reference device offers.
 pub const REFERENCE_DEVICE_HOOKS: [&str; 1] = ["reregister"];
 
@@ -260,7 +263,10 @@ impl Profile {
             origin: "built-in reference server".to_owned(),
             sut: SutSpec::ReferenceServer { fault },
             role: Role::Server,
-            capabilities: Vec::new(),
+            capabilities: REFERENCE_SERVER_CAPABILITIES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             hooks: BTreeMap::new(),
             ..Self::reference_device(None)
         }

@@ -62,7 +62,8 @@ pub enum DeviceFault {
     DownloadInstalls,
     /// Drops requests whose JSON has fields it does not know.
     StrictJson,
-    /// Stops processing messages after one with an unknown topic.
+    /// Hangs on a message with an unknown topic: stays connected and
+    /// serves nothing more.
     CrashOnUnknownTopic,
     /// Does not answer REQUEST_ATTRIBUTES_UPDATE.
     IgnoresAttributeRequest,
@@ -305,7 +306,9 @@ impl Device {
             (Some("THING_DELETED"), _) => return false,
             _ => {
                 if self.has(DeviceFault::CrashOnUnknownTopic) {
-                    return false;
+                    // Hung, not gone: its queue and exchange stay, so the
+                    // case sees a device that stops answering.
+                    std::future::pending::<()>().await;
                 }
             }
         }

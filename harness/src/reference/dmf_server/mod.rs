@@ -41,6 +41,10 @@ crate::reference::fault_catalogue! {
         IgnoresContentType = "ignores-content-type",
         /// Acknowledges an action status whose body is not JSON, and drops it.
         AcksMalformedStatus = "acks-malformed-status",
+        /// Registers a thing but drops the name and attributes in the THING_CREATED body.
+        IgnoresThingCreatedBody = "ignores-thing-created-body",
+        /// Sends a download-only assignment as DOWNLOAD_AND_INSTALL.
+        DownloadOnlyAsInstall = "download-only-as-install",
         /// Dead-letters THING_CREATED for a thing it already knows.
         RefusesReregistration = "refuses-reregistration",
         /// Does not send the open action again when a thing re-registers.

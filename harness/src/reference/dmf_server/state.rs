@@ -259,6 +259,7 @@ impl State {
         if known && self.has(ServerFault::RefusesReregistration) {
             return Err(format!("target {thing} already exists"));
         }
+        let drop_body = self.has(ServerFault::IgnoresThingCreatedBody);
         let token = uuid::Uuid::new_v4().simple().to_string();
         let target = self.targets.entry(thing.clone()).or_insert_with(|| Target {
             name: thing.clone(),
@@ -266,10 +267,10 @@ impl State {
             ..Default::default()
         });
         target.reply_to = reply_to;
-        if let Some(n) = name {
+        if let Some(n) = name.filter(|_| !drop_body) {
             target.name = n;
         }
-        if let Some(a) = attrs {
+        if let Some(a) = attrs.filter(|_| !drop_body) {
             self.update_attributes(&thing, &a)?;
         }
         if !(known && self.has(ServerFault::NoResendOnRegister)) {
@@ -595,7 +596,8 @@ impl State {
             "targetSecurityToken": target.token,
             "softwareModules": modules,
         });
-        let topic = if action.download_only {
+        let download = action.download_only && !self.has(ServerFault::DownloadOnlyAsInstall);
+        let topic = if download {
             "DOWNLOAD"
         } else {
             "DOWNLOAD_AND_INSTALL"
@@ -825,4 +827,118 @@ fn not_found(kind: &str, id: &str) -> MgmtError {
         404,
         format!("{kind} with given identifier {{{id}}} does not exist."),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(headers: &[(&str, &str)], props: &[(&str, &str)], body: &str) -> Message {
+        let mut m = Message {
+            body: body.as_bytes().to_vec(),
+            ..Default::default()
+        };
+        for (k, v) in headers {
+            m.headers.insert((*k).into(), json!(v));
+        }
+        for (k, v) in props {
+            m.properties.insert((*k).into(), json!(v));
+        }
+        m
+    }
+
+    fn register(s: &mut State, thing: &str) -> (Verdict, Vec<Message>) {
+        let h = [
+            ("type", "THING_CREATED"),
+            ("tenant", "t"),
+            ("thingId", thing),
+        ];
+        s.handle(&msg(&h, &[("reply_to", "dev.x")], ""), 0)
+    }
+
+    fn status(s: &mut State, id: u64, st: &str) -> (Verdict, Vec<Message>) {
+        let h = [
+            ("type", "EVENT"),
+            ("topic", "UPDATE_ACTION_STATUS"),
+            ("tenant", "T"),
+        ];
+        let body = format!(r#"{{"actionId":{id},"actionStatus":"{st}","message":[]}}"#);
+        s.handle(&msg(&h, &[("content_type", "application/json")], &body), 0)
+    }
+
+    fn topic(m: &Message) -> String {
+        m.header("topic")
+            .unwrap_or_else(|| m.header("type").unwrap_or_default())
+    }
+
+    #[test]
+    fn registration_and_the_cancel_flow() {
+        let mut s = State::new("t", None);
+        let h = [
+            ("type", "THING_CREATED"),
+            ("tenant", "t"),
+            ("thingId", "d1"),
+        ];
+        assert!(matches!(
+            s.handle(&msg(&h, &[], ""), 0).0,
+            Verdict::Refuse(_)
+        ));
+        assert_eq!(register(&mut s, "d1"), (Verdict::Accept, vec![]));
+        let sm = s.create_module("os", "1");
+        let ds = s.create_set(vec![sm]).unwrap();
+        let (a1, out) = s.assign("d1", ds, false).unwrap();
+        assert_eq!(topic(&out[0]), "DOWNLOAD_AND_INSTALL");
+        assert_eq!(out[0].header("tenant").as_deref(), Some("T"));
+        // A second assignment cancels the first and is held back.
+        let (a2, out) = s.assign("d1", ds, false).unwrap();
+        assert_eq!(
+            out.iter().map(topic).collect::<Vec<_>>(),
+            ["CANCEL_DOWNLOAD"]
+        );
+        let (_, out) = register(&mut s, "d1");
+        assert_eq!(topic(&out[0]), "CANCEL_DOWNLOAD");
+        assert!(matches!(
+            status(&mut s, a2, "CANCELED").0,
+            Verdict::Refuse(_)
+        ));
+        let (v, out) = status(&mut s, a1, "CANCELED");
+        assert_eq!(v, Verdict::Accept);
+        assert_eq!(out[0].body_json().unwrap()["actionId"], json!(a2));
+        // FINISHED closes; the same again is ignored, not refused.
+        assert_eq!(status(&mut s, a2, "FINISHED").0, Verdict::Accept);
+        assert_eq!(status(&mut s, a2, "FINISHED"), (Verdict::Accept, vec![]));
+        assert_eq!(s.action("d1", a2).unwrap()["status"], json!("finished"));
+    }
+
+    #[test]
+    fn limits_and_attribute_modes() {
+        let mut s = State::new("t", None);
+        let long = "x".repeat(257);
+        assert!(matches!(register(&mut s, &long).0, Verdict::Refuse(_)));
+        assert_eq!(register(&mut s, &long[..256]).0, Verdict::Accept);
+        register(&mut s, "d1");
+        let update = |s: &mut State, body: &str| {
+            let h = [
+                ("type", "EVENT"),
+                ("topic", "UPDATE_ATTRIBUTES"),
+                ("tenant", "t"),
+                ("thingId", "d1"),
+            ];
+            s.handle(&msg(&h, &[("content_type", "application/json")], body), 0)
+                .0
+        };
+        let key = |n: usize| format!(r#"{{"attributes":{{"{}":"v"}}}}"#, "k".repeat(n));
+        assert_eq!(update(&mut s, &key(128)), Verdict::Accept);
+        assert!(matches!(update(&mut s, &key(129)), Verdict::Refuse(_)));
+        assert_eq!(
+            update(&mut s, r#"{"attributes":{"a":"1"},"mode":"REPLACE"}"#),
+            Verdict::Accept
+        );
+        assert_eq!(s.attributes("d1").unwrap().len(), 1);
+        assert_eq!(
+            update(&mut s, r#"{"attributes":{"a":""},"mode":"REMOVE"}"#),
+            Verdict::Accept
+        );
+        assert!(s.attributes("d1").unwrap().is_empty());
+    }
 }
