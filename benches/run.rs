@@ -27,11 +27,12 @@ fn main() {
         Arc::new(Harness::load(Paths::under(root), BrokerSpec::default()).expect("suites load"));
     throughput(&harness);
 
-    let (start, url) = harness.broker_info().expect("broker starts");
-    println!(
-        "broker start (container to first AMQP login): {:.2} s  [{url}]",
-        start.as_secs_f64()
-    );
+    for (broker, start, url) in harness.broker_info().expect("brokers start") {
+        println!(
+            "{broker} start (container to first login): {:.2} s  [{url}]",
+            start.as_secs_f64()
+        );
+    }
 
     for profile in [
         Profile::reference_device(None),
@@ -51,7 +52,9 @@ fn at_once(harness: &Arc<Harness>, profile: Arc<Profile>) {
     let cases: Vec<_> = harness
         .plan(&profile)
         .into_iter()
-        .filter(|p| p.ignored.is_none() && p.suite.role == role)
+        .filter(|p| {
+            p.ignored.is_none() && p.suite.role == role && p.suite.protocol == profile.protocol
+        })
         .collect();
     let began = Instant::now();
     let handles: Vec<_> = cases
@@ -75,7 +78,12 @@ fn at_once(harness: &Arc<Harness>, profile: Arc<Profile>) {
         }
     }
     let wall = began.elapsed().as_secs_f64();
-    println!("[{}] {}", role.as_str(), profile.origin);
+    println!(
+        "[{} {}] {}",
+        profile.protocol,
+        role.as_str(),
+        profile.origin
+    );
     println!("  cases run at once:            {n} ({failed} failed)");
     println!("  wall time, broker excluded:   {wall:.2} s");
     println!(

@@ -13,6 +13,8 @@ use std::sync::Arc;
 
 use dmconf_harness::broker;
 use dmconf_harness::profile::{BrokerSpec, Profile};
+use dmconf_harness::reference::ability_cloud::CloudFault;
+use dmconf_harness::reference::ability_device::AbilityDeviceFault;
 use dmconf_harness::reference::dmf_device::DeviceFault;
 use dmconf_harness::reference::dmf_server::ServerFault;
 use dmconf_harness::schema::SchemaStore;
@@ -299,11 +301,137 @@ const SERVER_FAULTS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// The profile of one row: the reference of the case's role, with the
-/// fault.
+/// Device API device fault, case, and the step that must fail.
+const ABILITY_DEVICE_FAULTS: &[(&str, &str, &str)] = &[
+    (
+        "omits-version",
+        "ability::device::requests::well-formed-request",
+        "expect",
+    ),
+    (
+        "gzip-declared-plain",
+        "ability::device::compression::gzip-declared-is-gzip",
+        "expect",
+    ),
+    (
+        "sends-oversized-d2c",
+        "ability::device::limits::d2c-limit",
+        "expect_none",
+    ),
+    (
+        "hangs-on-large-c2d",
+        "ability::device::c2d::survives-large-notification",
+        "expect",
+    ),
+    (
+        "no-property-decoding",
+        "ability::device::c2d::property-values-decoded",
+        "query",
+    ),
+];
+
+/// Device API platform fault, case, and the step that must fail.
+const ABILITY_CLOUD_FAULTS: &[(&str, &str, &str)] = &[
+    (
+        "drops-context-from-acks",
+        "ability::server::context::ack-carries-context",
+        "ack-ascii",
+    ),
+    (
+        "reencodes-context",
+        "ability::server::context::ack-carries-context",
+        "ack-reserved",
+    ),
+    (
+        "drops-context-from-notifications",
+        "ability::server::context::notifications-carry-context",
+        "notification",
+    ),
+    (
+        "loses-batch-context",
+        "ability::server::context::batch-context",
+        "entry-notification",
+    ),
+    (
+        "different-result-on-repeat",
+        "ability::server::idempotency::repeated-request-same-response",
+        "second",
+    ),
+    (
+        "duplicate-model-on-repeat",
+        "ability::server::idempotency::model-create-with-object-id",
+        "expect_none",
+    ),
+    (
+        "accepts-oversized-headers",
+        "ability::server::limits::header-limit",
+        "over-limit",
+    ),
+    (
+        "wrong-header-limit-error",
+        "ability::server::limits::header-limit",
+        "over-limit",
+    ),
+    (
+        "sends-oversized-c2d",
+        "ability::server::limits::c2d-limit",
+        "answer",
+    ),
+    (
+        "acks-regardless-of-level",
+        "ability::server::ack-levels::ack-none",
+        "expect_none",
+    ),
+    (
+        "acks-regardless-of-level",
+        "ability::server::ack-levels::ack-positive",
+        "expect_none",
+    ),
+    (
+        "acks-regardless-of-level",
+        "ability::server::ack-levels::ack-negative",
+        "expect_none",
+    ),
+    (
+        "drops-correlation-id",
+        "ability::server::ack-levels::ack-all",
+        "expect",
+    ),
+    (
+        "drops-correlation-id",
+        "ability::server::correlation::correlation-id-echoed",
+        "expect",
+    ),
+    (
+        "no-generated-correlation-id",
+        "ability::server::correlation::correlation-id-generated",
+        "expect",
+    ),
+    (
+        "ignores-content-encoding",
+        "ability::server::compression::compressed-request-honoured",
+        "expect",
+    ),
+    (
+        "wrong-decompression-error",
+        "ability::server::compression::corrupt-gzip-refused",
+        "expect",
+    ),
+];
+
+/// The profile of one row: the reference of the case's protocol and
+/// role, with the fault.
 fn faulty(case: &str, fault: &str) -> Result<Profile, String> {
     let unknown = || format!("no fault named {fault}");
-    if case.starts_with("dmf::server::") {
+    if case.starts_with("ability::server::") {
+        CloudFault::from_name(fault)
+            .map(|f| Profile::reference_ability_cloud(Some(f)))
+            .ok_or_else(unknown)
+    } else if case.starts_with("ability::device::") {
+        AbilityDeviceFault::from_name(fault)
+            .map(|f| Profile::reference_ability_device(Some(f)))
+            .ok_or_else(unknown)
+    } else if case.starts_with("dmf::server::") {
         ServerFault::from_name(fault)
             .map(|f| Profile::reference_server(Some(f)))
             .ok_or_else(unknown)
@@ -328,22 +456,21 @@ fn main() -> ExitCode {
             return ExitCode::from(trials::EXIT_BROKEN_SUITE);
         }
     };
-    let table: Vec<(&str, &str, &str)> = DEVICE_FAULTS
-        .iter()
-        .chain(SERVER_FAULTS.iter())
-        .copied()
-        .collect();
-    let clean = [
-        Profile::reference_device(None),
-        Profile::reference_server(None),
+    let tables = [
+        DEVICE_FAULTS,
+        SERVER_FAULTS,
+        ABILITY_DEVICE_FAULTS,
+        ABILITY_CLOUD_FAULTS,
     ];
+    let table: Vec<(&str, &str, &str)> = tables.iter().flat_map(|t| t.iter().copied()).collect();
+    let clean = Profile::references();
     let planned: Vec<_> = clean
         .iter()
         .flat_map(|p| {
             harness
                 .plan(p)
                 .into_iter()
-                .filter(move |c| c.suite.role == p.role)
+                .filter(move |c| c.suite.role == p.role && c.suite.protocol == p.protocol)
         })
         .collect();
     let mut list = Vec::new();
@@ -377,6 +504,18 @@ fn main() -> ExitCode {
                 .iter()
                 .map(|f| f.name())
                 .filter(|n| !used(SERVER_FAULTS, n)),
+        );
+        unused.extend(
+            AbilityDeviceFault::ALL
+                .iter()
+                .map(|f| f.name())
+                .filter(|n| !used(ABILITY_DEVICE_FAULTS, n)),
+        );
+        unused.extend(
+            CloudFault::ALL
+                .iter()
+                .map(|f| f.name())
+                .filter(|n| !used(ABILITY_CLOUD_FAULTS, n)),
         );
         if unused.is_empty() {
             Ok(())

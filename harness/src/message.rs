@@ -17,9 +17,14 @@ pub struct Message {
     pub headers: BTreeMap<String, Value>,
     /// Transport properties (`reply_to`, `content_type`, `correlation_id`, ...).
     pub properties: BTreeMap<String, Value>,
-    /// The body, as sent.
+    /// The body: as sent, or, where the protocol compresses bodies, as
+    /// decompressed.
     #[serde(serialize_with = "body_as_text")]
     pub body: Vec<u8>,
+    /// The body is already in its wire form: the protocol must not encode
+    /// (compress) it again. Set by a suite's `raw: true`.
+    #[serde(skip)]
+    pub raw: bool,
 }
 
 /// What reaches a case from the SUT's side of the broker.
@@ -30,6 +35,10 @@ pub enum Arrival {
     /// A message the harness sent that the SUT refused, as the broker
     /// handed it back (DMF: dead-lettered).
     Refused(Message),
+    /// A message the SUT sent that its protocol could not even read (a
+    /// property bag that does not decode, a body that does not
+    /// decompress, a message over a size limit), with why.
+    Malformed(Message, String),
 }
 
 fn body_as_text<S: serde::Serializer>(body: &[u8], s: S) -> Result<S::Ok, S::Error> {

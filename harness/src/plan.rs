@@ -37,6 +37,12 @@ pub fn plan(suites: &[Arc<Suite>], profile: &Profile) -> Vec<Planned> {
     for suite in suites {
         for (i, case) in suite.cases.iter().enumerate() {
             let mut reasons = Vec::new();
+            if suite.protocol != profile.protocol {
+                reasons.push(format!(
+                    "the SUT speaks {}; this suite tests {}",
+                    profile.protocol, suite.protocol
+                ));
+            }
             if suite.role != profile.role {
                 reasons.push(format!(
                     "the SUT is a {}; this suite tests a {}",

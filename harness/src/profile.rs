@@ -10,6 +10,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::mgmt::{self, MgmtSpec};
+use crate::protocol::ability::Limits;
+use crate::reference::ability_cloud::CloudFault;
+use crate::reference::ability_device::{self, AbilityDeviceFault};
 use crate::reference::dmf_device::DeviceFault;
 use crate::reference::dmf_server::ServerFault;
 use crate::suite::Role;
@@ -35,6 +38,8 @@ pub struct Profile {
     pub origin: String,
     /// The system under test.
     pub sut: SutSpec,
+    /// The protocol the SUT speaks: `dmf` or `ability`.
+    pub protocol: String,
     /// The role the SUT plays.
     pub role: Role,
     /// Capabilities the SUT declares.
@@ -54,6 +59,8 @@ pub struct Profile {
     pub mgmt: Option<MgmtSpec>,
     /// Names of the server's broker objects.
     pub dmf: DmfNames,
+    /// The Device API's size limits, as the platform declares them.
+    pub limits: Limits,
 }
 
 /// The names of a DMF server's broker objects.
@@ -89,6 +96,17 @@ pub enum SutSpec {
         /// The fault to carry.
         fault: Option<ServerFault>,
     },
+    /// The built-in Device API device, optionally with a fault.
+    ReferenceAbilityDevice {
+        /// The fault to carry.
+        fault: Option<AbilityDeviceFault>,
+    },
+    /// The built-in Device API platform, optionally with a fault; one
+    /// instance per case, serving that case's device.
+    ReferenceAbilityCloud {
+        /// The fault to carry.
+        fault: Option<CloudFault>,
+    },
     /// An external program: a device is started once per case, a server
     /// once per run.
     Command(CommandSpec),
@@ -108,6 +126,8 @@ pub struct CommandSpec {
     pub env: BTreeMap<String, String>,
     /// Grace period between SIGTERM and kill.
     pub stop_timeout: Duration,
+    /// A server command is ready once its output contains this text.
+    pub ready: Option<String>,
 }
 
 /// A hook: a command run to make the SUT act. Arguments are expanded
@@ -147,6 +167,16 @@ pub struct BrokerSpec {
     pub amqp_url: Option<String>,
     /// The RabbitMQ image to start.
     pub rabbitmq_image: Option<String>,
+    /// Use this MQTT broker (the service identity's URL); start none.
+    pub mqtt_url: Option<String>,
+    /// The Mosquitto image to start.
+    pub mosquitto_image: Option<String>,
+    /// Publish the device listener (TLS) on this host port; the Azure IoT
+    /// device SDKs insist on 8883.
+    pub mqtt_tls_port: Option<u16>,
+    /// One more name for the device listener's certificate, for devices
+    /// that connect by another host name.
+    pub mqtt_host: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -155,6 +185,8 @@ struct RawProfile {
     sut: RawSut,
     #[serde(default)]
     dmf: RawDmf,
+    #[serde(default)]
+    ability: RawAbility,
     #[serde(default)]
     timeouts: RawTimeouts,
     #[serde(default)]
@@ -166,6 +198,8 @@ struct RawProfile {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSut {
+    #[serde(default)]
+    protocol: Option<String>,
     #[serde(default)]
     role: Option<Role>,
     #[serde(default)]
@@ -185,9 +219,19 @@ struct RawSut {
     #[serde(default)]
     stop_timeout: Option<String>,
     #[serde(default)]
+    ready: Option<String>,
+    #[serde(default)]
     capabilities: Vec<String>,
     #[serde(default)]
     hooks: BTreeMap<String, Hook>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAbility {
+    d2c_bytes: Option<usize>,
+    c2d_bytes: Option<usize>,
+    header_bytes: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -224,6 +268,10 @@ struct RawTimeouts {
 struct RawBroker {
     amqp_url: Option<String>,
     rabbitmq_image: Option<String>,
+    mqtt_url: Option<String>,
+    mosquitto_image: Option<String>,
+    mqtt_tls_port: Option<u16>,
+    mqtt_host: Option<String>,
 }
 
 impl Profile {
@@ -232,6 +280,7 @@ impl Profile {
         Profile {
             origin: "built-in reference device".to_owned(),
             sut: SutSpec::ReferenceDevice { fault },
+            protocol: "dmf".to_owned(),
             role: Role::Device,
             capabilities: REFERENCE_DEVICE_CAPABILITIES
                 .iter()
@@ -254,6 +303,7 @@ impl Profile {
             tenant: None,
             mgmt: None,
             dmf: DmfNames::default(),
+            limits: Limits::default(),
         }
     }
 
@@ -270,6 +320,52 @@ impl Profile {
             hooks: BTreeMap::new(),
             ..Self::reference_device(None)
         }
+    }
+
+    /// The built-in Device API device, correct unless given a fault.
+    pub fn reference_ability_device(fault: Option<AbilityDeviceFault>) -> Self {
+        Profile {
+            origin: "built-in reference Device API device".to_owned(),
+            sut: SutSpec::ReferenceAbilityDevice { fault },
+            protocol: "ability".to_owned(),
+            role: Role::Device,
+            capabilities: Vec::new(),
+            hooks: ability_device::HOOKS
+                .iter()
+                .map(|h| {
+                    (
+                        h.to_string(),
+                        Hook {
+                            command: Vec::new(),
+                        },
+                    )
+                })
+                .collect(),
+            ..Self::reference_device(None)
+        }
+    }
+
+    /// The built-in Device API platform, correct unless given a fault.
+    pub fn reference_ability_cloud(fault: Option<CloudFault>) -> Self {
+        Profile {
+            origin: "built-in reference Device API platform".to_owned(),
+            sut: SutSpec::ReferenceAbilityCloud { fault },
+            protocol: "ability".to_owned(),
+            role: Role::Server,
+            capabilities: Vec::new(),
+            hooks: BTreeMap::new(),
+            ..Self::reference_device(None)
+        }
+    }
+
+    /// Every built-in reference, correct: the default SUTs of a run.
+    pub fn references() -> Vec<Self> {
+        vec![
+            Self::reference_device(None),
+            Self::reference_server(None),
+            Self::reference_ability_device(None),
+            Self::reference_ability_cloud(None),
+        ]
     }
 
     /// Whether a `trigger` or `query` step may name `hook`: the profile
@@ -314,8 +410,15 @@ impl Profile {
             .transpose()
         }
         let fault_name = raw.sut.fault.as_deref();
-        let (sut, mut capabilities, mut hooks) = match (&raw.sut.reference, &raw.sut.command) {
-            (Some(r), None) if r == "device" => {
+        let protocol = raw.sut.protocol.clone().unwrap_or_else(|| "dmf".to_owned());
+        if !["dmf", "ability"].contains(&protocol.as_str()) {
+            return Err(format!(
+                "{origin}: unknown protocol `{protocol}`; known: dmf, ability"
+            ));
+        }
+        let reference = raw.sut.reference.as_deref().map(|r| (protocol.as_str(), r));
+        let (sut, mut capabilities, mut hooks) = match (reference, &raw.sut.command) {
+            (Some(("dmf", "device")), None) => {
                 let f = fault(
                     &origin,
                     fault_name,
@@ -326,7 +429,7 @@ impl Profile {
                 let p = Self::reference_device(f);
                 (p.sut, p.capabilities, p.hooks)
             }
-            (Some(r), None) if r == "server" => {
+            (Some(("dmf", "server")), None) => {
                 let f = fault(
                     &origin,
                     fault_name,
@@ -337,7 +440,29 @@ impl Profile {
                 let p = Self::reference_server(f);
                 (p.sut, p.capabilities, p.hooks)
             }
-            (Some(r), None) => {
+            (Some(("ability", "device")), None) => {
+                let f = fault(
+                    &origin,
+                    fault_name,
+                    AbilityDeviceFault::ALL,
+                    AbilityDeviceFault::from_name,
+                    AbilityDeviceFault::name,
+                )?;
+                let p = Self::reference_ability_device(f);
+                (p.sut, p.capabilities, p.hooks)
+            }
+            (Some(("ability", "server")), None) => {
+                let f = fault(
+                    &origin,
+                    fault_name,
+                    CloudFault::ALL,
+                    CloudFault::from_name,
+                    CloudFault::name,
+                )?;
+                let p = Self::reference_ability_cloud(f);
+                (p.sut, p.capabilities, p.hooks)
+            }
+            (Some((_, r)), None) => {
                 return Err(format!(
                     "{origin}: unknown reference `{r}`; known: device, server"
                 ));
@@ -351,6 +476,7 @@ impl Profile {
                     cwd: dir.join(raw.sut.cwd.clone().unwrap_or_default()),
                     env: raw.sut.env.clone(),
                     stop_timeout: dur(&raw.sut.stop_timeout, Duration::from_secs(5))?,
+                    ready: raw.sut.ready.clone(),
                 };
                 (SutSpec::Command(spec), Vec::new(), BTreeMap::new())
             }
@@ -376,8 +502,12 @@ impl Profile {
             ));
         }
         let implied = match sut {
-            SutSpec::ReferenceDevice { .. } => Some(Role::Device),
-            SutSpec::ReferenceServer { .. } => Some(Role::Server),
+            SutSpec::ReferenceDevice { .. } | SutSpec::ReferenceAbilityDevice { .. } => {
+                Some(Role::Device)
+            }
+            SutSpec::ReferenceServer { .. } | SutSpec::ReferenceAbilityCloud { .. } => {
+                Some(Role::Server)
+            }
             SutSpec::Command(_) | SutSpec::Running => None,
         };
         let role = match (raw.sut.role, implied) {
@@ -399,9 +529,17 @@ impl Profile {
                 None => defaults_dmf.dead_letter_exchange,
             },
         };
+        let default_limits = Limits::default();
+        let limits = Limits {
+            d2c: raw.ability.d2c_bytes.unwrap_or(default_limits.d2c),
+            c2d: raw.ability.c2d_bytes.unwrap_or(default_limits.c2d),
+            headers: raw.ability.header_bytes.unwrap_or(default_limits.headers),
+        };
         Ok(Profile {
             origin: origin.clone(),
             sut,
+            protocol,
+            limits,
             role,
             tenant: raw.sut.tenant,
             mgmt: raw.sut.mgmt.map(|m| MgmtSpec {
@@ -420,6 +558,10 @@ impl Profile {
             broker: BrokerSpec {
                 amqp_url: raw.broker.amqp_url,
                 rabbitmq_image: raw.broker.rabbitmq_image,
+                mqtt_url: raw.broker.mqtt_url,
+                mosquitto_image: raw.broker.mosquitto_image,
+                mqtt_tls_port: raw.broker.mqtt_tls_port,
+                mqtt_host: raw.broker.mqtt_host,
             },
             parallel: raw.parallel.unwrap_or(16).max(1),
         })

@@ -16,8 +16,12 @@ use tokio::process::{Child, Command};
 
 use crate::mgmt::{MgmtClient, MgmtSpec};
 use crate::profile::{CommandSpec, Hook, Profile, SutSpec};
+use crate::reference::ability_cloud::{self, CloudConfig, CloudHandle};
+use crate::reference::ability_device::{self, AbilityDeviceConfig, AbilityDeviceHandle};
 use crate::reference::dmf_device::{self, DeviceConfig, DeviceHandle};
 use crate::reference::dmf_server::{self, ServerConfig, ServerHandle};
+use crate::suite::Role;
+use crate::transport::mqtt::Endpoint;
 use crate::vars::Vars;
 
 /// What a SUT instance is told about its case.
@@ -31,6 +35,48 @@ pub struct CaseIds {
     pub thing_id: String,
     /// The server's inbound exchange.
     pub dmf_exchange: String,
+    /// The MQTT broker, for the Device API.
+    pub mqtt: Option<MqttIds>,
+}
+
+/// Where the MQTT broker is, for a case.
+#[derive(Clone, Debug)]
+pub struct MqttIds {
+    /// The service identity's URL (with its login).
+    pub service_url: String,
+    /// Where devices connect.
+    pub device_url: String,
+    /// The service identity's endpoint.
+    pub service: Endpoint,
+    /// The devices' endpoint.
+    pub devices: Endpoint,
+    /// The CA of the device listener, as a file.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+impl CaseIds {
+    /// The environment a command SUT of `role` gets.
+    pub fn env(&self, role: Role) -> Vec<(&'static str, String)> {
+        let mut env = vec![("DMCONF_TENANT", self.tenant.clone())];
+        match &self.mqtt {
+            Some(m) => {
+                let url = match role {
+                    Role::Device => m.device_url.clone(),
+                    Role::Server => m.service_url.clone(),
+                };
+                env.push(("DMCONF_MQTT_URL", url));
+                if let Some(ca) = &m.ca_file {
+                    env.push(("DMCONF_MQTT_CA", ca.display().to_string()));
+                }
+                env.push(("DMCONF_DEVICE_ID", self.thing_id.clone()));
+            }
+            None => {
+                env.push(("DMCONF_AMQP_URL", self.amqp_url.clone()));
+                env.push(("DMCONF_THING_ID", self.thing_id.clone()));
+            }
+        }
+        env
+    }
 }
 
 /// Most output kept from one SUT process.
@@ -47,7 +93,7 @@ pub struct Process {
 
 impl Process {
     /// Starts `spec` with the extra environment `env`.
-    pub fn spawn(spec: &CommandSpec, env: &[(&str, &str)]) -> Result<Self, String> {
+    pub fn spawn(spec: &CommandSpec, env: &[(&str, String)]) -> Result<Self, String> {
         let (program, args) = spec.argv.split_first().ok_or("the SUT command is empty")?;
         let mut cmd = Command::new(program);
         cmd.args(args).current_dir(&spec.cwd).envs(&spec.env);
@@ -122,6 +168,8 @@ impl Process {
 
 enum Kind {
     Running,
+    AbilityDevice(AbilityDeviceHandle),
+    AbilityCloud(CloudHandle),
     Device(DeviceHandle),
     Server(ServerHandle),
     Process(Process),
@@ -182,16 +230,41 @@ impl SutInstance {
                 })?);
                 Kind::Server(handle)
             }
+            (SutSpec::ReferenceAbilityDevice { fault }, _) => {
+                let m = ids
+                    .mqtt
+                    .as_ref()
+                    .ok_or("no MQTT broker for the Device API")?;
+                Kind::AbilityDevice(
+                    ability_device::start(AbilityDeviceConfig {
+                        devices: m.devices.clone(),
+                        device_id: ids.thing_id.clone(),
+                        limits: profile.limits,
+                        fault: *fault,
+                    })
+                    .await?,
+                )
+            }
+            (SutSpec::ReferenceAbilityCloud { fault }, _) => {
+                let m = ids
+                    .mqtt
+                    .as_ref()
+                    .ok_or("no MQTT broker for the Device API")?;
+                Kind::AbilityCloud(
+                    ability_cloud::start(CloudConfig {
+                        service: m.service.clone(),
+                        device: Some(ids.thing_id.clone()),
+                        limits: profile.limits,
+                        fault: *fault,
+                    })
+                    .await?,
+                )
+            }
             (SutSpec::Running, _) => Kind::Running,
             (SutSpec::Command(_), Some(process)) => Kind::Shared(process),
-            (SutSpec::Command(spec), None) => Kind::Process(Process::spawn(
-                spec,
-                &[
-                    ("DMCONF_AMQP_URL", &ids.amqp_url),
-                    ("DMCONF_TENANT", &ids.tenant),
-                    ("DMCONF_THING_ID", &ids.thing_id),
-                ],
-            )?),
+            (SutSpec::Command(spec), None) => {
+                Kind::Process(Process::spawn(spec, &ids.env(profile.role))?)
+            }
         };
         Ok(SutInstance {
             kind,
@@ -223,6 +296,9 @@ impl SutInstance {
         {
             return device.reregister().await.map(|()| Value::Null);
         }
+        if let Kind::AbilityDevice(device) = &self.kind {
+            return device.call(name, args).await;
+        }
         match &self.mgmt {
             Some(m) => m.call(name, args).await,
             None => Err(format!("the profile offers no hook `{name}`")),
@@ -233,6 +309,12 @@ impl SutInstance {
     pub async fn exited(&mut self) -> Option<String> {
         match &self.kind {
             Kind::Running => None,
+            Kind::AbilityDevice(d) => d
+                .is_finished()
+                .then(|| "the reference device stopped".to_owned()),
+            Kind::AbilityCloud(c) => c
+                .is_finished()
+                .then(|| "the reference platform stopped".to_owned()),
             Kind::Device(d) => d
                 .is_finished()
                 .then(|| "the reference device stopped".to_owned()),
@@ -249,6 +331,14 @@ impl SutInstance {
         let exited = self.exited().await;
         let mut output = match self.kind {
             Kind::Running => String::new(),
+            Kind::AbilityDevice(d) => {
+                d.stop().await;
+                String::new()
+            }
+            Kind::AbilityCloud(c) => {
+                c.stop().await;
+                String::new()
+            }
             Kind::Device(d) => {
                 d.stop().await;
                 String::new()

@@ -10,7 +10,7 @@ use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::json;
 use tokio::sync::OnceCell;
 
-use crate::broker::{self, Broker};
+use crate::broker;
 use crate::event::{RunEvent, Verdict};
 use crate::plan::{self, Planned};
 use crate::profile::{Profile, SutSpec};
@@ -70,14 +70,16 @@ pub enum LoadError {
 }
 
 struct Live {
-    broker: Broker,
     sides: Sides,
     /// Server commands that run for the whole run, by profile.
     servers: tokio::sync::Mutex<std::collections::HashMap<String, Result<Arc<Process>, String>>>,
 }
 
-/// How long a server command may take to declare its inbound exchange.
+/// How long a server command may take to be ready.
 const SERVER_READY: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long an MQTT server command is given to subscribe, when it names
+/// no line that says it is ready.
+const SERVER_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Loaded suites and schemas, and the broker, started on first use.
 pub struct Harness {
@@ -164,11 +166,8 @@ impl Harness {
     async fn live(&self) -> Result<&Live, String> {
         self.live
             .get_or_init(|| async {
-                let broker = Broker::start(&self.broker_spec).await?;
-                let sides = Sides::new(&broker.amqp_url);
                 Ok(Live {
-                    broker,
-                    sides,
+                    sides: Sides::new(self.broker_spec.clone()),
                     servers: Default::default(),
                 })
             })
@@ -177,16 +176,34 @@ impl Harness {
             .map_err(Clone::clone)
     }
 
-    /// The broker's start time and URL, starting it if needed.
-    pub fn broker_info(&self) -> Result<(std::time::Duration, String), String> {
-        self.runtime
-            .block_on(self.live())
-            .map(|l| (l.broker.start_time, l.broker.amqp_url.clone()))
+    /// Each broker's start time and URL, starting them if needed.
+    pub fn broker_info(&self) -> Result<Vec<(String, std::time::Duration, String)>, String> {
+        self.runtime.block_on(async {
+            let live = self.live().await?;
+            let rabbit = live.sides.rabbitmq().await?;
+            let mosquitto = live.sides.mosquitto().await?;
+            Ok(vec![
+                (
+                    "RabbitMQ".to_owned(),
+                    rabbit.start_time,
+                    rabbit.amqp_url.clone(),
+                ),
+                (
+                    "Mosquitto".to_owned(),
+                    mosquitto.start_time,
+                    mosquitto.device_url.clone(),
+                ),
+            ])
+        })
     }
 
-    /// Whether starting the broker failed.
+    /// Whether starting a broker failed.
     pub fn broker_failed(&self) -> bool {
-        matches!(self.live.get(), Some(Err(_)))
+        match self.live.get() {
+            Some(Ok(l)) => l.sides.broker_failed(),
+            Some(Err(_)) => true,
+            None => false,
+        }
     }
 
     /// Runs one case against the SUT of `profile`; blocks.
@@ -204,7 +221,6 @@ impl Harness {
                 schemas: &self.schemas,
                 fixtures: &self.paths.fixtures,
                 profile,
-                amqp_url: &live.broker.amqp_url,
                 sides: &live.sides,
                 shared_sut,
             };
@@ -233,7 +249,7 @@ impl Harness {
                 for p in live.servers.lock().await.values().flatten() {
                     p.stop().await;
                 }
-                live.broker.stop().await;
+                live.sides.stop().await;
             });
         }
     }
@@ -259,18 +275,36 @@ async fn start_server(live: &Live, profile: &Profile) -> Result<Arc<Process>, St
         .tenant
         .clone()
         .unwrap_or_else(|| "DEFAULT".to_owned());
-    let process = Process::spawn(
-        spec,
-        &[
-            ("DMCONF_AMQP_URL", &live.broker.amqp_url),
-            ("DMCONF_TENANT", &tenant),
-            ("DMCONF_DMF_EXCHANGE", &profile.dmf.exchange),
-        ],
-    )?;
-    let side = live.sides.device().await?;
+    let mut env = vec![("DMCONF_TENANT", tenant)];
+    let dmf = profile.protocol == "dmf";
+    if dmf {
+        env.push((
+            "DMCONF_AMQP_URL",
+            live.sides.rabbitmq().await?.amqp_url.clone(),
+        ));
+        env.push(("DMCONF_DMF_EXCHANGE", profile.dmf.exchange.clone()));
+    } else {
+        let m = live.sides.mosquitto().await?;
+        env.push(("DMCONF_MQTT_URL", m.service_url.clone()));
+        if let Some(ca) = &m.ca_file {
+            env.push(("DMCONF_MQTT_CA", ca.display().to_string()));
+        }
+    }
+    let process = Process::spawn(spec, &env)?;
     let deadline = tokio::time::Instant::now() + SERVER_READY.mul_f64(profile.timeouts.scale);
+    let settle = tokio::time::Instant::now() + SERVER_SETTLE.mul_f64(profile.timeouts.scale);
     loop {
-        if side.exchange_exists(&profile.dmf.exchange).await? {
+        // Ready: the line the profile names was printed; else, for DMF,
+        // the inbound exchange exists; else (MQTT shows no sign) a pause.
+        let ready = match &spec.ready {
+            Some(text) => process.output().contains(text.as_str()),
+            None if dmf => {
+                let side = live.sides.device().await?;
+                side.exchange_exists(&profile.dmf.exchange).await?
+            }
+            None => tokio::time::Instant::now() >= settle,
+        };
+        if ready {
             return Ok(Arc::new(process));
         }
         if let Some(how) = process.exited().await {
@@ -281,9 +315,12 @@ async fn start_server(live: &Live, profile: &Profile) -> Result<Arc<Process>, St
         }
         if tokio::time::Instant::now() >= deadline {
             let out = process.stop().await;
+            let what = match (&spec.ready, dmf) {
+                (Some(t), _) => format!("print `{t}`"),
+                (None, _) => format!("declare its exchange `{}`", profile.dmf.exchange),
+            };
             return Err(format!(
-                "the server under test did not declare its exchange `{}` within {SERVER_READY:?}\n{out}",
-                profile.dmf.exchange
+                "the server under test did not {what} within {SERVER_READY:?}\n{out}"
             ));
         }
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
@@ -320,10 +357,7 @@ pub fn conformance_main(root: impl Into<PathBuf>) -> ExitCode {
                 return ExitCode::from(EXIT_HARNESS_ERROR);
             }
         },
-        None => vec![
-            Profile::reference_device(None),
-            Profile::reference_server(None),
-        ],
+        None => Profile::references(),
     };
     let broker_spec = profiles[0].broker.clone();
     let harness = match Harness::load(Paths::under(root), broker_spec) {
@@ -343,7 +377,7 @@ pub fn conformance_main(root: impl Into<PathBuf>) -> ExitCode {
     for profile in &profiles {
         let profile = Arc::new(profile.clone());
         for p in harness.plan(&profile) {
-            if !several || p.suite.role == profile.role {
+            if !several || (p.suite.role == profile.role && p.suite.protocol == profile.protocol) {
                 planned.push((profile.clone(), p));
             }
         }

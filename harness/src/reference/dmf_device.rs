@@ -259,6 +259,7 @@ impl Device {
             headers: serde_json::from_value(headers).unwrap_or_default(),
             properties: serde_json::from_value(properties).unwrap_or_default(),
             body,
+            raw: false,
         };
         self.client.publish(&msg).await
     }

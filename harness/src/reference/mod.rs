@@ -37,5 +37,7 @@ macro_rules! fault_catalogue {
 }
 pub(crate) use fault_catalogue;
 
+pub mod ability_cloud;
+pub mod ability_device;
 pub mod dmf_device;
 pub mod dmf_server;

@@ -17,10 +17,10 @@ use crate::event::{Failure, StepRef, Verdict};
 use crate::matching;
 use crate::message::{Arrival, Direction, Entry, Message, Transcript};
 use crate::profile::{Profile, SutSpec};
-use crate::protocol::dmf;
+use crate::protocol::{ability, dmf};
 use crate::schema::SchemaStore;
 use crate::suite::{Action, Case, Generator, Pattern, Role, Step, Suite, VarSpec};
-use crate::sut::{CaseIds, Process, SutInstance};
+use crate::sut::{CaseIds, MqttIds, Process, SutInstance};
 use crate::vars::Vars;
 
 /// What every case of a run shares.
@@ -31,8 +31,6 @@ pub struct RunEnv<'a> {
     pub fixtures: &'a Path,
     /// The profile.
     pub profile: &'a Profile,
-    /// The broker URL the SUT is given.
-    pub amqp_url: &'a str,
     /// The sides of the broker the harness plays.
     pub sides: &'a Sides,
     /// A server command that runs for the whole run, if there is one.
@@ -84,13 +82,21 @@ fn err(expected: impl Into<String>, actual: impl Into<String>) -> StepError {
 
 /// Runs `case` of `suite` and returns its verdict.
 pub async fn run_case(env: &RunEnv<'_>, suite: &Suite, case: &Case) -> Verdict {
-    let short = || uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-    let ids = case_ids(env, suite.role, short());
+    let short = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
     let started = Instant::now();
+    let unknown_ids = CaseIds {
+        amqp_url: String::new(),
+        tenant: String::new(),
+        thing_id: String::new(),
+        dmf_exchange: String::new(),
+        mqtt: None,
+    };
+    let ids = case_ids(env, suite, short).await;
+    let shown = ids.as_ref().unwrap_or(&unknown_ids);
     let mut verdict = Verdict {
         failure: None,
-        tenant: ids.tenant.clone(),
-        thing_id: ids.thing_id.clone(),
+        tenant: shown.tenant.clone(),
+        thing_id: shown.thing_id.clone(),
         transcript: Transcript::default(),
         sut_output: String::new(),
         duration: Duration::ZERO,
@@ -102,9 +108,16 @@ pub async fn run_case(env: &RunEnv<'_>, suite: &Suite, case: &Case) -> Verdict {
         actual,
     };
 
+    let ids = match ids {
+        Ok(ids) => ids,
+        Err(e) => {
+            verdict.failure = Some(fail("the harness can start the broker", e));
+            return verdict;
+        }
+    };
     // Arm first: from here on, everything the SUT sends this case is kept
     // for it, so nothing can be missed.
-    let link = match open_link(env, suite.role, &ids).await {
+    let link = match open_link(env, suite, &ids).await {
         Ok(l) => l,
         Err(e) => {
             verdict.failure = Some(fail("the harness can reach the broker", e));
@@ -113,7 +126,7 @@ pub async fn run_case(env: &RunEnv<'_>, suite: &Suite, case: &Case) -> Verdict {
     };
     let reply_to = match &link {
         CaseLink::ToServer(l) => Some(l.reply_to.clone()),
-        CaseLink::ToDevice(_) => None,
+        _ => None,
     };
     let mut sut = match SutInstance::start(env.profile, &ids, env.shared_sut.clone()).await {
         Ok(s) => s,
@@ -124,6 +137,9 @@ pub async fn run_case(env: &RunEnv<'_>, suite: &Suite, case: &Case) -> Verdict {
         }
     };
     let refusals = match (suite.role, &env.profile.dmf.dead_letter_exchange) {
+        _ if suite.protocol != "dmf" => {
+            Err("only a DMF server refuses by dead-lettering; a Device API platform answers with a negative ack".to_owned())
+        }
         (Role::Device, _) => Err("the SUT is a device; refusals are a server's".to_owned()),
         (Role::Server, None) => Err(
             "the profile declares that this server's refusals cannot be observed (`[dmf] dead_letter_exchange = \"\"`)"
@@ -157,6 +173,26 @@ pub async fn run_case(env: &RunEnv<'_>, suite: &Suite, case: &Case) -> Verdict {
         .set("dmfExchange", Value::String(ids.dmf_exchange.clone()));
     if let Some(r) = reply_to {
         run.vars.set("replyTo", Value::String(r));
+    }
+    if suite.protocol == "ability" {
+        let limits = env.profile.limits;
+        run.vars
+            .set("deviceId", Value::String(ids.thing_id.clone()));
+        run.vars
+            .set("d2c", Value::String(ability::events_topic(&ids.thing_id)));
+        run.vars.set(
+            "c2d",
+            Value::String(ability::devicebound_topic(&ids.thing_id)),
+        );
+        for (name, n) in [
+            ("headerLimit", limits.headers),
+            ("d2cLimit", limits.d2c),
+            ("c2dLimit", limits.c2d),
+        ] {
+            run.vars.set(name, Value::from(n));
+            run.vars.set(&format!("{name}Below"), Value::from(n - 1));
+            run.vars.set(&format!("{name}Above"), Value::from(n + 1));
+        }
     }
     for (name, spec) in suite.vars.iter().chain(case.vars.iter()) {
         run.vars.set(name, generate(spec));
@@ -197,40 +233,75 @@ pub async fn run_case(env: &RunEnv<'_>, suite: &Suite, case: &Case) -> Verdict {
     verdict
 }
 
-/// The tenant, thing id and inbound exchange of one case. A device under
+/// The tenant, thing (device) id and broker of one case. A device under
 /// test gets a tenant of its own per case; a server serves the profile's
 /// tenant (hawkBit's `DEFAULT` if none is named), except the reference
-/// server, which runs per case on a tenant and exchange of its own.
-fn case_ids(env: &RunEnv<'_>, role: Role, short: String) -> CaseIds {
+/// DMF server, which runs per case on a tenant and exchange of its own.
+async fn case_ids(env: &RunEnv<'_>, suite: &Suite, short: String) -> Result<CaseIds, String> {
     let p = env.profile;
-    let (tenant, dmf_exchange) = match (role, &p.sut) {
-        (Role::Device, _) => (format!("dmconf_{short}"), dmf::DMF_EXCHANGE.to_owned()),
+    let own_tenant = || format!("dmconf_{short}");
+    let (tenant, dmf_exchange) = match (suite.role, &p.sut) {
+        (Role::Device, _) => (own_tenant(), dmf::DMF_EXCHANGE.to_owned()),
         (Role::Server, SutSpec::ReferenceServer { .. }) => (
             p.tenant
                 .clone()
                 .unwrap_or_else(|| format!("DMCONF_{}", short.to_uppercase())),
             format!("dmconf.dmf.exchange.{short}"),
         ),
+        (Role::Server, SutSpec::ReferenceAbilityCloud { .. }) => (
+            p.tenant.clone().unwrap_or_else(own_tenant),
+            p.dmf.exchange.clone(),
+        ),
         (Role::Server, _) => (
             p.tenant.clone().unwrap_or_else(|| "DEFAULT".to_owned()),
             p.dmf.exchange.clone(),
         ),
     };
-    CaseIds {
-        amqp_url: env.amqp_url.to_owned(),
+    let (amqp_url, mqtt) = match suite.protocol.as_str() {
+        "ability" => {
+            let m = env.sides.mosquitto().await?;
+            let ids = MqttIds {
+                service_url: m.service_url.clone(),
+                device_url: m.device_url.clone(),
+                service: m.service()?,
+                devices: m.devices()?,
+                ca_file: m.ca_file.clone(),
+            };
+            (String::new(), Some(ids))
+        }
+        _ => (env.sides.rabbitmq().await?.amqp_url.clone(), None),
+    };
+    Ok(CaseIds {
+        amqp_url,
         tenant,
         thing_id: format!("dmconf-{short}"),
         dmf_exchange,
-    }
+        mqtt,
+    })
 }
 
-async fn open_link(env: &RunEnv<'_>, role: Role, ids: &CaseIds) -> Result<CaseLink, String> {
-    Ok(match role {
-        Role::Device => {
+async fn open_link(env: &RunEnv<'_>, suite: &Suite, ids: &CaseIds) -> Result<CaseLink, String> {
+    let limits = env.profile.limits;
+    Ok(match (suite.protocol.as_str(), suite.role) {
+        ("ability", Role::Device) => CaseLink::AbilityToDevice(
+            env.sides
+                .ability_platform()
+                .await?
+                .open_case(&ids.thing_id, limits.d2c)
+                .await?,
+        ),
+        ("ability", Role::Server) => CaseLink::AbilityToPlatform(
+            env.sides
+                .ability_device()
+                .await?
+                .open_case(&ids.thing_id, limits.c2d)
+                .await?,
+        ),
+        (_, Role::Device) => {
             let side = env.sides.server().await?;
             CaseLink::ToDevice(side.open_case(&ids.tenant, &ids.thing_id).await?)
         }
-        Role::Server => {
+        (_, Role::Server) => {
             CaseLink::ToServer(env.sides.device().await?.open_case(&ids.thing_id).await?)
         }
     })
@@ -590,6 +661,23 @@ impl<'a> CaseRun<'a> {
         } else {
             Vec::new()
         };
+        msg.raw = s.raw;
+        if let Some(f) = &s.fill {
+            let (what, n) = match (&f.headers, &f.message) {
+                (Some(n), None) => ("headers", n),
+                (None, Some(n)) => ("message", n),
+                _ => return Err("`fill` takes one of `headers` and `message`".to_owned()),
+            };
+            let n = v.expand(n)?;
+            let bytes = n
+                .as_u64()
+                .or_else(|| n.as_str().and_then(|t| t.parse().ok()))
+                .ok_or_else(|| format!("`fill: {what}` needs a number of bytes, not {n}"))?;
+            if self.suite.protocol != "ability" {
+                return Err("`fill` is for the Device API".to_owned());
+            }
+            ability::fill(&mut msg, what, bytes as usize)?;
+        }
         Ok(msg)
     }
 
@@ -620,6 +708,17 @@ impl<'a> CaseRun<'a> {
     fn ingest(&mut self, arrival: Arrival) {
         let msg = match arrival {
             Arrival::Message(m) => m,
+            Arrival::Malformed(m, why) => {
+                self.record(Direction::FromSut, m.clone());
+                self.invalid.push((m.clone(), why));
+                self.next_seq += 1;
+                self.pending.push(Pending {
+                    seq: self.next_seq,
+                    msg: m,
+                    refused: false,
+                });
+                return;
+            }
             Arrival::Refused(m) => {
                 self.record(Direction::Refused, m.clone());
                 self.next_seq += 1;
@@ -632,18 +731,31 @@ impl<'a> CaseRun<'a> {
             }
         };
         self.record(Direction::FromSut, msg.clone());
-        let (schema, who) = match self.suite.role {
-            Role::Device => (dmf::device_message_schema(&msg), "device"),
-            Role::Server => (dmf::server_message_schema(&msg), "server"),
+        let (schema, who) = match (self.suite.protocol.as_str(), self.suite.role) {
+            ("ability", Role::Device) => (ability::request_schema(&msg), "device"),
+            ("ability", Role::Server) => (ability::c2d_schema(&msg), "platform"),
+            (_, Role::Device) => (
+                dmf::device_message_schema(&msg).map(|s| Some(s.to_owned())),
+                "device",
+            ),
+            (_, Role::Server) => (
+                dmf::server_message_schema(&msg).map(|s| Some(s.to_owned())),
+                "server",
+            ),
         };
         let verdict = match schema {
-            Ok(schema) => self.env.schemas.validate(schema, &msg.view()).map_err(|v| {
-                let list: Vec<String> = v.iter().map(|v| format!("  - {v}")).collect();
-                format!(
-                    "it violates schemas/{schema}.schema.json:\n{}",
-                    list.join("\n")
-                )
-            }),
+            Ok(None) => Ok(()),
+            Ok(Some(schema)) => self
+                .env
+                .schemas
+                .validate(&schema, &msg.view())
+                .map_err(|v| {
+                    let list: Vec<String> = v.iter().map(|v| format!("  - {v}")).collect();
+                    format!(
+                        "it violates schemas/{schema}.schema.json:\n{}",
+                        list.join("\n")
+                    )
+                }),
             Err(e) => Err(format!("it is not a message a {who} may send: {e}")),
         };
         if let Err(why) = verdict {
@@ -681,7 +793,14 @@ impl<'a> CaseRun<'a> {
     fn check_invalid(&self) -> Result<(), StepError> {
         if let Some((msg, why)) = self.invalid.first() {
             return Err(err(
-                "every message from the SUT conforms to the DMF message format",
+                format!(
+                    "every message from the SUT conforms to the {} message format",
+                    if self.suite.protocol == "ability" {
+                        "Device API v2 and IoT Hub"
+                    } else {
+                        "DMF"
+                    }
+                ),
                 format!(
                     "a message from the SUT is malformed: {why}\n{}",
                     msg.render("    ")

@@ -1,55 +1,137 @@
-//! A case's link to the broker, whichever role the harness plays: the
-//! server's side when a device is under test, a virtual device when a
-//! server is. Each side is set up on first use, so that a run against a
-//! server never declares or drains the server's own queues.
+//! A case's link to the broker, whichever protocol and role: for DMF the
+//! server's side when a device is under test and a virtual device when a
+//! server is; for the Device API, IoT Hub with the platform when a device
+//! is under test and a device when the platform is. Brokers and sides
+//! are set up on first use, so a run starts only the brokers its cases
+//! need, and a run against a server never declares or drains the
+//! server's own queues.
 
 use tokio::sync::OnceCell;
 
+use crate::broker::{Mosquitto, RabbitMq};
 use crate::message::{Arrival, Message};
+use crate::profile::BrokerSpec;
+use crate::protocol::ability::{
+    AbilityDeviceLink, AbilityDeviceSide, AbilityPlatformLink, AbilityPlatformSide,
+};
 use crate::protocol::dmf::{DmfCaseLink, DmfDeviceLink, DmfDeviceSide, DmfServerSide};
 
-/// Both sides the harness can play on one broker.
+type Lazy<T> = OnceCell<Result<T, String>>;
+
+/// The brokers of a run and every side the harness can play on them.
 pub struct Sides {
-    amqp_url: String,
-    server: OnceCell<Result<DmfServerSide, String>>,
-    device: OnceCell<Result<DmfDeviceSide, String>>,
+    spec: BrokerSpec,
+    rabbitmq: Lazy<RabbitMq>,
+    mosquitto: Lazy<Mosquitto>,
+    dmf_server: Lazy<DmfServerSide>,
+    dmf_device: Lazy<DmfDeviceSide>,
+    ability_platform: Lazy<AbilityPlatformSide>,
+    ability_device: Lazy<AbilityDeviceSide>,
+}
+
+fn get<T>(cell: &Lazy<T>) -> Result<&T, String> {
+    match cell.get() {
+        Some(Ok(v)) => Ok(v),
+        Some(Err(e)) => Err(e.clone()),
+        None => Err("not started".to_owned()),
+    }
 }
 
 impl Sides {
-    /// Nothing set up yet.
-    pub fn new(amqp_url: &str) -> Self {
+    /// Nothing started yet.
+    pub fn new(spec: BrokerSpec) -> Self {
         Sides {
-            amqp_url: amqp_url.to_owned(),
-            server: OnceCell::new(),
-            device: OnceCell::new(),
+            spec,
+            rabbitmq: OnceCell::new(),
+            mosquitto: OnceCell::new(),
+            dmf_server: OnceCell::new(),
+            dmf_device: OnceCell::new(),
+            ability_platform: OnceCell::new(),
+            ability_device: OnceCell::new(),
         }
     }
 
-    /// The server's side (hawkBit's topology, declared on first use).
-    pub async fn server(&self) -> Result<&DmfServerSide, String> {
-        self.server
-            .get_or_init(|| DmfServerSide::start(&self.amqp_url))
+    /// RabbitMQ, started on first use.
+    pub async fn rabbitmq(&self) -> Result<&RabbitMq, String> {
+        self.rabbitmq
+            .get_or_init(|| RabbitMq::start(&self.spec))
             .await
             .as_ref()
             .map_err(Clone::clone)
     }
 
-    /// The devices' side.
-    pub async fn device(&self) -> Result<&DmfDeviceSide, String> {
-        self.device
-            .get_or_init(|| DmfDeviceSide::start(&self.amqp_url))
+    /// Mosquitto, started on first use.
+    pub async fn mosquitto(&self) -> Result<&Mosquitto, String> {
+        self.mosquitto
+            .get_or_init(|| Mosquitto::start(&self.spec))
             .await
             .as_ref()
             .map_err(Clone::clone)
+    }
+
+    /// Whether a broker failed to start.
+    pub fn broker_failed(&self) -> bool {
+        matches!(self.rabbitmq.get(), Some(Err(_))) || matches!(self.mosquitto.get(), Some(Err(_)))
+    }
+
+    /// DMF: the server's side (hawkBit's topology).
+    pub async fn server(&self) -> Result<&DmfServerSide, String> {
+        let url = self.rabbitmq().await?.amqp_url.clone();
+        self.dmf_server
+            .get_or_init(|| async move { DmfServerSide::start(&url).await })
+            .await;
+        get(&self.dmf_server)
+    }
+
+    /// DMF: the devices' side.
+    pub async fn device(&self) -> Result<&DmfDeviceSide, String> {
+        let url = self.rabbitmq().await?.amqp_url.clone();
+        self.dmf_device
+            .get_or_init(|| async move { DmfDeviceSide::start(&url).await })
+            .await;
+        get(&self.dmf_device)
+    }
+
+    /// Device API: IoT Hub with the platform.
+    pub async fn ability_platform(&self) -> Result<&AbilityPlatformSide, String> {
+        let service = self.mosquitto().await?.service()?;
+        self.ability_platform
+            .get_or_init(|| AbilityPlatformSide::start(service))
+            .await;
+        get(&self.ability_platform)
+    }
+
+    /// Device API: the devices' side.
+    pub async fn ability_device(&self) -> Result<&AbilityDeviceSide, String> {
+        let devices = self.mosquitto().await?.devices()?;
+        self.ability_device
+            .get_or_init(|| async move { Ok(AbilityDeviceSide::new(devices)) })
+            .await;
+        get(&self.ability_device)
+    }
+
+    /// Removes the brokers this process started.
+    pub async fn stop(self) {
+        if let Some(Ok(b)) = self.rabbitmq.into_inner() {
+            b.stop().await;
+        }
+        if let Some(Ok(b)) = self.mosquitto.into_inner() {
+            b.stop().await;
+        }
     }
 }
 
 /// One case's link.
 pub enum CaseLink {
-    /// The harness is the server; a device is under test.
+    /// DMF: the harness is the server; a device is under test.
     ToDevice(DmfCaseLink),
-    /// The harness is a device; a server is under test.
+    /// DMF: the harness is a device; a server is under test.
     ToServer(DmfDeviceLink),
+    /// Device API: the harness is IoT Hub and the platform; a device is
+    /// under test.
+    AbilityToDevice(AbilityPlatformLink),
+    /// Device API: the harness is a device; the platform is under test.
+    AbilityToPlatform(AbilityDeviceLink),
 }
 
 impl CaseLink {
@@ -58,6 +140,8 @@ impl CaseLink {
         match self {
             CaseLink::ToDevice(l) => l.publish(msg).await.map(|()| msg.clone()),
             CaseLink::ToServer(l) => l.publish(msg).await,
+            CaseLink::AbilityToDevice(l) => l.publish(msg).await.map(|()| msg.clone()),
+            CaseLink::AbilityToPlatform(l) => l.publish(msg).await.map(|()| msg.clone()),
         }
     }
 
@@ -66,6 +150,8 @@ impl CaseLink {
         match self {
             CaseLink::ToDevice(l) => l.recv().await.map(Arrival::Message),
             CaseLink::ToServer(l) => l.recv().await,
+            CaseLink::AbilityToDevice(l) => l.recv().await,
+            CaseLink::AbilityToPlatform(l) => l.recv().await,
         }
     }
 
@@ -74,15 +160,22 @@ impl CaseLink {
         match self {
             CaseLink::ToDevice(l) => l.try_recv().map(Arrival::Message),
             CaseLink::ToServer(l) => l.try_recv(),
+            CaseLink::AbilityToDevice(l) => l.try_recv(),
+            CaseLink::AbilityToPlatform(l) => l.try_recv(),
+        }
+    }
+
+    fn amqp(&self) -> Result<&crate::transport::amqp::AmqpClient, String> {
+        match self {
+            CaseLink::ToDevice(l) => Ok(l.client()),
+            CaseLink::ToServer(l) => Ok(l.client()),
+            _ => Err("this check needs an AMQP broker; the case runs on MQTT".to_owned()),
         }
     }
 
     /// Whether an exchange exists.
     pub async fn exchange_exists(&mut self, name: &str) -> Result<bool, String> {
-        match self {
-            CaseLink::ToDevice(l) => l.exchange_exists(name).await,
-            CaseLink::ToServer(l) => l.client().exchange_exists(name).await,
-        }
+        self.amqp()?.exchange_exists(name).await
     }
 
     /// Whether an existing exchange has this type and durability.
@@ -97,17 +190,14 @@ impl CaseLink {
                 "the exchange `{name}` does not exist on the broker"
             ));
         }
-        match self {
-            CaseLink::ToDevice(l) => l.client().exchange_is(name, kind, durable).await,
-            CaseLink::ToServer(l) => l.client().exchange_is(name, kind, durable).await,
-        }
+        self.amqp()?.exchange_is(name, kind, durable).await
     }
 
     /// Messages no case owned that arrived while this one ran.
     pub fn unattributed(&self) -> Vec<Message> {
         match self {
             CaseLink::ToDevice(l) => l.unattributed(),
-            CaseLink::ToServer(_) => Vec::new(),
+            _ => Vec::new(),
         }
     }
 
@@ -116,6 +206,8 @@ impl CaseLink {
         match self {
             CaseLink::ToDevice(l) => l.close().await,
             CaseLink::ToServer(l) => l.close().await,
+            CaseLink::AbilityToDevice(l) => l.close().await,
+            CaseLink::AbilityToPlatform(l) => l.close().await,
         }
     }
 }

@@ -224,6 +224,27 @@ pub struct Send {
     /// The body from a file under `fixtures/`, variables expanded.
     #[serde(default)]
     pub body_fixture: Option<String>,
+    /// Pad the message to a size (Device API): `headers` to that many
+    /// bytes of header properties, or `message` to that many bytes as IoT
+    /// Hub counts a message.
+    #[serde(default)]
+    pub fill: Option<Fill>,
+    /// Send the body bytes as written, not encoded as the message's
+    /// content encoding says (to send a corrupt compressed body).
+    #[serde(default)]
+    pub raw: bool,
+}
+
+/// A size to pad a message to; give one of the two.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fill {
+    /// Bytes of header properties (names and values).
+    #[serde(default)]
+    pub headers: Option<Value>,
+    /// Bytes of the whole message, as IoT Hub counts it.
+    #[serde(default)]
+    pub message: Option<Value>,
 }
 
 /// Wait for one matching message.

@@ -474,5 +474,6 @@ fn decode(exchange: &str, props: &BasicProperties, body: Vec<u8>) -> Message {
         headers,
         properties,
         body,
+        raw: false,
     }
 }

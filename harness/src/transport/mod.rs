@@ -2,3 +2,4 @@
 //! One file per transport; each is the only importer of its client crate.
 
 pub mod amqp;
+pub mod mqtt;

@@ -1,0 +1,320 @@
+//! Mosquitto set up as Azure IoT Hub behaves, for the Device API: a TLS
+//! listener for devices with a CA and server certificate made for this
+//! run, where a client may publish only under `devices/{its client
+//! id}/messages/events/` and read only its own
+//! `devices/{its client id}/messages/devicebound/` (so the device id in a
+//! topic can be trusted like IoT Hub's `iothub-connection-device-id`), and
+//! any user name and password are taken, as a local IoT Hub stand-in
+//! should; and a listener for the platform's service identity, with a
+//! password made for this run, which reads every device's
+//! device-to-cloud topic and writes every device's cloud-to-device topic.
+//!
+//! A broker the user names instead: `DMCONF_MQTT_URL` (the service
+//! identity's URL), `DMCONF_MQTT_DEVICE_URL` (where devices connect; the
+//! same host and port by default) and `DMCONF_MQTT_CA` (a PEM file).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use testcontainers::core::{IntoContainerPort, WaitFor};
+use testcontainers::{ContainerAsync, GenericImage, ImageExt};
+
+use super::READY_WITHIN;
+use crate::profile::BrokerSpec;
+use crate::transport::mqtt::{Endpoint, Login, MqttClient};
+
+/// The image built offline by `scripts/build-images.sh`.
+pub const OFFLINE_IMAGE: &str = "dmconf/mosquitto:offline";
+/// The official image, for machines that reach a registry.
+pub const OFFICIAL_IMAGE: &str = "eclipse-mosquitto:2";
+/// The platform's service identity.
+pub const SERVICE_USER: &str = "dmconf-service";
+/// The device listener's port in the container (IoT Hub's MQTT port).
+const DEVICE_PORT: u16 = 8883;
+/// The service listener's port in the container.
+const SERVICE_PORT: u16 = 1883;
+
+const CONFIG: &str = "\
+per_listener_settings true
+max_packet_size 1048576
+
+listener 1883
+allow_anonymous false
+password_file /mosquitto/config/service.passwd
+acl_file /mosquitto/config/service.acl
+
+listener 8883
+cafile /mosquitto/config/ca.pem
+certfile /mosquitto/config/server.pem
+keyfile /mosquitto/config/server.key
+allow_anonymous true
+acl_file /mosquitto/config/devices.acl
+";
+
+const DEVICE_ACL: &str = "\
+pattern write devices/%c/messages/events/#
+pattern read devices/%c/messages/devicebound/#
+";
+
+/// Writes the service password file at start, then runs Mosquitto.
+const START: &str = "mosquitto_passwd -b -c /mosquitto/config/service.passwd \"$DMCONF_SERVICE_USER\" \"$DMCONF_SERVICE_PASSWORD\" && exec mosquitto -c /mosquitto/config/mosquitto.conf";
+
+/// A Mosquitto broker ready for devices and the service identity.
+pub struct Mosquitto {
+    /// Where devices connect: `mqtts://host:port`.
+    pub device_url: String,
+    /// The service identity's URL, with its login.
+    pub service_url: String,
+    /// The CA that signed the device listener's certificate (PEM).
+    pub ca_pem: Option<String>,
+    /// The same CA in a file, for programs (`DMCONF_MQTT_CA`).
+    pub ca_file: Option<PathBuf>,
+    /// Time from the start request to the first login.
+    pub start_time: Duration,
+    container: Option<ContainerAsync<GenericImage>>,
+    secrets_dir: Option<PathBuf>,
+}
+
+/// What one run's broker is keyed with.
+struct Secrets {
+    ca_pem: String,
+    server_pem: String,
+    server_key: String,
+    password: String,
+    dir: PathBuf,
+}
+
+fn make_secrets(dir: PathBuf, hosts: Vec<String>) -> Result<Secrets, String> {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let e = |e: rcgen::Error| format!("cannot make the broker's certificates: {e}");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "dmconf test CA (one run)");
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().map_err(e)?).map_err(e)?;
+    let mut server = CertificateParams::new(hosts).map_err(e)?;
+    server
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let key = KeyPair::generate().map_err(e)?;
+    let cert = server.signed_by(&key, &ca).map_err(e)?;
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let secrets = Secrets {
+        ca_pem: ca.pem(),
+        server_pem: cert.pem(),
+        server_key: key.serialize_pem(),
+        password: uuid::Uuid::new_v4().simple().to_string(),
+        dir,
+    };
+    for (name, text) in [("ca.pem", &secrets.ca_pem), ("password", &secrets.password)] {
+        let path = secrets.dir.join(name);
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(secrets)
+}
+
+/// Under nextest, every process of the run shares one broker and so one
+/// set of secrets; the first process makes them.
+fn secrets_for_run(hosts: Vec<String>) -> Result<(Secrets, bool), String> {
+    let Ok(run) = std::env::var("NEXTEST_RUN_ID") else {
+        let dir = std::env::temp_dir().join(format!(
+            "dmconf-mosquitto-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        return make_secrets(dir, hosts).map(|s| (s, true));
+    };
+    let dir = std::env::temp_dir().join(format!("dmconf-mosquitto-{run}"));
+    let lock_path = std::env::temp_dir().join(format!("dmconf-mosquitto-{run}.secrets.lock"));
+    let lock =
+        std::fs::File::create(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    lock.lock()
+        .map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    let read = |n: &str| std::fs::read_to_string(dir.join(n));
+    if let (Ok(ca_pem), Ok(password)) = (read("ca.pem"), read("password")) {
+        let secrets = Secrets {
+            ca_pem,
+            server_pem: String::new(),
+            server_key: String::new(),
+            password,
+            dir: dir.clone(),
+        };
+        return Ok((secrets, false));
+    }
+    make_secrets(dir, hosts).map(|s| (s, true))
+}
+
+impl Mosquitto {
+    /// Uses the broker the environment names, or starts Mosquitto.
+    pub async fn start(spec: &BrokerSpec) -> Result<Self, String> {
+        let began = Instant::now();
+        let existing = std::env::var("DMCONF_MQTT_URL")
+            .ok()
+            .or_else(|| spec.mqtt_url.clone());
+        if let Some(service_url) = existing {
+            return Self::existing(service_url, began).await;
+        }
+        let docker = Docker::connect_with_local_defaults().map_err(|e| {
+            format!("cannot reach Docker to start Mosquitto ({e}); or set DMCONF_MQTT_URL")
+        })?;
+        let image = super::choose_image(
+            &docker,
+            "DMCONF_MOSQUITTO_IMAGE",
+            spec.mosquitto_image.as_ref(),
+            OFFLINE_IMAGE,
+            OFFICIAL_IMAGE,
+        )
+        .await;
+        let mut hosts = vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "::1".to_owned(),
+        ];
+        hosts.extend(spec.mqtt_host.clone());
+        let (secrets, fresh) = secrets_for_run(hosts)?;
+        let mut request = super::generic(&image)
+            .with_exposed_port(SERVICE_PORT.tcp())
+            .with_exposed_port(DEVICE_PORT.tcp())
+            .with_wait_for(WaitFor::Nothing)
+            .with_label("dmconf.broker", "mosquitto")
+            .with_env_var("DMCONF_SERVICE_USER", SERVICE_USER)
+            .with_env_var("DMCONF_SERVICE_PASSWORD", secrets.password.clone())
+            .with_cmd(["sh", "-c", START]);
+        if fresh {
+            let service_acl = format!("user {SERVICE_USER}\ntopic readwrite devices/#\n");
+            for (name, text) in [
+                ("mosquitto.conf", CONFIG.to_owned()),
+                ("devices.acl", DEVICE_ACL.to_owned()),
+                ("service.acl", service_acl),
+                ("ca.pem", secrets.ca_pem.clone()),
+                ("server.pem", secrets.server_pem.clone()),
+                ("server.key", secrets.server_key.clone()),
+            ] {
+                request =
+                    request.with_copy_to(format!("/mosquitto/config/{name}"), text.into_bytes());
+            }
+        }
+        if let Some(port) = spec.mqtt_tls_port {
+            request = request.with_mapped_port(port, DEVICE_PORT.tcp());
+        }
+        let (c, _) = super::start_container(&docker, "mosquitto", request, || {})
+            .await
+            .map_err(|e| super::no_start("Mosquitto", &image, e))?;
+        let host = c.get_host().await.map_err(|e| e.to_string())?;
+        let port = |p: u16| {
+            let c = &c;
+            async move { c.get_host_port_ipv4(p).await.map_err(|e| e.to_string()) }
+        };
+        let (service, device) = (port(SERVICE_PORT).await?, port(DEVICE_PORT).await?);
+        let broker = Mosquitto {
+            device_url: format!("mqtts://{host}:{device}"),
+            service_url: format!(
+                "mqtt://{SERVICE_USER}:{}@{host}:{service}",
+                secrets.password
+            ),
+            ca_file: Some(secrets.dir.join("ca.pem")),
+            ca_pem: Some(secrets.ca_pem),
+            start_time: Duration::ZERO,
+            container: Some(c),
+            secrets_dir: fresh.then_some(secrets.dir),
+        };
+        broker.wait_ready().await?;
+        Ok(Mosquitto {
+            start_time: began.elapsed(),
+            ..broker
+        })
+    }
+
+    async fn existing(service_url: String, began: Instant) -> Result<Self, String> {
+        let ca_file = std::env::var_os("DMCONF_MQTT_CA").map(PathBuf::from);
+        let ca_pem = match &ca_file {
+            Some(f) => {
+                Some(std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?)
+            }
+            None => None,
+        };
+        let device_url = match std::env::var("DMCONF_MQTT_DEVICE_URL") {
+            Ok(u) => u,
+            Err(_) => match service_url.split_once("://") {
+                Some((scheme, rest)) => {
+                    format!(
+                        "{scheme}://{}",
+                        rest.rsplit_once('@').map(|(_, h)| h).unwrap_or(rest)
+                    )
+                }
+                None => service_url.clone(),
+            },
+        };
+        let broker = Mosquitto {
+            device_url,
+            service_url,
+            ca_pem,
+            ca_file,
+            start_time: Duration::ZERO,
+            container: None,
+            secrets_dir: None,
+        };
+        broker.wait_ready().await?;
+        Ok(Mosquitto {
+            start_time: began.elapsed(),
+            ..broker
+        })
+    }
+
+    /// The service identity's endpoint.
+    pub fn service(&self) -> Result<Endpoint, String> {
+        Endpoint::parse(&self.service_url, self.ca_pem.clone())
+    }
+
+    /// The devices' endpoint.
+    pub fn devices(&self) -> Result<Endpoint, String> {
+        Endpoint::parse(&self.device_url, self.ca_pem.clone())
+    }
+
+    /// Ready once the service identity and a device (over TLS, when the
+    /// device listener uses it) can log in.
+    async fn wait_ready(&self) -> Result<(), String> {
+        let deadline = Instant::now() + READY_WITHIN;
+        let attempts = [
+            (
+                self.service()?,
+                format!("dmconf-ready-{}", uuid::Uuid::new_v4().simple()),
+            ),
+            (
+                self.devices()?,
+                format!("dmconf-ready-{}", uuid::Uuid::new_v4().simple()),
+            ),
+        ];
+        for (endpoint, client_id) in attempts {
+            let login = Login {
+                client_id,
+                ..Default::default()
+            };
+            loop {
+                match MqttClient::connect(&endpoint, &login).await {
+                    Ok((c, _)) => {
+                        c.close().await;
+                        break;
+                    }
+                    Err(e) if Instant::now() >= deadline => {
+                        return Err(format!(
+                            "the MQTT broker at {}:{} did not accept a login within {READY_WITHIN:?}: {e}",
+                            endpoint.host, endpoint.port
+                        ));
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the container this process started, and its secrets.
+    pub async fn stop(self) {
+        let shared = std::env::var("NEXTEST_RUN_ID").is_ok();
+        super::stop_container(self.container).await;
+        if let Some(dir) = self.secrets_dir.filter(|_| !shared) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}

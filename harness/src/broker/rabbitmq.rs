@@ -1,0 +1,104 @@
+//! RabbitMQ for DMF: a broker the user names (`DMCONF_AMQP_URL`, or
+//! `[broker] amqp_url`), or one started from the offline or official
+//! image. Ready once an AMQP login succeeds.
+
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use testcontainers::core::{IntoContainerPort, WaitFor};
+use testcontainers::{ContainerAsync, GenericImage, ImageExt};
+
+use super::READY_WITHIN;
+use crate::profile::BrokerSpec;
+use crate::transport::amqp::AmqpClient;
+
+/// The image built offline by `scripts/build-images.sh`.
+pub const OFFLINE_IMAGE: &str = "dmconf/rabbitmq:offline";
+/// The official image, for machines that reach a registry.
+pub const OFFICIAL_IMAGE: &str = "rabbitmq:4.1";
+
+/// A RabbitMQ broker ready for AMQP.
+pub struct RabbitMq {
+    /// `amqp://guest:guest@host:port/%2f`.
+    pub amqp_url: String,
+    /// Time from the start request to the first AMQP login.
+    pub start_time: Duration,
+    /// The image, when the harness started one.
+    pub image: Option<String>,
+    container: Option<ContainerAsync<GenericImage>>,
+}
+
+impl RabbitMq {
+    /// Uses `DMCONF_AMQP_URL` or the profile's broker if given; otherwise
+    /// starts RabbitMQ.
+    pub async fn start(spec: &BrokerSpec) -> Result<Self, String> {
+        let began = Instant::now();
+        let existing = std::env::var("DMCONF_AMQP_URL")
+            .ok()
+            .or_else(|| spec.amqp_url.clone());
+        if let Some(url) = existing {
+            wait_ready(&url).await?;
+            return Ok(RabbitMq {
+                amqp_url: url,
+                start_time: began.elapsed(),
+                image: None,
+                container: None,
+            });
+        }
+        let docker = Docker::connect_with_local_defaults().map_err(|e| {
+            format!("cannot reach Docker to start RabbitMQ ({e}); or set DMCONF_AMQP_URL")
+        })?;
+        let image = super::choose_image(
+            &docker,
+            "DMCONF_RABBITMQ_IMAGE",
+            spec.rabbitmq_image.as_ref(),
+            OFFLINE_IMAGE,
+            OFFICIAL_IMAGE,
+        )
+        .await;
+        let request = super::generic(&image)
+            .with_exposed_port(5672.tcp())
+            .with_wait_for(WaitFor::Nothing)
+            .with_label("dmconf.broker", "rabbitmq");
+        let (c, _) = super::start_container(&docker, "rabbitmq", request, || {})
+            .await
+            .map_err(|e| super::no_start("RabbitMQ", &image, e))?;
+        let port = c
+            .get_host_port_ipv4(5672)
+            .await
+            .map_err(|e| e.to_string())?;
+        let host = c.get_host().await.map_err(|e| e.to_string())?;
+        let url = format!("amqp://guest:guest@{host}:{port}/%2f");
+        wait_ready(&url).await?;
+        Ok(RabbitMq {
+            amqp_url: url,
+            start_time: began.elapsed(),
+            image: Some(image),
+            container: Some(c),
+        })
+    }
+
+    /// Removes the container this process started (not a shared one).
+    pub async fn stop(self) {
+        super::stop_container(self.container).await;
+    }
+}
+
+/// Waits until an AMQP login succeeds, at most [`READY_WITHIN`].
+async fn wait_ready(url: &str) -> Result<(), String> {
+    let deadline = Instant::now() + READY_WITHIN;
+    loop {
+        match AmqpClient::connect(url).await {
+            Ok(c) => {
+                c.close().await;
+                return Ok(());
+            }
+            Err(e) if Instant::now() >= deadline => {
+                return Err(format!(
+                    "the broker at {url} did not accept an AMQP login within {READY_WITHIN:?}: {e}"
+                ));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! The side the harness plays when the platform is under test: one
+//! device per case, connecting to the device listener over TLS as an
+//! Azure IoT device SDK does (client id = device id, user name
+//! `{hub}/{deviceId}/?api-version=...`, a SAS token for a password), and
+//! subscribed to its cloud-to-device topic.
+
+use tokio::sync::mpsc;
+
+use super::{devicebound_topic, to_wire};
+use crate::message::{Arrival, Message};
+use crate::transport::mqtt::{Endpoint, Login, MqttClient, Received};
+
+/// The host name devices put in their user name.
+pub const HUB_NAME: &str = "dmconf-hub.azure-devices.net";
+
+/// The devices' side: where they connect.
+pub struct AbilityDeviceSide {
+    devices: Endpoint,
+}
+
+impl AbilityDeviceSide {
+    /// Devices connect to `devices`.
+    pub fn new(devices: Endpoint) -> Self {
+        AbilityDeviceSide { devices }
+    }
+
+    /// Connects the case's device and subscribes it to its messages,
+    /// which are judged against the cloud-to-device limit `c2d_limit`.
+    pub async fn open_case(
+        &self,
+        device: &str,
+        c2d_limit: usize,
+    ) -> Result<AbilityDeviceLink, String> {
+        let login = Login {
+            client_id: device.to_owned(),
+            user: Some(format!("{HUB_NAME}/{device}/?api-version=2021-04-12")),
+            password: Some(format!(
+                "SharedAccessSignature sr={HUB_NAME}%2Fdevices%2F{device}&sig=dmconf&se=4102444800"
+            )),
+        };
+        let (mut client, rx) = MqttClient::connect(&self.devices, &login).await?;
+        client
+            .subscribe(&format!("{}#", devicebound_topic(device)))
+            .await?;
+        Ok(AbilityDeviceLink {
+            client,
+            rx,
+            limit: c2d_limit,
+        })
+    }
+}
+
+/// One case's device, with the platform under test.
+pub struct AbilityDeviceLink {
+    client: MqttClient,
+    rx: mpsc::UnboundedReceiver<Received>,
+    limit: usize,
+}
+
+impl AbilityDeviceLink {
+    /// Publishes a device-to-cloud message.
+    pub async fn publish(&mut self, msg: &Message) -> Result<(), String> {
+        let (topic, payload) = to_wire(msg);
+        self.client.publish(&topic, payload).await
+    }
+
+    /// The next message from the platform.
+    pub async fn recv(&mut self) -> Option<Arrival> {
+        let m = self.rx.recv().await?;
+        Some(super::platform_side::arrival(
+            &m.topic, &m.payload, self.limit, "platform",
+        ))
+    }
+
+    /// What has already arrived.
+    pub fn try_recv(&mut self) -> Option<Arrival> {
+        let m = self.rx.try_recv().ok()?;
+        Some(super::platform_side::arrival(
+            &m.topic, &m.payload, self.limit, "platform",
+        ))
+    }
+
+    /// Disconnects.
+    pub async fn close(self) {
+        self.client.close().await;
+    }
+}

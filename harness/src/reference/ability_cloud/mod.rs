@@ -1,0 +1,129 @@
+//! The reference platform for the Device API v2: the platform's Device
+//! Configuration Service behind IoT Hub, correct by default, answering
+//! each request with the acks its `ack` header asks for and the
+//! request-response notifications of model.query, passing `context` and
+//! `correlationId` through, enforcing the 32 kB header limit and the
+//! 64 kB cloud-to-device limit, honouring gzip and deflate; and able to
+//! carry one realistic mistake at a time ([`CloudFault`]).
+//!
+//! It logs in as the platform's service identity and serves the devices
+//! its configuration names (every device, when it names none).
+
+mod state;
+
+use std::sync::{Arc, Mutex};
+
+use tokio::task::JoinHandle;
+
+use crate::protocol::ability::{self, Limits};
+use crate::transport::mqtt::{Endpoint, Login, MqttClient};
+use state::State;
+
+crate::reference::fault_catalogue! {
+    /// A realistic mistake the reference platform can be started with.
+    pub enum CloudFault {
+        /// Leaves `context` out of acknowledgements.
+        DropsContextFromAcks = "drops-context-from-acks",
+        /// Leaves `context` out of model.query's notifications.
+        DropsContextFromNotifications = "drops-context-from-notifications",
+        /// Writes spaces in `context` as `+`, as form encoding does.
+        ReencodesContext = "reencodes-context",
+        /// Loses per-entry and elevated contexts in batch.execute.
+        LosesBatchContext = "loses-batch-context",
+        /// Answers a repeated identity.create with a negative ack.
+        DifferentResultOnRepeat = "different-result-on-repeat",
+        /// Makes a second model for a repeated model.create that names its objectId.
+        DuplicateModelOnRepeat = "duplicate-model-on-repeat",
+        /// Takes header properties of 32 kB + 1.
+        AcceptsOversizedHeaders = "accepts-oversized-headers",
+        /// Refuses headers over the limit with the wrong code and details.
+        WrongHeaderLimitError = "wrong-header-limit-error",
+        /// Sends a notification over the cloud-to-device limit.
+        SendsOversizedC2d = "sends-oversized-c2d",
+        /// Sends every ack, whatever the `ack` header asks for.
+        AcksRegardlessOfLevel = "acks-regardless-of-level",
+        /// Leaves `correlationId` out of its answers.
+        DropsCorrelationId = "drops-correlation-id",
+        /// Generates no correlationId for a request that has none.
+        NoGeneratedCorrelationId = "no-generated-correlation-id",
+        /// Reads a compressed body as if it were plain.
+        IgnoresContentEncoding = "ignores-content-encoding",
+        /// Answers a body that does not decompress with a validation error.
+        WrongDecompressionError = "wrong-decompression-error",
+    }
+}
+
+/// How the reference platform is started.
+#[derive(Clone, Debug)]
+pub struct CloudConfig {
+    /// The service identity's endpoint.
+    pub service: Endpoint,
+    /// The one device to serve, or every device.
+    pub device: Option<String>,
+    /// The limits it enforces.
+    pub limits: Limits,
+    /// The mistake to make, if any.
+    pub fault: Option<CloudFault>,
+}
+
+/// A running reference platform.
+pub struct CloudHandle {
+    task: JoinHandle<()>,
+    client: Arc<tokio::sync::Mutex<MqttClient>>,
+}
+
+/// Connects as the service identity, subscribes and serves.
+pub async fn start(cfg: CloudConfig) -> Result<CloudHandle, String> {
+    let login = Login {
+        client_id: format!("dmconf-platform-{}", uuid::Uuid::new_v4().simple()),
+        ..Default::default()
+    };
+    let (mut client, mut inbox) = MqttClient::connect(&cfg.service, &login).await?;
+    let device = cfg.device.clone().unwrap_or_else(|| "+".into());
+    client
+        .subscribe(&format!("{}#", ability::events_topic(&device)))
+        .await?;
+    let client = Arc::new(tokio::sync::Mutex::new(client));
+    let state = Arc::new(Mutex::new(State::new(cfg.fault, cfg.limits)));
+    let c = client.clone();
+    let fault = cfg.fault;
+    let task = tokio::spawn(async move {
+        while let Some(m) = inbox.recv().await {
+            let Some((device, _, _)) = ability::split_topic(&m.topic) else {
+                continue;
+            };
+            let device = device.to_owned();
+            let mut d = ability::from_wire(&m.topic, &m.payload);
+            if fault == Some(CloudFault::IgnoresContentEncoding) {
+                d.message.body = m.payload.clone();
+                d.problem = None;
+            }
+            let out = state.lock().unwrap_or_else(|e| e.into_inner()).handle(
+                &device,
+                &d.message,
+                d.problem.as_deref(),
+            );
+            let mut client = c.lock().await;
+            for reply in out {
+                let (topic, payload) = ability::to_wire(&reply);
+                let _ = client.publish(&topic, payload).await;
+            }
+        }
+    });
+    Ok(CloudHandle { task, client })
+}
+
+impl CloudHandle {
+    /// Whether the platform's loop has ended.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Stops the platform.
+    pub async fn stop(self) {
+        self.task.abort();
+        if let Ok(c) = Arc::try_unwrap(self.client) {
+            c.into_inner().close().await;
+        }
+    }
+}

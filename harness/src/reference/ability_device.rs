@@ -1,0 +1,243 @@
+//! The reference Device API v2 device: correct by default, and able to
+//! carry one realistic mistake at a time ([`AbilityDeviceFault`]).
+//!
+//! It connects to IoT Hub over TLS as Azure's device SDKs do, subscribes
+//! to its cloud-to-device topic, keeps what arrives (property bags
+//! decoded, bodies decompressed), and, when a suite asks through its
+//! hooks, sends a request (`perform`) or tells what it last received
+//! (`received`). It never sends a message over IoT Hub's device-to-cloud
+//! limit: asked to, it refuses and says why.
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Map, Value, json};
+use tokio::task::JoinHandle;
+
+use crate::message::Message;
+use crate::protocol::ability::{self, Limits, device_side::HUB_NAME};
+use crate::transport::mqtt::{Endpoint, Login, MqttClient};
+
+crate::reference::fault_catalogue! {
+    /// A realistic mistake the reference device can be started with.
+    pub enum AbilityDeviceFault {
+        /// Sends requests without the `version` header.
+        OmitsVersion = "omits-version",
+        /// Declares gzip and sends the body uncompressed.
+        GzipDeclaredPlain = "gzip-declared-plain",
+        /// Sends a message over the device-to-cloud limit when asked to.
+        SendsOversizedD2c = "sends-oversized-d2c",
+        /// Stops serving after a cloud-to-device message near 64 kB.
+        HangsOnLargeC2d = "hangs-on-large-c2d",
+        /// Keeps property values as they came, percent-encoded.
+        NoPropertyDecoding = "no-property-decoding",
+    }
+}
+
+/// The hooks the reference device offers.
+pub const HOOKS: [&str; 2] = ["perform", "received"];
+
+/// How the reference device is started.
+#[derive(Clone, Debug)]
+pub struct AbilityDeviceConfig {
+    /// Where devices connect.
+    pub devices: Endpoint,
+    /// Its device id.
+    pub device_id: String,
+    /// The limits it keeps to.
+    pub limits: Limits,
+    /// The mistake to make, if any.
+    pub fault: Option<AbilityDeviceFault>,
+}
+
+struct Inner {
+    cfg: AbilityDeviceConfig,
+    client: tokio::sync::Mutex<Option<MqttClient>>,
+    received: Mutex<Vec<(Message, String)>>,
+    hung: std::sync::atomic::AtomicBool,
+}
+
+/// A running reference device.
+pub struct AbilityDeviceHandle {
+    inner: Arc<Inner>,
+    task: JoinHandle<()>,
+}
+
+/// Connects, subscribes to its cloud-to-device topic, and serves.
+pub async fn start(cfg: AbilityDeviceConfig) -> Result<AbilityDeviceHandle, String> {
+    let id = cfg.device_id.clone();
+    let login = Login {
+        client_id: id.clone(),
+        user: Some(format!("{HUB_NAME}/{id}/?api-version=2021-04-12")),
+        password: Some(format!(
+            "SharedAccessSignature sr={HUB_NAME}%2Fdevices%2F{id}&sig=ref&se=4102444800"
+        )),
+    };
+    let (mut client, mut inbox) = MqttClient::connect(&cfg.devices, &login).await?;
+    client
+        .subscribe(&format!("{}#", ability::devicebound_topic(&id)))
+        .await?;
+    let inner = Arc::new(Inner {
+        cfg,
+        client: tokio::sync::Mutex::new(Some(client)),
+        received: Mutex::new(Vec::new()),
+        hung: Default::default(),
+    });
+    let i = inner.clone();
+    let task = tokio::spawn(async move {
+        while let Some(m) = inbox.recv().await {
+            if i.cfg.fault == Some(AbilityDeviceFault::HangsOnLargeC2d)
+                && m.payload.len() + m.topic.len() > 60_000
+            {
+                i.hung.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            let d = ability::from_wire(&m.topic, &m.payload);
+            let bag = m.topic.rsplit('/').next().unwrap_or_default().to_owned();
+            i.received
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((d.message, bag));
+        }
+    });
+    Ok(AbilityDeviceHandle { inner, task })
+}
+
+fn arg<'a>(args: &'a Map<String, Value>, k: &str) -> Option<&'a Value> {
+    args.get(k).filter(|v| !v.is_null())
+}
+
+impl AbilityDeviceHandle {
+    /// Runs hook `name`.
+    pub async fn call(&self, name: &str, args: &Map<String, Value>) -> Result<Value, String> {
+        match name {
+            "perform" => self.perform(args).await,
+            "received" => Ok(self.received()),
+            other => Err(format!("the reference device has no hook `{other}`")),
+        }
+    }
+
+    /// Sends a request: `action`, optional `body` (JSON), `ack`,
+    /// `context`, `correlationId`, `encoding` (`utf-8`, `gzip`,
+    /// `deflate`), `headers` (more application properties), and `fill`
+    /// (pad the body's `"$fill"` so that the message is that many bytes).
+    /// Answers `{"sent": true, "correlationId": ...}`, or `{"sent":
+    /// false, "reason": ...}` when it will not send it.
+    async fn perform(&self, args: &Map<String, Value>) -> Result<Value, String> {
+        let fault = self.inner.cfg.fault;
+        let action = arg(args, "action")
+            .and_then(Value::as_str)
+            .ok_or("`action` is required")?;
+        let mut msg = Message {
+            channel: ability::events_topic(&self.inner.cfg.device_id),
+            ..Default::default()
+        };
+        let mut put = |k: &str, v: String| {
+            msg.headers.insert(k.to_owned(), Value::String(v));
+        };
+        put("msgType", "action".into());
+        put("action", action.into());
+        if fault != Some(AbilityDeviceFault::OmitsVersion) {
+            put("version", "2".into());
+        }
+        let cid = arg(args, "correlationId")
+            .and_then(crate::message::scalar_text)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        put("correlationId", cid.clone());
+        for k in ["ack", "context", "target"] {
+            if let Some(v) = arg(args, k).and_then(crate::message::scalar_text) {
+                put(k, v);
+            }
+        }
+        if let Some(Value::Object(h)) = arg(args, "headers") {
+            for (k, v) in h {
+                put(k, crate::message::scalar_text(v).unwrap_or_default());
+            }
+        }
+        msg.properties
+            .insert("$.ct".into(), json!("application/json"));
+        let encoding = arg(args, "encoding")
+            .and_then(Value::as_str)
+            .unwrap_or("utf-8");
+        msg.properties.insert("$.ce".into(), json!(encoding));
+        if fault == Some(AbilityDeviceFault::GzipDeclaredPlain) && encoding == "gzip" {
+            msg.raw = true;
+        }
+        let body = arg(args, "body")
+            .cloned()
+            .unwrap_or_else(|| default_body(action));
+        msg.body = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
+        if let Some(n) = arg(args, "fill").and_then(Value::as_u64) {
+            ability::fill(&mut msg, "message", n as usize)?;
+        }
+        let size = ability::iothub_size(&msg);
+        let limit = self.inner.cfg.limits.d2c;
+        if size > limit && fault != Some(AbilityDeviceFault::SendsOversizedD2c) {
+            return Ok(
+                json!({"sent": false, "reason": format!("{size} bytes is over IoT Hub's {limit}-byte device-to-cloud limit")}),
+            );
+        }
+        if self.inner.hung.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(json!({"sent": true, "correlationId": cid}));
+        }
+        let (topic, payload) = ability::to_wire(&msg);
+        let mut client = self.inner.client.lock().await;
+        let client = client.as_mut().ok_or("the device is stopped")?;
+        client.publish(&topic, payload).await?;
+        Ok(json!({"sent": true, "correlationId": cid}))
+    }
+
+    /// The last cloud-to-device message: its headers (decoded unless the
+    /// fault says otherwise), system properties and body, and how many
+    /// arrived.
+    fn received(&self) -> Value {
+        let got = self
+            .inner
+            .received
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let Some((m, bag)) = got.last() else {
+            return json!({"count": 0});
+        };
+        let headers: Map<String, Value> =
+            if self.inner.cfg.fault == Some(AbilityDeviceFault::NoPropertyDecoding) {
+                bag.split('&')
+                    .filter_map(|p| p.split_once('='))
+                    .filter(|(k, _)| !k.starts_with("%24"))
+                    .map(|(k, v)| (k.to_owned(), Value::String(v.to_owned())))
+                    .collect()
+            } else {
+                m.headers.clone().into_iter().collect()
+            };
+        json!({
+            "count": got.len(),
+            "headers": headers,
+            "properties": m.properties,
+            "body": m.body_json().unwrap_or(Value::Null),
+        })
+    }
+
+    /// Whether the device's loop has ended.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Disconnects.
+    pub async fn stop(self) {
+        self.task.abort();
+        if let Some(c) = self.inner.client.lock().await.take() {
+            c.close().await;
+        }
+    }
+}
+
+fn default_body(action: &str) -> Value {
+    match action {
+        "model.create" => json!({
+            "model": "abb.ability.device",
+            "type": "abb.ability.device.dmconf@1",
+            "properties": {"serialNumber": {"value": "$fill"}}
+        }),
+        "model.query" => json!({"query": "models()"}),
+        "identity.create" | "identity.delete" => json!({"identity": "child-1"}),
+        _ => json!({}),
+    }
+}
