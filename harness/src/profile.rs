@@ -36,6 +36,8 @@ pub const REFERENCE_DEVICE_HOOKS: [&str; 1] = ["reregister"];
 pub struct Profile {
     /// Where it was read from, for reports.
     pub origin: String,
+    /// The folder hooks run in: the profile's, or the SUT's `cwd`.
+    pub hook_dir: PathBuf,
     /// The system under test.
     pub sut: SutSpec,
     /// The protocol the SUT speaks: `dmf` or `ability`.
@@ -279,6 +281,7 @@ impl Profile {
     pub fn reference_device(fault: Option<DeviceFault>) -> Self {
         Profile {
             origin: "built-in reference device".to_owned(),
+            hook_dir: PathBuf::from("."),
             sut: SutSpec::ReferenceDevice { fault },
             protocol: "dmf".to_owned(),
             role: Role::Device,
@@ -535,8 +538,13 @@ impl Profile {
             c2d: raw.ability.c2d_bytes.unwrap_or(default_limits.c2d),
             headers: raw.ability.header_bytes.unwrap_or(default_limits.headers),
         };
+        let hook_dir = match &sut {
+            SutSpec::Command(c) => c.cwd.clone(),
+            _ => dir.to_path_buf(),
+        };
         Ok(Profile {
             origin: origin.clone(),
+            hook_dir,
             sut,
             protocol,
             limits,

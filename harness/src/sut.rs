@@ -81,6 +81,8 @@ impl CaseIds {
 
 /// Most output kept from one SUT process.
 const OUTPUT_KEPT: usize = 64 * 1024;
+/// How long a command SUT may take to print its `ready` text.
+const READY_WITHIN: Duration = Duration::from_secs(30);
 /// Bound on one command hook.
 const HOOK_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -124,6 +126,29 @@ impl Process {
             output,
             stop_timeout: spec.stop_timeout,
         })
+    }
+
+    /// Waits until the process prints `text`, at most `within`.
+    pub async fn wait_for(&self, text: &str, within: Duration) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if self.output().contains(text) {
+                return Ok(());
+            }
+            if let Some(how) = self.exited().await {
+                return Err(format!(
+                    "{how} before it printed `{text}`:\n{}",
+                    self.output()
+                ));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "the SUT did not print `{text}` within {within:?}:\n{}",
+                    self.output()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// If the process has ended, how.
@@ -180,6 +205,7 @@ enum Kind {
 pub struct SutInstance {
     kind: Kind,
     hooks: BTreeMap<String, Hook>,
+    hook_dir: std::path::PathBuf,
     mgmt: Option<MgmtClient>,
     log: Arc<Mutex<String>>,
 }
@@ -263,12 +289,18 @@ impl SutInstance {
             (SutSpec::Running, _) => Kind::Running,
             (SutSpec::Command(_), Some(process)) => Kind::Shared(process),
             (SutSpec::Command(spec), None) => {
-                Kind::Process(Process::spawn(spec, &ids.env(profile.role))?)
+                let p = Process::spawn(spec, &ids.env(profile.role))?;
+                if let Some(text) = &spec.ready {
+                    p.wait_for(text, READY_WITHIN.mul_f64(profile.timeouts.scale))
+                        .await?;
+                }
+                Kind::Process(p)
             }
         };
         Ok(SutInstance {
             kind,
             hooks: profile.hooks.clone(),
+            hook_dir: profile.hook_dir.clone(),
             mgmt,
             log: Arc::default(),
         })
@@ -289,7 +321,9 @@ impl SutInstance {
             for (k, v) in args {
                 vars.set(k, v.clone());
             }
-            return run_hook(name, hook, &vars, &self.log).await;
+            let all = serde_json::to_string(args).unwrap_or_default();
+            vars.set("args", Value::String(all));
+            return run_hook(name, hook, &vars, &self.hook_dir, &self.log).await;
         }
         if let Kind::Device(device) = &self.kind
             && name == "reregister"
@@ -363,6 +397,7 @@ async fn run_hook(
     name: &str,
     hook: &Hook,
     vars: &Vars,
+    dir: &std::path::Path,
     log: &Mutex<String>,
 ) -> Result<Value, String> {
     let argv: Vec<String> = hook
@@ -371,7 +406,11 @@ async fn run_hook(
         .map(|a| vars.expand_str(a))
         .collect::<Result<_, _>>()?;
     let (program, args) = argv.split_first().ok_or("the hook's command is empty")?;
-    let run = Command::new(program).args(args).kill_on_drop(true).output();
+    let run = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .kill_on_drop(true)
+        .output();
     let out = tokio::time::timeout(HOOK_TIMEOUT, run)
         .await
         .map_err(|_| format!("hook `{name}` did not finish within {HOOK_TIMEOUT:?}"))?

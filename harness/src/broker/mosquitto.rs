@@ -195,7 +195,15 @@ impl Mosquitto {
             }
         }
         if let Some(port) = spec.mqtt_tls_port {
-            request = request.with_mapped_port(port, DEVICE_PORT.tcp());
+            // Once one port is mapped by hand, Docker publishes only the
+            // mapped ones: the service listener needs a host port too.
+            let free = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map_err(|e| format!("no free port for the service listener: {e}"))?
+                .port();
+            request = request
+                .with_mapped_port(port, DEVICE_PORT.tcp())
+                .with_mapped_port(free, SERVICE_PORT.tcp());
         }
         let (c, _) = super::start_container(&docker, "mosquitto", request, || {})
             .await

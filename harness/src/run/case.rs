@@ -62,6 +62,9 @@ pub struct CaseRun<'a> {
     invalid: Vec<(Message, String)>,
     mandated: Duration,
     last_taken: Option<u64>,
+    /// Sizes the case set, with the profile's declared limits, so that a
+    /// failure at a boundary shows both numbers.
+    notes: Vec<String>,
 }
 
 /// How often a `query` step asks again.
@@ -166,6 +169,7 @@ pub async fn run_case(env: &RunEnv<'_>, suite: &Suite, case: &Case) -> Verdict {
         invalid: Vec::new(),
         mandated: Duration::ZERO,
         last_taken: None,
+        notes: Vec::new(),
     };
     run.vars.set("tenant", Value::String(ids.tenant.clone()));
     run.vars.set("thingId", Value::String(ids.thing_id.clone()));
@@ -211,6 +215,12 @@ pub async fn run_case(env: &RunEnv<'_>, suite: &Suite, case: &Case) -> Verdict {
     if let Some(f) = failure.as_mut() {
         if let Some(how) = sut.exited().await {
             f.actual.push_str(&format!("\n\nNote: {how}."));
+        }
+        if !run.notes.is_empty() {
+            f.actual.push_str("\n\nSizes this case set:\n");
+            for n in &run.notes {
+                f.actual.push_str(&format!("  - {n}\n"));
+            }
         }
         let strays = run.link.unattributed();
         if !strays.is_empty() {
@@ -637,7 +647,7 @@ impl<'a> CaseRun<'a> {
             .unwrap_or(0)
     }
 
-    fn build(&self, s: &crate::suite::Send) -> Result<Message, String> {
+    fn build(&mut self, s: &crate::suite::Send) -> Result<Message, String> {
         let v = &self.vars;
         let mut msg = Message {
             channel: v.expand_str(&s.to)?,
@@ -677,6 +687,21 @@ impl<'a> CaseRun<'a> {
                 return Err("`fill` is for the Device API".to_owned());
             }
             ability::fill(&mut msg, what, bytes as usize)?;
+            let limits = self.env.profile.limits;
+            let (declared, key) = match what {
+                "headers" => (limits.headers, "header_bytes"),
+                _ if msg.channel.contains("/devicebound/") => (limits.c2d, "c2d_bytes"),
+                _ => (limits.d2c, "d2c_bytes"),
+            };
+            let relation = match bytes.cmp(&(declared as u64)) {
+                std::cmp::Ordering::Less => "under",
+                std::cmp::Ordering::Equal => "at",
+                std::cmp::Ordering::Greater => "over",
+            };
+            self.notes.push(format!(
+                "a message to {} with {what} filled to {bytes} bytes: {relation} the limit the profile declares, {declared} bytes ([ability] {key})",
+                msg.channel
+            ));
         }
         Ok(msg)
     }

@@ -1,0 +1,27 @@
+"""dmconf's hooks for device.py: `hook.py perform <device> <json>` hands
+the device a request and prints its answer; `hook.py received <device>`
+prints what the device last received."""
+
+import json
+import os
+import sys
+import time
+
+kind, device = sys.argv[1], sys.argv[2]
+if kind == "perform":
+    answer = f"{device}.perform.answer.json"
+    if os.path.exists(answer):
+        os.remove(answer)
+    with open(f"{device}.perform.json.tmp", "w") as f:
+        f.write(sys.argv[3])
+    os.rename(f"{device}.perform.json.tmp", f"{device}.perform.json")
+    for _ in range(200):
+        if os.path.exists(answer):
+            print(open(answer).read())
+            sys.exit(0)
+        time.sleep(0.05)
+    sys.exit("the device did not answer within 10 s")
+try:
+    print(open(f"{device}.received.json").read())
+except FileNotFoundError:
+    print(json.dumps({"count": 0}))
