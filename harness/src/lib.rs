@@ -14,9 +14,11 @@
 //! - [`profile`]: the SUT, its capabilities, hooks, timeouts, brokers.
 //! - [`plan`]: cases to run, and why some are ignored.
 //! - [`message`], [`matching`], [`vars`]: messages, patterns, variables.
-//! - [`transport`]: AMQP on lapin.
-//! - [`protocol`]: hawkBit DMF specifics.
-//! - [`broker`]: RabbitMQ via testcontainers, or a given broker.
+//! - [`transport`]: AMQP on lapin, MQTT on rumqttc.
+//! - [`protocol`]: hawkBit DMF, and the ABB Ability Device API v2 over
+//!   IoT Hub's MQTT conventions.
+//! - [`broker`]: RabbitMQ and Mosquitto via testcontainers, or given
+//!   brokers.
 //! - [`sut`]: starting and stopping the system under test, and asking it
 //!   to act (hooks, [`mgmt`]).
 //! - [`reference`]: reference implementations with fault catalogues.
