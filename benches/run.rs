@@ -34,10 +34,7 @@ fn main() {
         );
     }
 
-    for profile in [
-        Profile::reference_device(None),
-        Profile::reference_server(None),
-    ] {
+    for profile in Profile::references() {
         at_once(&harness, Arc::new(profile));
     }
     if let Ok(h) = Arc::try_unwrap(harness) {
