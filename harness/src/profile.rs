@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::mgmt::{self, MgmtSpec};
 use crate::protocol::ability::Limits;
+use crate::reference::Fault;
 use crate::reference::ability_cloud::CloudFault;
 use crate::reference::ability_device::{self, AbilityDeviceFault};
 use crate::reference::dmf_device::DeviceFault;
@@ -276,7 +277,33 @@ struct RawBroker {
     mqtt_host: Option<String>,
 }
 
+/// A reference profile with the fault named `name`, if one is.
+fn with_fault<F: Fault>(
+    origin: &str,
+    name: Option<&str>,
+    make: fn(Option<F>) -> Profile,
+) -> Result<Profile, String> {
+    let fault = name
+        .map(|n| {
+            F::all()
+                .iter()
+                .copied()
+                .find(|f| f.name() == n)
+                .ok_or_else(|| {
+                    let names: Vec<_> = F::all().iter().map(|f| f.name()).collect();
+                    format!("{origin}: unknown fault `{n}`; known: {}", names.join(", "))
+                })
+        })
+        .transpose()?;
+    Ok(make(fault))
+}
+
 impl Profile {
+    /// The SUT, capabilities and hooks, to build another profile on.
+    fn parts(self) -> (SutSpec, Vec<String>, BTreeMap<String, Hook>) {
+        (self.sut, self.capabilities, self.hooks)
+    }
+
     /// The built-in default: the reference device, correct.
     pub fn reference_device(fault: Option<DeviceFault>) -> Self {
         Profile {
@@ -397,21 +424,6 @@ impl Profile {
                 .map(|o| o.unwrap_or(d))
                 .map_err(|e| format!("{origin}: {e}"))
         };
-        fn fault<F: Copy>(
-            origin: &str,
-            name: Option<&str>,
-            all: &[F],
-            lookup: fn(&str) -> Option<F>,
-            label: fn(F) -> &'static str,
-        ) -> Result<Option<F>, String> {
-            name.map(|f| {
-                lookup(f).ok_or_else(|| {
-                    let names: Vec<_> = all.iter().map(|f| label(*f)).collect();
-                    format!("{origin}: unknown fault `{f}`; known: {}", names.join(", "))
-                })
-            })
-            .transpose()
-        }
         let fault_name = raw.sut.fault.as_deref();
         let protocol = raw.sut.protocol.clone().unwrap_or_else(|| "dmf".to_owned());
         if !["dmf", "ability"].contains(&protocol.as_str()) {
@@ -422,48 +434,16 @@ impl Profile {
         let reference = raw.sut.reference.as_deref().map(|r| (protocol.as_str(), r));
         let (sut, mut capabilities, mut hooks) = match (reference, &raw.sut.command) {
             (Some(("dmf", "device")), None) => {
-                let f = fault(
-                    &origin,
-                    fault_name,
-                    &DeviceFault::ALL,
-                    DeviceFault::from_name,
-                    DeviceFault::name,
-                )?;
-                let p = Self::reference_device(f);
-                (p.sut, p.capabilities, p.hooks)
+                with_fault(&origin, fault_name, Self::reference_device)?.parts()
             }
             (Some(("dmf", "server")), None) => {
-                let f = fault(
-                    &origin,
-                    fault_name,
-                    ServerFault::ALL,
-                    ServerFault::from_name,
-                    ServerFault::name,
-                )?;
-                let p = Self::reference_server(f);
-                (p.sut, p.capabilities, p.hooks)
+                with_fault(&origin, fault_name, Self::reference_server)?.parts()
             }
             (Some(("ability", "device")), None) => {
-                let f = fault(
-                    &origin,
-                    fault_name,
-                    AbilityDeviceFault::ALL,
-                    AbilityDeviceFault::from_name,
-                    AbilityDeviceFault::name,
-                )?;
-                let p = Self::reference_ability_device(f);
-                (p.sut, p.capabilities, p.hooks)
+                with_fault(&origin, fault_name, Self::reference_ability_device)?.parts()
             }
             (Some(("ability", "server")), None) => {
-                let f = fault(
-                    &origin,
-                    fault_name,
-                    CloudFault::ALL,
-                    CloudFault::from_name,
-                    CloudFault::name,
-                )?;
-                let p = Self::reference_ability_cloud(f);
-                (p.sut, p.capabilities, p.hooks)
+                with_fault(&origin, fault_name, Self::reference_ability_cloud)?.parts()
             }
             (Some((_, r)), None) => {
                 return Err(format!(

@@ -2,6 +2,23 @@
 //! each with a catalogue of faults. They are the built-in SUT and the
 //! subject of the self-test.
 
+/// A catalogue of faults a reference can carry.
+pub trait Fault: Copy + 'static {
+    /// Every fault, in catalogue order.
+    fn all() -> &'static [Self];
+    /// The fault's name in profiles and the fault table.
+    fn name(self) -> &'static str;
+}
+
+impl Fault for dmf_device::DeviceFault {
+    fn all() -> &'static [Self] {
+        &Self::ALL
+    }
+    fn name(self) -> &'static str {
+        dmf_device::DeviceFault::name(self)
+    }
+}
+
 /// Declares a fault catalogue: the enum, every fault in order (`ALL`),
 /// and each fault's name in profiles and the fault table.
 macro_rules! fault_catalogue {
@@ -31,6 +48,15 @@ macro_rules! fault_catalogue {
             /// Looks a fault up by name.
             pub fn from_name(name: &str) -> Option<Self> {
                 Self::ALL.iter().copied().find(|f| f.name() == name)
+            }
+        }
+
+        impl $crate::reference::Fault for $name {
+            fn all() -> &'static [Self] {
+                Self::ALL
+            }
+            fn name(self) -> &'static str {
+                $name::name(self)
             }
         }
     };

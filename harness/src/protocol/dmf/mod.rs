@@ -12,6 +12,7 @@ pub use server_side::{DmfCaseLink, DmfServerSide};
 use serde_json::Value;
 
 use crate::message::Message;
+use crate::transport::amqp::{AmqpClient, QueueSpec};
 
 /// The exchange every device publishes to.
 pub const DMF_EXCHANGE: &str = "dmf.exchange";
@@ -23,6 +24,37 @@ pub const DEAD_LETTER_EXCHANGE: &str = "dmf.connector.deadletter";
 pub const DEAD_LETTER_QUEUE: &str = "dmf_connector_deadletter_ttl";
 /// Dead-letter retention: 21 days, as hawkBit declares it.
 pub const DEAD_LETTER_TTL_MS: i64 = 1_814_400_000;
+
+/// Declares hawkBit's side of the broker: the inbound exchange (durable,
+/// of `kind`: fanout, as hawkBit declares it), the dead-letter exchange
+/// and its queue (21 days' retention), and the receiver queue, bound to
+/// the inbound exchange, dead-lettering what it rejects. Declarations are
+/// idempotent.
+pub async fn declare_topology(
+    client: &AmqpClient,
+    exchange: &str,
+    kind: &str,
+    receiver: &str,
+) -> Result<(), String> {
+    client.declare_exchange(exchange, kind, true, false).await?;
+    client
+        .declare_fanout(DEAD_LETTER_EXCHANGE, true, false)
+        .await?;
+    let dlq = QueueSpec {
+        durable: true,
+        message_ttl: Some(DEAD_LETTER_TTL_MS),
+        ..Default::default()
+    };
+    client.declare_queue(DEAD_LETTER_QUEUE, &dlq).await?;
+    client.bind(DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE).await?;
+    let queue = QueueSpec {
+        durable: true,
+        dead_letter_exchange: Some(DEAD_LETTER_EXCHANGE.to_owned()),
+        ..Default::default()
+    };
+    client.declare_queue(receiver, &queue).await?;
+    client.bind(receiver, exchange).await
+}
 
 /// The schema that a message from a DMF server to a device must satisfy,
 /// by its `type` and `topic` headers; `Err` when the DMF API defines no

@@ -8,9 +8,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use super::{
-    DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, DEAD_LETTER_TTL_MS, DMF_EXCHANGE, RECEIVER_QUEUE,
-};
+use super::{DMF_EXCHANGE, RECEIVER_QUEUE};
 use crate::message::Message;
 use crate::transport::amqp::{AmqpClient, QueueSpec};
 
@@ -42,24 +40,7 @@ impl DmfServerSide {
     /// traffic through a private queue bound to the fanout exchange.
     pub async fn start(url: &str) -> Result<Self, String> {
         let client = AmqpClient::connect(url).await?;
-        client.declare_fanout(DMF_EXCHANGE, true, false).await?;
-        client
-            .declare_fanout(DEAD_LETTER_EXCHANGE, true, false)
-            .await?;
-        let dlq = QueueSpec {
-            durable: true,
-            message_ttl: Some(DEAD_LETTER_TTL_MS),
-            ..Default::default()
-        };
-        client.declare_queue(DEAD_LETTER_QUEUE, &dlq).await?;
-        client.bind(DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE).await?;
-        let receiver = QueueSpec {
-            durable: true,
-            dead_letter_exchange: Some(DEAD_LETTER_EXCHANGE.to_owned()),
-            ..Default::default()
-        };
-        client.declare_queue(RECEIVER_QUEUE, &receiver).await?;
-        client.bind(RECEIVER_QUEUE, DMF_EXCHANGE).await?;
+        super::declare_topology(&client, DMF_EXCHANGE, "fanout", RECEIVER_QUEUE).await?;
         let tap = QueueSpec {
             exclusive: true,
             auto_delete: true,

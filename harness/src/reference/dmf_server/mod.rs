@@ -21,8 +21,8 @@ pub use state::{ATTRIBUTE_MAX, NAME_MAX, THING_ID_MAX};
 use state::{State, Verdict};
 
 use crate::message::Message;
-use crate::protocol::dmf::{DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, DEAD_LETTER_TTL_MS};
-use crate::transport::amqp::{AmqpClient, QueueSpec};
+use crate::protocol::dmf;
+use crate::transport::amqp::AmqpClient;
 
 crate::reference::fault_catalogue! {
     /// A realistic mistake the reference server can be started with.
@@ -147,26 +147,7 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, String> {
     } else {
         "fanout"
     };
-    client
-        .declare_exchange(&cfg.exchange, kind, true, false)
-        .await?;
-    client
-        .declare_fanout(DEAD_LETTER_EXCHANGE, true, false)
-        .await?;
-    let dlq = QueueSpec {
-        durable: true,
-        message_ttl: Some(DEAD_LETTER_TTL_MS),
-        ..Default::default()
-    };
-    client.declare_queue(DEAD_LETTER_QUEUE, &dlq).await?;
-    client.bind(DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE).await?;
-    let receiver = QueueSpec {
-        durable: true,
-        dead_letter_exchange: Some(DEAD_LETTER_EXCHANGE.to_owned()),
-        ..Default::default()
-    };
-    client.declare_queue(&cfg.receiver_queue, &receiver).await?;
-    client.bind(&cfg.receiver_queue, &cfg.exchange).await?;
+    dmf::declare_topology(&client, &cfg.exchange, kind, &cfg.receiver_queue).await?;
     let mut inbox = client.consume_manual(&cfg.receiver_queue, 250).await?;
 
     let shared = Arc::new(Shared {
