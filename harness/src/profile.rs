@@ -277,6 +277,14 @@ struct RawBroker {
     mqtt_host: Option<String>,
 }
 
+/// Hooks a reference implements in process (no command).
+fn builtin_hooks(names: &[&str]) -> BTreeMap<String, Hook> {
+    let hook = || Hook {
+        command: Vec::new(),
+    };
+    names.iter().map(|h| (h.to_string(), hook())).collect()
+}
+
 /// A reference profile with the fault named `name`, if one is.
 fn with_fault<F: Fault>(
     origin: &str,
@@ -316,17 +324,7 @@ impl Profile {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
-            hooks: REFERENCE_DEVICE_HOOKS
-                .iter()
-                .map(|h| {
-                    (
-                        h.to_string(),
-                        Hook {
-                            command: Vec::new(),
-                        },
-                    )
-                })
-                .collect(),
+            hooks: builtin_hooks(&REFERENCE_DEVICE_HOOKS),
             timeouts: Timeouts::default(),
             broker: BrokerSpec::default(),
             parallel: 64,
@@ -360,17 +358,7 @@ impl Profile {
             protocol: "ability".to_owned(),
             role: Role::Device,
             capabilities: Vec::new(),
-            hooks: ability_device::HOOKS
-                .iter()
-                .map(|h| {
-                    (
-                        h.to_string(),
-                        Hook {
-                            command: Vec::new(),
-                        },
-                    )
-                })
-                .collect(),
+            hooks: builtin_hooks(&ability_device::HOOKS),
             ..Self::reference_device(None)
         }
     }

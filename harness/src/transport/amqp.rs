@@ -131,32 +131,38 @@ impl AmqpClient {
     /// otherwise). Call it only for an exchange known to exist, or it
     /// would create one.
     pub async fn exchange_is(&self, name: &str, kind: &str, durable: bool) -> Result<(), String> {
-        let ch = bounded("open channel", self.conn.create_channel()).await?;
         let opts = ExchangeDeclareOptions {
             durable,
             ..Default::default()
         };
-        let res = tokio::time::timeout(
-            OP_TIMEOUT,
-            ch.exchange_declare(
-                name.into(),
-                exchange_kind(kind),
-                opts,
-                FieldTable::default(),
-            ),
-        )
-        .await
-        .map_err(|_| format!("declare of `{name}`: no answer within {OP_TIMEOUT:?}"))?;
-        match res {
-            Ok(()) => {
-                let _ = ch.close(200, "done".into()).await;
-                Ok(())
-            }
-            Err(e) => Err(format!(
-                "the broker refused to see `{name}` as a {} {kind} exchange: {e}",
-                if durable { "durable" } else { "transient" }
-            )),
+        self.probe_exchange(name, exchange_kind(kind), opts)
+            .await?
+            .map_err(|e| {
+                format!(
+                    "the broker refused to see `{name}` as a {} {kind} exchange: {e}",
+                    if durable { "durable" } else { "transient" }
+                )
+            })
+    }
+
+    /// Declares an exchange on a channel of its own, since a refused
+    /// declaration closes its channel; the broker's answer, or `Err` when
+    /// none comes.
+    async fn probe_exchange(
+        &self,
+        name: &str,
+        kind: ExchangeKind,
+        opts: ExchangeDeclareOptions,
+    ) -> Result<lapin::Result<()>, String> {
+        let ch = bounded("open channel", self.conn.create_channel()).await?;
+        let declare = ch.exchange_declare(name.into(), kind, opts, FieldTable::default());
+        let res = tokio::time::timeout(OP_TIMEOUT, declare)
+            .await
+            .map_err(|_| format!("declare of `{name}`: no answer within {OP_TIMEOUT:?}"))?;
+        if res.is_ok() {
+            let _ = ch.close(200, "done".into()).await;
         }
+        Ok(res)
     }
 
     /// Deletes an exchange; best effort, for cleaning up.
@@ -320,30 +326,17 @@ impl AmqpClient {
         Ok(())
     }
 
-    /// Whether an exchange exists (a passive declare on a throwaway
-    /// channel, since a failed one closes its channel).
+    /// Whether an exchange exists (a passive declare).
     pub async fn exchange_exists(&self, name: &str) -> Result<bool, String> {
-        let ch = bounded("open channel", self.conn.create_channel()).await?;
         let opts = ExchangeDeclareOptions {
             passive: true,
             ..Default::default()
         };
-        let res = tokio::time::timeout(
-            OP_TIMEOUT,
-            ch.exchange_declare(
-                name.into(),
-                ExchangeKind::Fanout,
-                opts,
-                FieldTable::default(),
-            ),
-        )
-        .await
-        .map_err(|_| format!("passive declare of `{name}`: no answer within {OP_TIMEOUT:?}"))?;
-        match res {
-            Ok(()) => {
-                let _ = ch.close(200, "done".into()).await;
-                Ok(true)
-            }
+        match self
+            .probe_exchange(name, ExchangeKind::Fanout, opts)
+            .await?
+        {
+            Ok(()) => Ok(true),
             Err(e) if e.to_string().contains("NOT_FOUND") || e.to_string().contains("404") => {
                 Ok(false)
             }
