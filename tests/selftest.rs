@@ -299,6 +299,11 @@ const SERVER_FAULTS: &[(&str, &str, &str)] = &[
         "dmf::server::removal::thing-removed",
         "expect",
     ),
+    (
+        "no-thing-deleted",
+        "dmf::server::removal::deleted-by-management",
+        "expect",
+    ),
 ];
 
 /// Device API device fault, case, and the step that must fail.

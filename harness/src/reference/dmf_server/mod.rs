@@ -77,7 +77,8 @@ crate::reference::fault_catalogue! {
         CancelRejectedCloses = "cancel-rejected-closes",
         /// Answers PING without its correlation id.
         PingDropsCorrelationId = "ping-drops-correlation-id",
-        /// Deletes a removed thing without sending THING_DELETED.
+        /// Deletes a thing (removed by the device or over the Management
+        /// API) without sending THING_DELETED.
         NoThingDeleted = "no-thing-deleted",
         /// Declares its inbound exchange as a topic exchange.
         ExchangeWrongType = "exchange-wrong-type",

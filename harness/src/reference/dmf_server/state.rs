@@ -812,6 +812,9 @@ impl State {
             .remove(thing)
             .ok_or_else(|| not_found("Target", thing))?;
         self.actions.retain(|_, a| a.thing != thing);
+        if self.has(ServerFault::NoThingDeleted) {
+            return Ok(Vec::new());
+        }
         Ok(vec![self.to_thing(
             &t.reply_to,
             thing,
