@@ -18,7 +18,7 @@ use dmconf_harness::reference::ability_device::AbilityDeviceFault;
 use dmconf_harness::reference::dmf_device::DeviceFault;
 use dmconf_harness::reference::dmf_server::ServerFault;
 use dmconf_harness::schema::SchemaStore;
-use dmconf_harness::suite::{self, Context};
+use dmconf_harness::suite::{self, Context, Role};
 use dmconf_harness::trials::{self, Harness, Paths};
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -447,6 +447,41 @@ fn faulty(case: &str, fault: &str) -> Result<Profile, String> {
     }
 }
 
+/// A profile that runs `dmconf-reference <kind>` as the server under
+/// test, on broker objects apart from those the other trials use.
+fn command_server(kind: &str) -> Result<Profile, Failed> {
+    let exe = env!("CARGO_BIN_EXE_dmconf-reference");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let text = match kind {
+        "dmf-server" => format!(
+            r#"
+            [sut]
+            role = "server"
+            command = ["{exe}", "dmf-server", "--mgmt-port", "{port}", "--receiver-queue", "dmconf.selftest.receiver"]
+            ready = "ready"
+            capabilities = ["dmf.download-only"]
+            [sut.mgmt]
+            url = "http://127.0.0.1:{port}"
+            [dmf]
+            exchange = "dmconf.selftest.exchange"
+            "#
+        ),
+        _ => format!(
+            r#"
+            [sut]
+            protocol = "ability"
+            role = "server"
+            command = ["{exe}", "ability-platform"]
+            ready = "ready"
+            "#
+        ),
+    };
+    Profile::parse(&text, Path::new(&format!("command-{kind}.toml"))).map_err(Failed::from)
+}
+
 fn main() -> ExitCode {
     if let Ok(spec) = std::env::var(broker::REAPER_ENV) {
         broker::reap(&spec);
@@ -558,6 +593,35 @@ fn main() -> ExitCode {
                 }
             },
         ));
+    }
+
+    // The servers a profile starts as a command, once for the run: the
+    // references run that way must pass every case of their role.
+    for (kind, protocol) in [("dmf-server", "dmf"), ("ability-platform", "ability")] {
+        let h = harness.clone();
+        let cases: Vec<_> = planned
+            .iter()
+            .filter(|p| p.suite.protocol == protocol && p.suite.role == Role::Server)
+            .cloned()
+            .collect();
+        list.push(Trial::test(format!("command::{kind}"), move || {
+            let profile = Arc::new(command_server(kind)?);
+            let runs: Vec<_> = cases
+                .into_iter()
+                .map(|p| {
+                    let (h, profile) = (h.clone(), profile.clone());
+                    std::thread::spawn(move || (h.run(&profile, &p), p))
+                })
+                .collect();
+            for r in runs {
+                let (verdict, p) = r.join().map_err(|_| "a case panicked")?;
+                let verdict = verdict.map_err(Failed::from)?;
+                if verdict.failure.is_some() {
+                    return Err(trials::failure_text(&p, &verdict).into());
+                }
+            }
+            Ok(())
+        }));
     }
 
     let broken = root.join("fixtures/broken-suites");

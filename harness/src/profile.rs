@@ -404,7 +404,11 @@ impl Profile {
     pub fn parse(text: &str, path: &Path) -> Result<Self, String> {
         let origin = path.display().to_string();
         let raw: RawProfile = toml::from_str(text).map_err(|e| format!("{origin}: {e}"))?;
-        let dir = path.parent().unwrap_or(Path::new("."));
+        // A bare file name has an empty parent: its folder is the current one.
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let dur = |s: &Option<String>, d: Duration| -> Result<Duration, String> {
             s.as_deref()
                 .map(parse_duration)
@@ -565,6 +569,11 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(p.sut, SutSpec::Command(ref c) if c.cwd == Path::new("/x/")));
+        let here = Profile::parse("[sut]\ncommand = [\"d\"]\n", Path::new("p.toml")).unwrap();
+        assert!(
+            matches!(here.sut, SutSpec::Command(ref c) if c.cwd == Path::new(".")),
+            "a profile named by a bare file name runs its command here"
+        );
         assert_eq!(p.timeouts.expect, Duration::from_secs(5));
         assert!(p.hooks.contains_key("reregister"));
         assert!(Profile::parse("[sut]\n", Path::new("p.toml")).is_err());

@@ -246,6 +246,7 @@ impl SutInstance {
                     exchange: ids.dmf_exchange.clone(),
                     receiver_queue: format!("dmconf.dmf_receiver.{suffix}"),
                     private: true,
+                    mgmt_port: 0,
                     fault: *fault,
                 };
                 let handle = dmf_server::start(cfg).await?;

@@ -35,9 +35,12 @@ fn login(headers: &HeaderMap) -> Result<(), MgmtError> {
     }
 }
 
-/// Serves the API on 127.0.0.1 at a free port; returns the task and the
-/// base URL.
-pub(super) async fn serve(shared: Arc<Shared>) -> Result<(JoinHandle<()>, String), String> {
+/// Serves the API on 127.0.0.1 at `port` (0: a free one); returns the
+/// task and the base URL.
+pub(super) async fn serve(
+    shared: Arc<Shared>,
+    port: u16,
+) -> Result<(JoinHandle<()>, String), String> {
     let app = Router::new()
         .route("/rest/v1/userinfo", get(userinfo))
         .route("/rest/v1/softwaremodules", post(create_modules))
@@ -54,7 +57,7 @@ pub(super) async fn serve(shared: Arc<Shared>) -> Result<(JoinHandle<()>, String
             get(action).delete(cancel),
         )
         .with_state(shared);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .map_err(|e| format!("management API: cannot listen: {e}"))?;
     let addr = listener

@@ -99,6 +99,8 @@ pub struct ServerConfig {
     /// Delete the exchange and queue when stopped (an instance of its own
     /// for one case).
     pub private: bool,
+    /// The Management API's port on 127.0.0.1; 0 for a free one.
+    pub mgmt_port: u16,
     /// The mistake to make, if any.
     pub fault: Option<ServerFault>,
 }
@@ -166,7 +168,7 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, String> {
             }
         }
     });
-    let (http, mgmt_url) = mgmt::serve(shared.clone()).await?;
+    let (http, mgmt_url) = mgmt::serve(shared.clone(), cfg.mgmt_port).await?;
     Ok(ServerHandle {
         cfg,
         shared,
