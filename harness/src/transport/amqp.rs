@@ -228,11 +228,43 @@ impl AmqpClient {
     /// Consumes a queue (automatic acknowledgement); messages arrive on the
     /// returned receiver until the connection closes.
     pub async fn consume(&self, queue: &str) -> Result<mpsc::UnboundedReceiver<Message>, String> {
-        let ch = bounded("open channel", self.conn.create_channel()).await?;
         let opts = BasicConsumeOptions {
             no_ack: true,
             ..Default::default()
         };
+        self.deliveries(queue, opts, None, |m, _| m).await
+    }
+
+    /// Consumes a queue with manual acknowledgement: each message comes
+    /// with a [`Delivery`] that accepts or rejects it. At most `prefetch`
+    /// messages are unacknowledged at once.
+    pub async fn consume_manual(
+        &self,
+        queue: &str,
+        prefetch: u16,
+    ) -> Result<mpsc::UnboundedReceiver<(Message, Delivery)>, String> {
+        let opts = BasicConsumeOptions::default();
+        self.deliveries(queue, opts, Some(prefetch), |m, a| (m, Delivery(a)))
+            .await
+    }
+
+    /// Consumes `queue` on a channel of its own and hands each message,
+    /// as `wrap` makes it, to the returned receiver.
+    async fn deliveries<T: Send + 'static>(
+        &self,
+        queue: &str,
+        opts: BasicConsumeOptions,
+        prefetch: Option<u16>,
+        wrap: fn(Message, Acker) -> T,
+    ) -> Result<mpsc::UnboundedReceiver<T>, String> {
+        let ch = bounded("open channel", self.conn.create_channel()).await?;
+        if let Some(n) = prefetch {
+            bounded(
+                "basic.qos",
+                ch.basic_qos(n, lapin::options::BasicQosOptions::default()),
+            )
+            .await?;
+        }
         let mut consumer = bounded(
             &format!("consume {queue}"),
             ch.basic_consume(queue.into(), "".into(), opts, FieldTable::default()),
@@ -247,48 +279,7 @@ impl AmqpClient {
                     &delivery.properties,
                     delivery.data,
                 );
-                if tx.send(msg).is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(rx)
-    }
-
-    /// Consumes a queue with manual acknowledgement: each message comes
-    /// with a [`Delivery`] that accepts or rejects it. At most `prefetch`
-    /// messages are unacknowledged at once.
-    pub async fn consume_manual(
-        &self,
-        queue: &str,
-        prefetch: u16,
-    ) -> Result<mpsc::UnboundedReceiver<(Message, Delivery)>, String> {
-        let ch = bounded("open channel", self.conn.create_channel()).await?;
-        bounded(
-            "basic.qos",
-            ch.basic_qos(prefetch, lapin::options::BasicQosOptions::default()),
-        )
-        .await?;
-        let mut consumer = bounded(
-            &format!("consume {queue}"),
-            ch.basic_consume(
-                queue.into(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            ),
-        )
-        .await?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let _channel = ch;
-            while let Some(Ok(delivery)) = consumer.next().await {
-                let msg = decode(
-                    delivery.exchange.as_str(),
-                    &delivery.properties,
-                    delivery.data,
-                );
-                if tx.send((msg, Delivery(delivery.acker))).is_err() {
+                if tx.send(wrap(msg, delivery.acker)).is_err() {
                     break;
                 }
             }
