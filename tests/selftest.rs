@@ -613,8 +613,11 @@ fn main() -> ExitCode {
                     std::thread::spawn(move || (h.run(&profile, &p), p))
                 })
                 .collect();
-            for r in runs {
-                let (verdict, p) = r.join().map_err(|_| "a case panicked")?;
+            // Join every case before judging, so that none outlives the
+            // trial holding the harness (and its brokers) alive.
+            let results: Vec<_> = runs.into_iter().map(|r| r.join()).collect();
+            for r in results {
+                let (verdict, p) = r.map_err(|_| "a case panicked")?;
                 let verdict = verdict.map_err(Failed::from)?;
                 if verdict.failure.is_some() {
                     return Err(trials::failure_text(&p, &verdict).into());

@@ -70,17 +70,15 @@ fn no_start(what: &str, image: &str, e: impl std::fmt::Display) -> String {
 
 /// Starts `request`, or, under nextest, the one container of this kind
 /// for the run (found by label; the process that creates it also starts
-/// the reaper). `created` runs under the run's lock when this process
-/// created the container, so that it can leave what the others need.
+/// the reaper, which removes `leftovers` too once the run is over).
 async fn start_container(
     docker: &Docker,
     kind: &str,
     request: ContainerRequest<GenericImage>,
-    created: impl FnOnce(),
+    leftovers: Option<&std::path::Path>,
 ) -> Result<(ContainerAsync<GenericImage>, bool), String> {
     let Ok(run) = std::env::var("NEXTEST_RUN_ID") else {
         let c = request.start().await.map_err(|e| e.to_string())?;
-        created();
         return Ok((c, true));
     };
     let lock_path = std::env::temp_dir().join(format!("dmconf-{kind}-{run}.lock"));
@@ -107,8 +105,7 @@ async fn start_container(
         .await
         .map_err(|e| e.to_string())?;
     if !existed {
-        created();
-        spawn_reaper(c.id());
+        spawn_reaper(c.id(), leftovers);
     }
     drop(lock);
     Ok((c, !existed))
@@ -125,11 +122,17 @@ async fn stop_container(c: Option<ContainerAsync<GenericImage>>) {
 
 /// Starts this test binary again, detached, as a reaper that removes the
 /// container once the parent of this process (nextest) has exited.
-fn spawn_reaper(container: &str) {
+fn spawn_reaper(container: &str, leftovers: Option<&std::path::Path>) {
     let ppid = std::os::unix::process::parent_id();
     if let Ok(exe) = std::env::current_exe() {
         let _ = std::process::Command::new(exe)
-            .env(REAPER_ENV, format!("{container}:{ppid}"))
+            .env(
+                REAPER_ENV,
+                match leftovers {
+                    Some(dir) => format!("{container}:{ppid}:{}", dir.display()),
+                    None => format!("{container}:{ppid}"),
+                },
+            )
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -139,11 +142,14 @@ fn spawn_reaper(container: &str) {
 }
 
 /// The reaper's body: waits for the watched process to exit, then removes
-/// the container. Returns at once when `spec` is malformed.
+/// the container (and the folder of leftovers, if any). Returns at once
+/// when `spec` is malformed.
 pub fn reap(spec: &str) {
-    let Some((container, pid)) = spec.split_once(':') else {
+    let mut parts = spec.splitn(3, ':');
+    let (Some(container), Some(pid)) = (parts.next(), parts.next()) else {
         return;
     };
+    let leftovers = parts.next();
     let Ok(pid) = pid.parse::<i32>() else { return };
     // SAFETY: kill(pid, 0) only checks that the process exists.
     while unsafe { libc::kill(pid, 0) } == 0 {
@@ -169,4 +175,7 @@ pub fn reap(spec: &str) {
                 .await;
         }
     });
+    if let Some(dir) = leftovers {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

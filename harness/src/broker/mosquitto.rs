@@ -205,7 +205,7 @@ impl Mosquitto {
                 .with_mapped_port(port, DEVICE_PORT.tcp())
                 .with_mapped_port(free, SERVICE_PORT.tcp());
         }
-        let (c, _) = super::start_container(&docker, "mosquitto", request, || {})
+        let (c, _) = super::start_container(&docker, "mosquitto", request, Some(&secrets.dir))
             .await
             .map_err(|e| super::no_start("Mosquitto", &image, e))?;
         let host = c.get_host().await.map_err(|e| e.to_string())?;

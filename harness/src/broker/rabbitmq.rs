@@ -60,7 +60,7 @@ impl RabbitMq {
             .with_exposed_port(5672.tcp())
             .with_wait_for(WaitFor::Nothing)
             .with_label("dmconf.broker", "rabbitmq");
-        let (c, _) = super::start_container(&docker, "rabbitmq", request, || {})
+        let (c, _) = super::start_container(&docker, "rabbitmq", request, None)
             .await
             .map_err(|e| super::no_start("RabbitMQ", &image, e))?;
         let port = c
