@@ -4,10 +4,11 @@ Python (azure-iot-device), for testing with dmconf.
 It connects with a connection string whose GatewayHostName points at the
 broker dmconf started (and trusts dmconf's CA), exactly as a device in the
 field connects to IoT Hub. dmconf's hooks reach it through two files in
-the working folder: the `perform` hook writes a request to
+the system's temporary folder: the `perform` hook writes a request to
 `<device>.perform.json`, which the device sends; the device writes every
 cloud-to-device message it receives, decoded by the SDK, to
-`<device>.received.json`, which the `received` hook prints.
+`<device>.received.json`, which the `received` hook prints. The device
+removes its files when it stops.
 
 Environment (set by dmconf): DMCONF_MQTT_URL, DMCONF_MQTT_CA,
 DMCONF_DEVICE_ID.
@@ -19,6 +20,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import time
 import uuid
 import zlib
@@ -27,6 +29,7 @@ from urllib.parse import urlparse
 from azure.iot.device import IoTHubDeviceClient, Message
 
 device_id = os.environ["DMCONF_DEVICE_ID"]
+spool = os.path.join(tempfile.gettempdir(), device_id)
 broker = urlparse(os.environ["DMCONF_MQTT_URL"])
 ca = open(os.environ["DMCONF_MQTT_CA"]).read()
 key = base64.b64encode(b"any key: the local hub does not check it").decode()
@@ -53,8 +56,9 @@ def on_message(message):
     except ValueError:
         body = None
     received.append({"headers": message.custom_properties, "body": body})
-    with open(f"{device_id}.received.json", "w") as f:
+    with open(f"{spool}.received.json.tmp", "w") as f:
         json.dump({"count": len(received), **received[-1]}, f)
+    os.rename(f"{spool}.received.json.tmp", f"{spool}.received.json")
 
 
 def perform(request):
@@ -101,6 +105,11 @@ def perform(request):
 
 def stop(*_):
     client.shutdown()
+    for suffix in ("received.json", "perform.json", "perform.answer.json"):
+        try:
+            os.remove(f"{spool}.{suffix}")
+        except FileNotFoundError:
+            pass
     sys.exit(0)
 
 
@@ -109,13 +118,14 @@ client.on_message_received = on_message
 client.connect()
 time.sleep(0.5)  # let the SDK finish subscribing to cloud-to-device messages
 print(f"device {device_id} connected", flush=True)
-inbox = f"{device_id}.perform.json"
+inbox = f"{spool}.perform.json"
 while True:
     if os.path.exists(inbox):
         with open(inbox) as f:
             request = json.load(f)
         os.remove(inbox)
         answer = perform(request)
-        with open(f"{device_id}.perform.answer.json", "w") as f:
+        with open(f"{spool}.perform.answer.json.tmp", "w") as f:
             json.dump(answer, f)
+        os.rename(f"{spool}.perform.answer.json.tmp", f"{spool}.perform.answer.json")
     time.sleep(0.05)

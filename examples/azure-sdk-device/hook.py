@@ -5,16 +5,18 @@ prints what the device last received."""
 import json
 import os
 import sys
+import tempfile
 import time
 
 kind, device = sys.argv[1], sys.argv[2]
+spool = os.path.join(tempfile.gettempdir(), device)
 if kind == "perform":
-    answer = f"{device}.perform.answer.json"
+    answer = f"{spool}.perform.answer.json"
     if os.path.exists(answer):
         os.remove(answer)
-    with open(f"{device}.perform.json.tmp", "w") as f:
+    with open(f"{spool}.perform.json.tmp", "w") as f:
         f.write(sys.argv[3])
-    os.rename(f"{device}.perform.json.tmp", f"{device}.perform.json")
+    os.rename(f"{spool}.perform.json.tmp", f"{spool}.perform.json")
     for _ in range(200):
         if os.path.exists(answer):
             print(open(answer).read())
@@ -22,6 +24,6 @@ if kind == "perform":
         time.sleep(0.05)
     sys.exit("the device did not answer within 10 s")
 try:
-    print(open(f"{device}.received.json").read())
+    print(open(f"{spool}.received.json").read())
 except FileNotFoundError:
     print(json.dumps({"count": 0}))
