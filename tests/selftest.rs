@@ -333,6 +333,26 @@ const ABILITY_DEVICE_FAULTS: &[(&str, &str, &str)] = &[
         "ability::device::c2d::property-values-decoded",
         "query",
     ),
+    (
+        "no-property-decoding",
+        "ability::device::c2d::context-decoded",
+        "query",
+    ),
+    (
+        "double-encodes-values",
+        "ability::device::requests::context-as-given",
+        "expect",
+    ),
+    (
+        "deflate-sends-gzip",
+        "ability::device::compression::deflate-declared-is-deflate",
+        "expect",
+    ),
+    (
+        "publishes-qos2",
+        "ability::device::requests::well-formed-request",
+        "expect",
+    ),
 ];
 
 /// Device API platform fault, case, and the step that must fail.
@@ -353,8 +373,13 @@ const ABILITY_CLOUD_FAULTS: &[(&str, &str, &str)] = &[
         "notification",
     ),
     (
-        "loses-batch-context",
+        "ignores-elevated-context",
         "ability::server::context::batch-context",
+        "elevated-notification",
+    ),
+    (
+        "loses-entry-context",
+        "ability::server::context::batch-entry-context",
         "entry-notification",
     ),
     (
@@ -385,6 +410,11 @@ const ABILITY_CLOUD_FAULTS: &[(&str, &str, &str)] = &[
     (
         "acks-regardless-of-level",
         "ability::server::ack-levels::ack-none",
+        "expect_none",
+    ),
+    (
+        "missing-ack-means-all",
+        "ability::server::ack-levels::ack-absent",
         "expect_none",
     ),
     (
@@ -448,7 +478,8 @@ fn faulty(case: &str, fault: &str) -> Result<Profile, String> {
 }
 
 /// A profile that runs `dmconf-reference <kind>` as the server under
-/// test, on broker objects apart from those the other trials use.
+/// test, on broker objects apart from those the other trials use (its
+/// own DMF exchange and queue; devices of its own for the platform).
 fn command_server(kind: &str) -> Result<Profile, Failed> {
     let exe = env!("CARGO_BIN_EXE_dmconf-reference");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -474,8 +505,11 @@ fn command_server(kind: &str) -> Result<Profile, Failed> {
             [sut]
             protocol = "ability"
             role = "server"
-            command = ["{exe}", "ability-platform"]
+            command = ["{exe}", "ability-platform", "--device-prefix", "dmconf-cmd-"]
             ready = "ready"
+            # Other trials' platforms and devices share the broker: this
+            # platform serves only the devices of this trial.
+            id_prefix = "dmconf-cmd-"
             "#
         ),
     };

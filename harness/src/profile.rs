@@ -64,7 +64,13 @@ pub struct Profile {
     pub dmf: DmfNames,
     /// The Device API's size limits, as the platform declares them.
     pub limits: Limits,
+    /// What every thing and device id of the run starts with; twelve hex
+    /// digits follow.
+    pub id_prefix: String,
 }
+
+/// The default start of thing and device ids.
+pub const ID_PREFIX: &str = "dmconf-";
 
 /// The names of a DMF server's broker objects.
 #[derive(Clone, Debug)]
@@ -208,6 +214,8 @@ struct RawSut {
     #[serde(default)]
     tenant: Option<String>,
     #[serde(default)]
+    id_prefix: Option<String>,
+    #[serde(default)]
     mgmt: Option<RawMgmt>,
     #[serde(default)]
     reference: Option<String>,
@@ -332,6 +340,7 @@ impl Profile {
             mgmt: None,
             dmf: DmfNames::default(),
             limits: Limits::default(),
+            id_prefix: ID_PREFIX.to_owned(),
         }
     }
 
@@ -514,6 +523,16 @@ impl Profile {
             SutSpec::Command(c) => c.cwd.clone(),
             _ => dir.to_path_buf(),
         };
+        let id_prefix = raw.sut.id_prefix.unwrap_or_else(|| ID_PREFIX.to_owned());
+        if id_prefix.is_empty()
+            || !id_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(format!(
+                "{origin}: [sut] id_prefix `{id_prefix}`: use letters, digits, `-`, `_` and `.` (it starts MQTT client ids and topics)"
+            ));
+        }
         Ok(Profile {
             origin: origin.clone(),
             hook_dir,
@@ -521,6 +540,7 @@ impl Profile {
             protocol,
             limits,
             role,
+            id_prefix,
             tenant: raw.sut.tenant,
             mgmt: raw.sut.mgmt.map(|m| MgmtSpec {
                 url: m.url,

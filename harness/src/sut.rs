@@ -280,7 +280,7 @@ impl SutInstance {
                 Kind::AbilityCloud(
                     ability_cloud::start(CloudConfig {
                         service: m.service.clone(),
-                        device: Some(ids.thing_id.clone()),
+                        serves: ability_cloud::Serves::Device(ids.thing_id.clone()),
                         limits: profile.limits,
                         fault: *fault,
                     })

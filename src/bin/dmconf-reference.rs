@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! dmconf-reference dmf-server [--mgmt-port N] [--receiver-queue Q] [--fault NAME]
-//! dmconf-reference ability-platform [--fault NAME]
+//! dmconf-reference ability-platform [--device-prefix P] [--fault NAME]
 //! ```
 
 use std::process::ExitCode;
@@ -82,7 +82,9 @@ async fn run(args: Vec<String>) -> Result<(), String> {
                 .transpose()?;
             let cfg = CloudConfig {
                 service: Endpoint::parse(&env("DMCONF_MQTT_URL")?, ca)?,
-                device: None,
+                serves: ability_cloud::Serves::Prefix(
+                    opt("--device-prefix").cloned().unwrap_or_default(),
+                ),
                 limits: Limits::default(),
                 fault: fault::<CloudFault>(opt("--fault"))?,
             };
@@ -92,7 +94,7 @@ async fn run(args: Vec<String>) -> Result<(), String> {
             platform.stop().await;
             Ok(())
         }
-        _ => Err("usage: dmconf-reference dmf-server [--mgmt-port N] [--receiver-queue Q] [--fault NAME] | ability-platform [--fault NAME]".into()),
+        _ => Err("usage: dmconf-reference dmf-server [--mgmt-port N] [--receiver-queue Q] [--fault NAME] | ability-platform [--device-prefix P] [--fault NAME]".into()),
     }
 }
 

@@ -30,6 +30,13 @@ crate::reference::fault_catalogue! {
         HangsOnLargeC2d = "hangs-on-large-c2d",
         /// Keeps property values as they came, percent-encoded.
         NoPropertyDecoding = "no-property-decoding",
+        /// Percent-encodes property values twice (once by hand, once as
+        /// the property bag does).
+        DoubleEncodesValues = "double-encodes-values",
+        /// Declares deflate and sends a gzip body.
+        DeflateSendsGzip = "deflate-sends-gzip",
+        /// Publishes its requests at QoS 2.
+        PublishesQos2 = "publishes-qos2",
     }
 }
 
@@ -76,6 +83,10 @@ pub async fn start(cfg: AbilityDeviceConfig) -> Result<AbilityDeviceHandle, Stri
     client
         .subscribe(&format!("{}#", ability::devicebound_topic(&id)))
         .await?;
+    // Devices report telemetry beside their requests; a harness that
+    // judges requests must let it pass, and this shows that it does.
+    let (topic, payload) = ability::to_wire(&telemetry(&id));
+    client.publish(&topic, payload).await?;
     let inner = Arc::new(Inner {
         cfg,
         client: tokio::sync::Mutex::new(Some(client)),
@@ -168,6 +179,10 @@ impl AbilityDeviceHandle {
         if let Some(n) = arg(args, "fill").and_then(Value::as_u64) {
             ability::fill(&mut msg, "message", n as usize)?;
         }
+        if fault == Some(AbilityDeviceFault::DeflateSendsGzip) && encoding == "deflate" {
+            msg.body = ability::compress("gzip", &msg.body);
+            msg.raw = true;
+        }
         let size = ability::iothub_size(&msg);
         let limit = self.inner.cfg.limits.d2c;
         if size > limit && fault != Some(AbilityDeviceFault::SendsOversizedD2c) {
@@ -178,10 +193,21 @@ impl AbilityDeviceHandle {
         if self.inner.hung.load(std::sync::atomic::Ordering::SeqCst) {
             return Ok(json!({"sent": true, "correlationId": cid}));
         }
+        if fault == Some(AbilityDeviceFault::DoubleEncodesValues) {
+            for v in msg.headers.values_mut() {
+                if let Value::String(s) = v {
+                    *s = ability::bag::encode_component(s);
+                }
+            }
+        }
         let (topic, payload) = ability::to_wire(&msg);
         let mut client = self.inner.client.lock().await;
         let client = client.as_mut().ok_or("the device is stopped")?;
-        client.publish(&topic, payload).await?;
+        if fault == Some(AbilityDeviceFault::PublishesQos2) {
+            client.publish_exactly_once(&topic, payload).await?;
+        } else {
+            client.publish(&topic, payload).await?;
+        }
         Ok(json!({"sent": true, "correlationId": cid}))
     }
 
@@ -227,6 +253,27 @@ impl AbilityDeviceHandle {
             c.close().await;
         }
     }
+}
+
+/// One variable reading, as a device reports it when it comes up.
+fn telemetry(device_id: &str) -> Message {
+    let mut m = Message {
+        channel: ability::events_topic(device_id),
+        ..Default::default()
+    };
+    m.headers.insert("msgType".into(), json!("variable"));
+    m.properties
+        .insert("$.ct".into(), json!("application/json"));
+    m.properties.insert("$.ce".into(), json!("utf-8"));
+    m.body = serde_json::to_vec(&json!({
+        "objectId": uuid::Uuid::new_v4().to_string(),
+        "model": "abb.ability.device",
+        "variable": "uptime",
+        "value": 0,
+        "timestamp": "2026-01-01T00:00:00Z",
+    }))
+    .unwrap_or_default();
+    m
 }
 
 fn default_body(action: &str) -> Value {

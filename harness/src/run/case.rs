@@ -284,7 +284,7 @@ async fn case_ids(env: &RunEnv<'_>, suite: &Suite, short: String) -> Result<Case
     Ok(CaseIds {
         amqp_url,
         tenant,
-        thing_id: format!("dmconf-{short}"),
+        thing_id: format!("{}{short}", p.id_prefix),
         dmf_exchange,
         mqtt,
     })

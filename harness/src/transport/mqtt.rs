@@ -272,6 +272,20 @@ impl MqttClient {
             .await
     }
 
+    /// Publishes at QoS 2, without waiting for the handshake: IoT Hub,
+    /// and the broker as the harness configures it, close the connection
+    /// of a device that does this. Only a faulty reference uses it.
+    pub async fn publish_exactly_once(
+        &mut self,
+        topic: &str,
+        payload: Vec<u8>,
+    ) -> Result<(), String> {
+        self.client
+            .publish(topic, QoS::ExactlyOnce, false, payload)
+            .await
+            .map_err(|e| format!("publish to {topic}: {e}"))
+    }
+
     /// Why the connection closed, if it has.
     pub fn closed(&self) -> Option<String> {
         self.closed.borrow().clone()

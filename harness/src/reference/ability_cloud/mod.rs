@@ -28,11 +28,13 @@ crate::reference::fault_catalogue! {
         DropsContextFromNotifications = "drops-context-from-notifications",
         /// Writes spaces in `context` as `+`, as form encoding does.
         ReencodesContext = "reencodes-context",
-        /// Loses per-entry and elevated contexts in batch.execute.
-        LosesBatchContext = "loses-batch-context",
+        /// Gives a batch entry's notifications no context of the entry's own.
+        LosesEntryContext = "loses-entry-context",
+        /// Does not apply a batch's e_context to its entries.
+        IgnoresElevatedContext = "ignores-elevated-context",
         /// Answers a repeated identity.create with a negative ack.
         DifferentResultOnRepeat = "different-result-on-repeat",
-        /// Makes a second model for a repeated model.create that names its objectId.
+        /// Stores a repeated model.create that names its objectId as a second model.
         DuplicateModelOnRepeat = "duplicate-model-on-repeat",
         /// Takes header properties of 32 kB + 1.
         AcceptsOversizedHeaders = "accepts-oversized-headers",
@@ -42,6 +44,8 @@ crate::reference::fault_catalogue! {
         SendsOversizedC2d = "sends-oversized-c2d",
         /// Sends every ack, whatever the `ack` header asks for.
         AcksRegardlessOfLevel = "acks-regardless-of-level",
+        /// Takes a request without an `ack` header as ack=all.
+        MissingAckMeansAll = "missing-ack-means-all",
         /// Leaves `correlationId` out of its answers.
         DropsCorrelationId = "drops-correlation-id",
         /// Generates no correlationId for a request that has none.
@@ -58,12 +62,21 @@ crate::reference::fault_catalogue! {
 pub struct CloudConfig {
     /// The service identity's endpoint.
     pub service: Endpoint,
-    /// The one device to serve, or every device.
-    pub device: Option<String>,
+    /// The devices it serves.
+    pub serves: Serves,
     /// The limits it enforces.
     pub limits: Limits,
     /// The mistake to make, if any.
     pub fault: Option<CloudFault>,
+}
+
+/// Which devices a platform serves.
+#[derive(Clone, Debug)]
+pub enum Serves {
+    /// This one (a platform per case).
+    Device(String),
+    /// Every device whose id starts with this (`""`: every device).
+    Prefix(String),
 }
 
 /// A running reference platform.
@@ -79,10 +92,17 @@ pub async fn start(cfg: CloudConfig) -> Result<CloudHandle, String> {
         ..Default::default()
     };
     let (mut client, mut inbox) = MqttClient::connect(&cfg.service, &login).await?;
-    let device = cfg.device.clone().unwrap_or_else(|| "+".into());
+    let filter = match &cfg.serves {
+        Serves::Device(id) => id.as_str(),
+        Serves::Prefix(_) => "+",
+    };
     client
-        .subscribe(&format!("{}#", ability::events_topic(&device)))
+        .subscribe(&format!("{}#", ability::events_topic(filter)))
         .await?;
+    let prefix = match cfg.serves {
+        Serves::Device(_) => String::new(),
+        Serves::Prefix(p) => p,
+    };
     let client = Arc::new(tokio::sync::Mutex::new(client));
     let state = Arc::new(Mutex::new(State::new(cfg.fault, cfg.limits)));
     let c = client.clone();
@@ -92,6 +112,9 @@ pub async fn start(cfg: CloudConfig) -> Result<CloudHandle, String> {
             let Some((device, _, _)) = ability::split_topic(&m.topic) else {
                 continue;
             };
+            if !device.starts_with(&prefix) {
+                continue;
+            }
             let device = device.to_owned();
             let mut d = ability::from_wire(&m.topic, &m.payload);
             if fault == Some(CloudFault::IgnoresContentEncoding) {

@@ -100,7 +100,12 @@ impl State {
         if !matches!(h("msgType").as_deref(), Some("action")) && h("msgType").is_some() {
             return Vec::new();
         }
-        let raw_ack = h("ack").unwrap_or_else(|| "none".into());
+        let absent = if self.has(CloudFault::MissingAckMeansAll) {
+            "all"
+        } else {
+            "none"
+        };
+        let raw_ack = h("ack").unwrap_or_else(|| absent.into());
         let mut req = Request {
             action: h("action").unwrap_or_default(),
             correlation_id: h("correlationId")
@@ -113,10 +118,7 @@ impl State {
             headers: msg.headers.clone().into_iter().collect(),
         };
         // A batch with no context of its own answers with the elevated one.
-        if req.action == "batch.execute"
-            && req.context.is_none()
-            && !self.has(CloudFault::LosesBatchContext)
-        {
+        if req.action == "batch.execute" && req.context.is_none() {
             req.context = h("e_context");
         }
         if self.has(CloudFault::NoGeneratedCorrelationId) && h("correlationId").is_none() {
@@ -414,14 +416,15 @@ impl State {
             .and_then(Value::as_str)
             .map(str::to_owned);
         let object = match given {
-            Some(id) if !self.has(CloudFault::DuplicateModelOnRepeat) => id,
-            Some(id) if !self.models.contains_key(&(id.clone(), model.clone())) => id,
-            // The fault: an identical request with an objectId makes another model.
-            Some(_) => uuid::Uuid::new_v4().to_string(),
+            Some(id) => id,
             // Without objectId the documented exception: a new model each time.
             None => uuid::Uuid::new_v4().to_string(),
         };
-        let key = (object.clone(), model.clone());
+        let mut key = (object.clone(), model.clone());
+        if self.has(CloudFault::DuplicateModelOnRepeat) && self.models.contains_key(&key) {
+            // The fault: an insert, not an upsert; a second record of the same object.
+            key.0 = format!("{object}#{}", self.models.len());
+        }
         let version = self
             .models
             .get(&key)
@@ -449,9 +452,11 @@ impl State {
         let matches: Vec<&Value> = self
             .models
             .iter()
-            .filter(|((id, _), m)| {
+            .filter(|(_, m)| {
                 m.get("owner").and_then(Value::as_str) == Some(device)
-                    && wanted.as_ref().is_none_or(|w| w == id)
+                    && wanted
+                        .as_deref()
+                        .is_none_or(|w| m.get("objectId").and_then(Value::as_str) == Some(w))
             })
             .map(|(_, m)| m)
             .collect();
@@ -512,14 +517,13 @@ impl State {
                 .and_then(text)
                 .or_else(|| elevated("action"))
                 .unwrap_or_default();
-            let context = if self.has(CloudFault::LosesBatchContext) {
-                None
-            } else {
-                headers
-                    .get("context")
-                    .and_then(text)
-                    .or_else(|| elevated("context"))
-            };
+            let own = headers
+                .get("context")
+                .and_then(text)
+                .filter(|_| !self.has(CloudFault::LosesEntryContext));
+            let context = own.or_else(|| {
+                elevated("context").filter(|_| !self.has(CloudFault::IgnoresElevatedContext))
+            });
             let entry = Request {
                 action,
                 correlation_id: headers
