@@ -133,7 +133,7 @@ const DEVICE_FAULTS: &[(&str, &str, &str)] = &[
     (
         "double-install",
         "dmf::device::idempotency::duplicate-while-running",
-        "expect_none",
+        "installed-once",
     ),
     (
         "double-install",
@@ -143,7 +143,7 @@ const DEVICE_FAULTS: &[(&str, &str, &str)] = &[
     (
         "double-install",
         "dmf::device::idempotency::reregistration",
-        "expect_none",
+        "installed-once",
     ),
 ];
 

@@ -249,7 +249,8 @@ pub async fn run_case(env: &RunEnv<'_>, suite: &Suite, case: &Case) -> Verdict {
 /// DMF server, which runs per case on a tenant and exchange of its own.
 async fn case_ids(env: &RunEnv<'_>, suite: &Suite, short: String) -> Result<CaseIds, String> {
     let p = env.profile;
-    let own_tenant = || format!("dmconf_{short}");
+    // hawkBit keeps tenants in upper case and sends them so.
+    let own_tenant = || format!("DMCONF_{}", short.to_uppercase());
     let (tenant, dmf_exchange) = match (suite.role, &p.sut) {
         (Role::Device, _) => (own_tenant(), dmf::DMF_EXCHANGE.to_owned()),
         (Role::Server, SutSpec::ReferenceServer { .. }) => (

@@ -76,7 +76,8 @@ impl DmfServerSide {
         let (tx, rx) = mpsc::unbounded_channel();
         {
             let mut r = self.router.lock().unwrap_or_else(|e| e.into_inner());
-            r.by_tenant.insert(tenant.to_owned(), tx.clone());
+            // Tenants are case-insensitive in hawkBit.
+            r.by_tenant.insert(tenant.to_uppercase(), tx.clone());
             r.by_thing.insert(thing_id.to_owned(), tx);
         }
         let client = AmqpClient::connect(&self.url).await?;
@@ -95,7 +96,7 @@ fn dispatch(router: &Mutex<Router>, msg: Message) {
     let mut r = router.lock().unwrap_or_else(|e| e.into_inner());
     let by_tenant = msg
         .header("tenant")
-        .and_then(|t| r.by_tenant.get(&t).cloned());
+        .and_then(|t| r.by_tenant.get(&t.to_uppercase()).cloned());
     let by_thing = msg
         .header("thingId")
         .and_then(|t| r.by_thing.get(&t).cloned());
@@ -163,7 +164,7 @@ impl DmfCaseLink {
     pub async fn close(self) {
         {
             let mut r = self.router.lock().unwrap_or_else(|e| e.into_inner());
-            r.by_tenant.remove(&self.tenant);
+            r.by_tenant.remove(&self.tenant.to_uppercase());
             r.by_thing.remove(&self.thing_id);
         }
         self.client.close().await;
