@@ -304,6 +304,16 @@ const SERVER_FAULTS: &[(&str, &str, &str)] = &[
         "dmf::server::removal::deleted-by-management",
         "expect",
     ),
+    (
+        "accepts-whitespace-thing-id",
+        "dmf::server::registration::thing-id-required",
+        "expect_refused",
+    ),
+    (
+        "error-keeps-action-open",
+        "dmf::server::action-status::error-closes-action",
+        "query",
+    ),
 ];
 
 /// Device API device fault, case, and the step that must fail.

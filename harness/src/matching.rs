@@ -246,7 +246,10 @@ pub fn describe(pattern: &Pattern, vars: &Vars) -> String {
     let mut parts = Vec::new();
     let show = |m: &Matcher| match m {
         Matcher::Equals(v) => vars.expand(v).map(|v| v.to_string()).unwrap_or_else(|e| e),
-        Matcher::Op(op) => serde_json::to_string(&op_json(op)).unwrap_or_default(),
+        Matcher::Op(op) => {
+            let op = op_json(op);
+            serde_json::to_string(&vars.expand(&op).unwrap_or(op)).unwrap_or_default()
+        }
     };
     for (k, m) in &pattern.headers {
         parts.push(format!("header {k} = {}", show(m)));

@@ -428,6 +428,17 @@ fn from_amqp(v: &AMQPValue) -> Value {
             Value::String(String::from_utf8_lossy(s.as_bytes()).into_owned())
         }
         AMQPValue::Void => Value::Null,
+        AMQPValue::FieldArray(a) => Value::Array(a.as_slice().iter().map(from_amqp).collect()),
+        AMQPValue::FieldTable(t) => Value::Object(
+            t.inner()
+                .iter()
+                .map(|(k, v)| (k.as_str().to_owned(), from_amqp(v)))
+                .collect(),
+        ),
+        AMQPValue::ByteArray(b) => {
+            Value::String(String::from_utf8_lossy(b.as_slice()).into_owned())
+        }
+        AMQPValue::Timestamp(t) => Value::from(*t),
         other => Value::String(format!("{other:?}")),
     }
 }

@@ -31,6 +31,8 @@ crate::reference::fault_catalogue! {
         AcceptsNoReplyTo = "accepts-no-reply-to",
         /// Registers a thing whose `thingId` header is empty.
         AcceptsEmptyThingId = "accepts-empty-thing-id",
+        /// Registers a thing whose `thingId` has whitespace in it.
+        AcceptsWhitespaceThingId = "accepts-whitespace-thing-id",
         /// Takes a message without a `tenant` header for its own tenant.
         AcceptsNoTenant = "accepts-no-tenant",
         /// Reads `type` and `topic` case-insensitively and trimmed.
@@ -65,6 +67,8 @@ crate::reference::fault_catalogue! {
         RefusesDuplicateFinal = "refuses-duplicate-final-status",
         /// Leaves an action open after FINISHED, so it is sent again.
         FinishedKeepsAction = "finished-keeps-action-open",
+        /// Takes ERROR as an intermediate status: the action stays open.
+        ErrorKeepsAction = "error-keeps-action-open",
         /// Puts another action's id into CANCEL_DOWNLOAD.
         CancelWrongActionId = "cancel-wrong-action-id",
         /// Accepts CANCELED or CANCEL_REJECTED for an action that was never canceled.

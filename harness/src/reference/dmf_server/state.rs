@@ -220,7 +220,9 @@ impl State {
         } else {
             THING_ID_MAX
         };
-        if thing.chars().count() > max || thing.chars().any(char::is_whitespace) {
+        let spaced = thing.chars().any(char::is_whitespace)
+            && !self.has(ServerFault::AcceptsWhitespaceThingId);
+        if thing.chars().count() > max || spaced {
             return Err(format!("invalid controller id {thing}"));
         }
         let reply_to = msg.property("reply_to").unwrap_or_default();
@@ -502,6 +504,7 @@ impl State {
                     Ok(())
                 }
             }
+            "ERROR" if self.has(ServerFault::ErrorKeepsAction) => Ok(()),
             "FINISHED" | "ERROR" => {
                 let finished = status == "FINISHED";
                 if !self.has(ServerFault::FinishedKeepsAction) {
