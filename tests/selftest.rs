@@ -11,8 +11,8 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use dmconf_harness::broker;
 use dmconf_harness::profile::{BrokerSpec, Profile};
+use dmconf_harness::reaper;
 use dmconf_harness::reference::ability_cloud::CloudFault;
 use dmconf_harness::reference::ability_device::AbilityDeviceFault;
 use dmconf_harness::reference::dmf_device::DeviceFault;
@@ -527,8 +527,8 @@ fn command_server(kind: &str) -> Result<Profile, Failed> {
 }
 
 fn main() -> ExitCode {
-    if let Ok(spec) = std::env::var(broker::REAPER_ENV) {
-        broker::reap(&spec);
+    if let Ok(spec) = std::env::var(reaper::ENV) {
+        reaper::reap(&spec);
         return ExitCode::SUCCESS;
     }
     let mut args = Arguments::from_args();

@@ -37,6 +37,7 @@ pub mod mgmt;
 pub mod plan;
 pub mod profile;
 pub mod protocol;
+pub mod reaper;
 pub mod reference;
 pub mod report;
 pub mod run;

@@ -6,6 +6,7 @@
 //! or the Management API plugin.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -88,32 +89,49 @@ const HOOK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// An external SUT program and its output.
 pub struct Process {
-    child: tokio::sync::Mutex<Child>,
+    run: Run,
     output: Arc<Mutex<String>>,
     stop_timeout: Duration,
+}
+
+enum Run {
+    /// A child of this process; its output is collected as it comes.
+    Owned(Box<tokio::sync::Mutex<Child>>),
+    /// A process several test processes share (a server command under
+    /// nextest): its output goes to `log`, and the run's reaper stops it.
+    Shared { pid: u32, log: PathBuf },
+}
+
+fn command(spec: &CommandSpec, env: &[(&str, String)]) -> Result<Command, String> {
+    let (program, args) = spec.argv.split_first().ok_or("the SUT command is empty")?;
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .current_dir(&spec.cwd)
+        .envs(&spec.env)
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Ok(cmd)
+}
+
+fn not_started(spec: &CommandSpec, e: std::io::Error) -> String {
+    format!(
+        "cannot start the SUT `{}` in {}: {e}",
+        spec.argv.first().map(String::as_str).unwrap_or_default(),
+        spec.cwd.display()
+    )
 }
 
 impl Process {
     /// Starts `spec` with the extra environment `env`.
     pub fn spawn(spec: &CommandSpec, env: &[(&str, String)]) -> Result<Self, String> {
-        let (program, args) = spec.argv.split_first().ok_or("the SUT command is empty")?;
-        let mut cmd = Command::new(program);
-        cmd.args(args).current_dir(&spec.cwd).envs(&spec.env);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd
-            .stdin(Stdio::null())
+        let mut child = command(spec, env)?
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| {
-                format!(
-                    "cannot start the SUT `{program}` in {}: {e}",
-                    spec.cwd.display()
-                )
-            })?;
+            .map_err(|e| not_started(spec, e))?;
         let output = Arc::new(Mutex::new(String::new()));
         if let Some(out) = child.stdout.take() {
             tokio::spawn(read_lines(out, output.clone()));
@@ -122,10 +140,51 @@ impl Process {
             tokio::spawn(read_lines(err, output.clone()));
         }
         Ok(Process {
-            child: tokio::sync::Mutex::new(child),
+            run: Run::Owned(Box::new(tokio::sync::Mutex::new(child))),
             output,
             stop_timeout: spec.stop_timeout,
         })
+    }
+
+    /// Starts `spec` in a process group of its own that outlives this
+    /// process, its output going to the file `log`.
+    pub fn spawn_shared(
+        spec: &CommandSpec,
+        env: &[(&str, String)],
+        log: &Path,
+    ) -> Result<Self, String> {
+        let file = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let err = file
+            .try_clone()
+            .map_err(|e| format!("{}: {e}", log.display()))?;
+        let child = command(spec, env)?
+            .stdout(file)
+            .stderr(err)
+            .process_group(0)
+            .spawn()
+            .map_err(|e| not_started(spec, e))?;
+        let pid = child.id().ok_or("the SUT exited at once")?;
+        Ok(Self::adopt(pid, log, spec))
+    }
+
+    /// A shared process another test process started.
+    pub fn adopt(pid: u32, log: &Path, spec: &CommandSpec) -> Self {
+        Process {
+            run: Run::Shared {
+                pid,
+                log: log.to_owned(),
+            },
+            output: Default::default(),
+            stop_timeout: spec.stop_timeout,
+        }
+    }
+
+    /// Its process id.
+    pub async fn pid(&self) -> Option<u32> {
+        match &self.run {
+            Run::Owned(child) => child.lock().await.id(),
+            Run::Shared { pid, .. } => Some(*pid),
+        }
     }
 
     /// Waits until the process prints `text`, at most `within`.
@@ -153,21 +212,36 @@ impl Process {
 
     /// If the process has ended, how.
     pub async fn exited(&self) -> Option<String> {
-        match self.child.lock().await.try_wait() {
-            Ok(Some(status)) => Some(format!("the SUT process exited: {status}")),
-            _ => None,
+        match &self.run {
+            Run::Owned(child) => match child.lock().await.try_wait() {
+                Ok(Some(status)) => Some(format!("the SUT process exited: {status}")),
+                _ => None,
+            },
+            Run::Shared { pid, .. } => (!crate::reaper::alive(*pid as i32))
+                .then(|| format!("the SUT process (pid {pid}) has exited")),
         }
     }
 
-    /// Its output so far.
+    /// Its output so far (the last of it, for a shared process).
     pub fn output(&self) -> String {
-        self.output.lock().map(|o| o.clone()).unwrap_or_default()
+        match &self.run {
+            Run::Owned(_) => self.output.lock().map(|o| o.clone()).unwrap_or_default(),
+            Run::Shared { log, .. } => {
+                let bytes = std::fs::read(log).unwrap_or_default();
+                let tail = &bytes[bytes.len().saturating_sub(OUTPUT_KEPT)..];
+                String::from_utf8_lossy(tail).into_owned()
+            }
+        }
     }
 
-    /// SIGTERM, then kill after the grace period; returns the output.
+    /// SIGTERM, then kill after the grace period; returns the output. A
+    /// shared process is left to the reaper.
     pub async fn stop(&self) -> String {
+        let Run::Owned(child) = &self.run else {
+            return self.output();
+        };
         if self.exited().await.is_none() {
-            let mut child = self.child.lock().await;
+            let mut child = child.lock().await;
             if let Some(pid) = child.id() {
                 // SAFETY: kill(2) on a child we spawned and have not reaped.
                 unsafe {

@@ -10,10 +10,10 @@ use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::json;
 use tokio::sync::OnceCell;
 
-use crate::broker;
 use crate::event::{RunEvent, Verdict};
 use crate::plan::{self, Planned};
 use crate::profile::{Profile, SutSpec};
+use crate::reaper;
 use crate::report;
 use crate::run::link::Sides;
 use crate::run::{self, RunEnv};
@@ -271,6 +271,49 @@ async fn start_server(live: &Live, profile: &Profile) -> Result<Arc<Process>, St
     let SutSpec::Command(spec) = &profile.sut else {
         return Err("not a command".to_owned());
     };
+    let env = server_env(live, profile).await?;
+    let Ok(run) = std::env::var("NEXTEST_RUN_ID") else {
+        let process = Process::spawn(spec, &env)?;
+        ready(live, profile, &process).await?;
+        return Ok(Arc::new(process));
+    };
+    // Under nextest every case is a process of its own, and all of them
+    // must meet one server: the first starts it, the others find it.
+    let key = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        profile.origin.hash(&mut h);
+        h.finish()
+    };
+    let dir = std::env::temp_dir().join(format!("dmconf-server-{run}-{key:016x}"));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let lock = reaper::lock(&dir.join("lock"))?;
+    let (pid_file, log, failed) = (dir.join("pid"), dir.join("output.log"), dir.join("failed"));
+    if let Ok(why) = std::fs::read_to_string(&failed) {
+        return Err(why);
+    }
+    let known = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|p| p.trim().parse::<u32>().ok())
+        .filter(|p| reaper::alive(*p as i32));
+    if let Some(pid) = known {
+        return Ok(Arc::new(Process::adopt(pid, &log, spec)));
+    }
+    let process = Process::spawn_shared(spec, &env, &log)?;
+    let pid = process.pid().await.unwrap_or_default();
+    reaper::spawn(reaper::Target::Process(pid), &[&dir]);
+    if let Err(why) = ready(live, profile, &process).await {
+        let _ = std::fs::write(&failed, &why);
+        return Err(why);
+    }
+    std::fs::write(&pid_file, pid.to_string())
+        .map_err(|e| format!("{}: {e}", pid_file.display()))?;
+    drop(lock);
+    Ok(Arc::new(process))
+}
+
+/// What a server command finds in its environment.
+async fn server_env(live: &Live, profile: &Profile) -> Result<Vec<(&'static str, String)>, String> {
     let tenant = profile
         .tenant
         .clone()
@@ -290,12 +333,20 @@ async fn start_server(live: &Live, profile: &Profile) -> Result<Arc<Process>, St
             env.push(("DMCONF_MQTT_CA", ca.display().to_string()));
         }
     }
-    let process = Process::spawn(spec, &env)?;
+    Ok(env)
+}
+
+/// Waits until a server command is ready: it printed the profile's
+/// `ready` text; else, for DMF, its inbound exchange exists; else (MQTT
+/// shows no sign) after a pause. Stops it if it never gets there.
+async fn ready(live: &Live, profile: &Profile, process: &Process) -> Result<(), String> {
+    let SutSpec::Command(spec) = &profile.sut else {
+        return Ok(());
+    };
+    let dmf = profile.protocol == "dmf";
     let deadline = tokio::time::Instant::now() + SERVER_READY.mul_f64(profile.timeouts.scale);
     let settle = tokio::time::Instant::now() + SERVER_SETTLE.mul_f64(profile.timeouts.scale);
     loop {
-        // Ready: the line the profile names was printed; else, for DMF,
-        // the inbound exchange exists; else (MQTT shows no sign) a pause.
         let ready = match &spec.ready {
             Some(text) => process.output().contains(text.as_str()),
             None if dmf => {
@@ -305,7 +356,7 @@ async fn start_server(live: &Live, profile: &Profile) -> Result<Arc<Process>, St
             None => tokio::time::Instant::now() >= settle,
         };
         if ready {
-            return Ok(Arc::new(process));
+            return Ok(());
         }
         if let Some(how) = process.exited().await {
             return Err(format!(
@@ -344,8 +395,8 @@ pub fn default_threads(args: &mut Arguments, parallel: usize) {
 /// (`DMCONF_PROFILE`), or, with no profile, each suite against the
 /// built-in reference of its role (device or server).
 pub fn conformance_main(root: impl Into<PathBuf>) -> ExitCode {
-    if let Ok(spec) = std::env::var(broker::REAPER_ENV) {
-        broker::reap(&spec);
+    if let Ok(spec) = std::env::var(reaper::ENV) {
+        reaper::reap(&spec);
         return ExitCode::SUCCESS;
     }
     let mut args = Arguments::from_args();

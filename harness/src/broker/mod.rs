@@ -17,18 +17,15 @@ pub use mosquitto::Mosquitto;
 pub use rabbitmq::RabbitMq;
 
 use std::collections::HashMap;
-use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
 use bollard::Docker;
-use bollard::query_parameters::{ListContainersOptions, RemoveContainerOptions};
+use bollard::query_parameters::ListContainersOptions;
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, ContainerRequest, GenericImage, ImageExt, ReuseDirective};
 
 /// How long a broker may take to accept a login.
 pub const READY_WITHIN: Duration = Duration::from_secs(120);
-/// The environment variable that makes the test binary a reaper.
-pub const REAPER_ENV: &str = "DMCONF_REAP_CONTAINER";
 
 /// A `GenericImage` for `image` (`name:tag`).
 fn generic(image: &str) -> GenericImage {
@@ -82,10 +79,7 @@ async fn start_container(
         return Ok((c, true));
     };
     let lock_path = std::env::temp_dir().join(format!("dmconf-{kind}-{run}.lock"));
-    let lock =
-        std::fs::File::create(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
-    lock.lock()
-        .map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    let lock = crate::reaper::lock(&lock_path)?;
     let filters = HashMap::from([(
         "label".to_owned(),
         vec![format!("dmconf.run={run}"), format!("dmconf.broker={kind}")],
@@ -105,7 +99,9 @@ async fn start_container(
         .await
         .map_err(|e| e.to_string())?;
     if !existed {
-        spawn_reaper(c.id(), leftovers);
+        let mut paths = vec![lock_path.as_path()];
+        paths.extend(leftovers);
+        crate::reaper::spawn(crate::reaper::Target::Container(c.id()), &paths);
     }
     drop(lock);
     Ok((c, !existed))
@@ -117,65 +113,5 @@ async fn stop_container(c: Option<ContainerAsync<GenericImage>>) {
         && std::env::var("NEXTEST_RUN_ID").is_err()
     {
         let _ = c.rm().await;
-    }
-}
-
-/// Starts this test binary again, detached, as a reaper that removes the
-/// container once the parent of this process (nextest) has exited.
-fn spawn_reaper(container: &str, leftovers: Option<&std::path::Path>) {
-    let ppid = std::os::unix::process::parent_id();
-    if let Ok(exe) = std::env::current_exe() {
-        let _ = std::process::Command::new(exe)
-            .env(
-                REAPER_ENV,
-                match leftovers {
-                    Some(dir) => format!("{container}:{ppid}:{}", dir.display()),
-                    None => format!("{container}:{ppid}"),
-                },
-            )
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .process_group(0)
-            .spawn();
-    }
-}
-
-/// The reaper's body: waits for the watched process to exit, then removes
-/// the container (and the folder of leftovers, if any). Returns at once
-/// when `spec` is malformed.
-pub fn reap(spec: &str) {
-    let mut parts = spec.splitn(3, ':');
-    let (Some(container), Some(pid)) = (parts.next(), parts.next()) else {
-        return;
-    };
-    let leftovers = parts.next();
-    let Ok(pid) = pid.parse::<i32>() else { return };
-    // SAFETY: kill(pid, 0) only checks that the process exists.
-    while unsafe { libc::kill(pid, 0) } == 0 {
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
-        return;
-    };
-    rt.block_on(async {
-        if let Ok(docker) = Docker::connect_with_local_defaults() {
-            let _ = docker
-                .remove_container(
-                    container,
-                    Some(RemoveContainerOptions {
-                        force: true,
-                        v: true,
-                        ..Default::default()
-                    }),
-                )
-                .await;
-        }
-    });
-    if let Some(dir) = leftovers {
-        let _ = std::fs::remove_dir_all(dir);
     }
 }

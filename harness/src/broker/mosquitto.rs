@@ -128,11 +128,9 @@ fn secrets_for_run(hosts: Vec<String>) -> Result<(Secrets, bool), String> {
         return make_secrets(dir, hosts).map(|s| (s, true));
     };
     let dir = std::env::temp_dir().join(format!("dmconf-mosquitto-{run}"));
-    let lock_path = std::env::temp_dir().join(format!("dmconf-mosquitto-{run}.secrets.lock"));
-    let lock =
-        std::fs::File::create(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
-    lock.lock()
-        .map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    // The lock lives in the folder, which the run's reaper removes.
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let _held = crate::reaper::lock(&dir.join("lock"))?;
     let read = |n: &str| std::fs::read_to_string(dir.join(n));
     if let (Ok(ca_pem), Ok(password)) = (read("ca.pem"), read("password")) {
         let secrets = Secrets {
