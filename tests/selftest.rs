@@ -295,6 +295,11 @@ const SERVER_FAULTS: &[(&str, &str, &str)] = &[
         "pong",
     ),
     (
+        "ping-body-not-time",
+        "dmf::server::ping::ping-answered",
+        "pong",
+    ),
+    (
         "no-thing-deleted",
         "dmf::server::removal::thing-removed",
         "expect",

@@ -81,6 +81,8 @@ crate::reference::fault_catalogue! {
         CancelRejectedCloses = "cancel-rejected-closes",
         /// Answers PING without its correlation id.
         PingDropsCorrelationId = "ping-drops-correlation-id",
+        /// Answers PING with a body that is not the server's time.
+        PingBodyNotTime = "ping-body-not-time",
         /// Deletes a thing (removed by the device or over the Management
         /// API) without sending THING_DELETED.
         NoThingDeleted = "no-thing-deleted",

@@ -300,7 +300,11 @@ impl State {
         };
         let mut reply = Message {
             channel: msg.property("reply_to").unwrap_or_else(|| "null".into()),
-            body: now_ms.to_string().into_bytes(),
+            body: if self.has(ServerFault::PingBodyNotTime) {
+                b"pong".to_vec()
+            } else {
+                now_ms.to_string().into_bytes()
+            },
             ..Default::default()
         };
         reply.headers.insert("type".into(), json!("PING_RESPONSE"));
