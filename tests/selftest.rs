@@ -165,6 +165,11 @@ const SERVER_FAULTS: &[(&str, &str, &str)] = &[
         "expect",
     ),
     (
+        "keeps-first-address",
+        "dmf::server::registration::address-change",
+        "expect",
+    ),
+    (
         "accepts-no-reply-to",
         "dmf::server::registration::reply-to-required",
         "expect_refused",

@@ -65,6 +65,8 @@ crate::reference::fault_catalogue! {
         AcceptsUnknownAction = "accepts-unknown-action",
         /// Dead-letters a second final status for a closed action.
         RefusesDuplicateFinal = "refuses-duplicate-final-status",
+        /// Keeps the reply_to of a thing's first registration.
+        KeepsFirstAddress = "keeps-first-address",
         /// Leaves an action open after FINISHED, so it is sent again.
         FinishedKeepsAction = "finished-keeps-action-open",
         /// Takes ERROR as an intermediate status: the action stays open.

@@ -262,13 +262,16 @@ impl State {
             return Err(format!("target {thing} already exists"));
         }
         let drop_body = self.has(ServerFault::IgnoresThingCreatedBody);
+        let moves = !(known && self.has(ServerFault::KeepsFirstAddress));
         let token = uuid::Uuid::new_v4().simple().to_string();
         let target = self.targets.entry(thing.clone()).or_insert_with(|| Target {
             name: thing.clone(),
             token,
             ..Default::default()
         });
-        target.reply_to = reply_to;
+        if moves {
+            target.reply_to = reply_to;
+        }
         if let Some(n) = name.filter(|_| !drop_body) {
             target.name = n;
         }
