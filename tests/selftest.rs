@@ -394,12 +394,12 @@ const ABILITY_CLOUD_FAULTS: &[(&str, &str, &str)] = &[
     ),
     (
         "ignores-elevated-context",
-        "ability::server::context::batch-context",
+        "ability::server::batch::context",
         "elevated-notification",
     ),
     (
         "loses-entry-context",
-        "ability::server::context::batch-entry-context",
+        "ability::server::batch::entry-context",
         "entry-notification",
     ),
     (

@@ -23,6 +23,10 @@ use crate::suite::{Action, Case, Generator, Pattern, Role, Step, Suite, VarSpec}
 use crate::sut::{CaseIds, MqttIds, Process, SutInstance};
 use crate::vars::Vars;
 
+/// How IoT Hub counts a message's size, as a failure says it.
+const IOTHUB_COUNT: &str =
+    "as IoT Hub counts: body, system property values, application property names and values";
+
 /// What every case of a run shares.
 pub struct RunEnv<'a> {
     /// Compiled schemas.
@@ -689,10 +693,16 @@ impl<'a> CaseRun<'a> {
             }
             ability::fill(&mut msg, what, bytes as usize)?;
             let limits = self.env.profile.limits;
-            let (declared, key) = match what {
-                "headers" => (limits.headers, "header_bytes"),
-                _ if msg.channel.contains("/devicebound/") => (limits.c2d, "c2d_bytes"),
-                _ => (limits.d2c, "d2c_bytes"),
+            let (declared, key, counted) = match what {
+                "headers" => (
+                    limits.headers,
+                    "header_bytes",
+                    "application property names and values, in UTF-8 bytes after decoding",
+                ),
+                _ if msg.channel.contains("/devicebound/") => {
+                    (limits.c2d, "c2d_bytes", IOTHUB_COUNT)
+                }
+                _ => (limits.d2c, "d2c_bytes", IOTHUB_COUNT),
             };
             let relation = match bytes.cmp(&(declared as u64)) {
                 std::cmp::Ordering::Less => "under",
@@ -700,7 +710,7 @@ impl<'a> CaseRun<'a> {
                 std::cmp::Ordering::Greater => "over",
             };
             self.notes.push(format!(
-                "a message to {} with {what} filled to {bytes} bytes: {relation} the limit the profile declares, {declared} bytes ([ability] {key})",
+                "a message to {} with {what} filled to {bytes} bytes ({counted}): {relation} the limit the profile declares, {declared} bytes ([ability] {key})",
                 msg.channel
             ));
         }

@@ -148,7 +148,7 @@ pub fn compress(encoding: &str, body: &[u8]) -> Vec<u8> {
 pub fn decompress(encoding: &str, body: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     let read = match encoding.to_ascii_lowercase().as_str() {
-        "gzip" => flate2::read::GzDecoder::new(body).read_to_end(&mut out),
+        "gzip" => flate2::read::MultiGzDecoder::new(body).read_to_end(&mut out),
         "deflate" => {
             let zlib = flate2::read::ZlibDecoder::new(body).read_to_end(&mut out);
             if zlib.is_err() {
