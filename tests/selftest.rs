@@ -235,6 +235,11 @@ const SERVER_FAULTS: &[(&str, &str, &str)] = &[
         "query",
     ),
     (
+        "refuses-unchanged-attributes",
+        "dmf::server::attributes::merge-twice",
+        "expect_accepted",
+    ),
+    (
         "accepts-attributes-without-thing-id",
         "dmf::server::attributes::thing-id-required",
         "expect_refused",

@@ -150,7 +150,8 @@ impl MgmtClient {
             .request(
                 reqwest::Method::POST,
                 &path,
-                Some(json!({"id": ds, "type": kind})),
+                // Not waiting for a confirmation, should the tenant have that flow on.
+                Some(json!({"id": ds, "type": kind, "confirmationRequired": false})),
             )
             .await?;
         let id = res

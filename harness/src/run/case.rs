@@ -316,9 +316,9 @@ async fn open_link(env: &RunEnv<'_>, suite: &Suite, ids: &CaseIds) -> Result<Cas
             let side = env.sides.server().await?;
             CaseLink::ToDevice(side.open_case(&ids.tenant, &ids.thing_id).await?)
         }
-        (_, Role::Server) => {
-            CaseLink::ToServer(env.sides.device().await?.open_case(&ids.thing_id).await?)
-        }
+        (_, Role::Server) => CaseLink::ToServer(Box::new(
+            env.sides.device().await?.open_case(&ids.thing_id).await?,
+        )),
     })
 }
 

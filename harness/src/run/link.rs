@@ -126,7 +126,7 @@ pub enum CaseLink {
     /// DMF: the harness is the server; a device is under test.
     ToDevice(DmfCaseLink),
     /// DMF: the harness is a device; a server is under test.
-    ToServer(DmfDeviceLink),
+    ToServer(Box<DmfDeviceLink>),
     /// Device API: the harness is IoT Hub and the platform; a device is
     /// under test.
     AbilityToDevice(AbilityPlatformLink),

@@ -14,6 +14,40 @@ use serde_json::Value;
 use crate::message::Message;
 use crate::transport::amqp::{AmqpClient, QueueSpec};
 
+/// hawkBit's answer to a PING that has a correlation id: PING_RESPONSE to
+/// the PING's reply_to, with its correlation id and tenant, and the
+/// server's time (epoch milliseconds) as text. `None` for a PING without
+/// a correlation id, which hawkBit takes and does not answer.
+pub fn ping_response(ping: &Message, now_ms: u64) -> Option<Message> {
+    let cid = ping.property("correlation_id").filter(|c| !c.is_empty())?;
+    let mut reply = Message {
+        channel: ping.property("reply_to").unwrap_or_default(),
+        body: now_ms.to_string().into_bytes(),
+        ..Default::default()
+    };
+    reply
+        .headers
+        .insert("type".into(), Value::from("PING_RESPONSE"));
+    if let Some(t) = ping.headers.get("tenant") {
+        reply.headers.insert("tenant".into(), t.clone());
+    }
+    reply
+        .properties
+        .insert("content_type".into(), Value::from("text/plain"));
+    reply
+        .properties
+        .insert("correlation_id".into(), Value::from(cid));
+    Some(reply)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
 /// The exchange every device publishes to.
 pub const DMF_EXCHANGE: &str = "dmf.exchange";
 /// hawkBit's receiver queue, bound to [`DMF_EXCHANGE`].

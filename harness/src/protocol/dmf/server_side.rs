@@ -80,7 +80,7 @@ impl DmfServerSide {
             r.by_tenant.insert(tenant.to_uppercase(), tx.clone());
             r.by_thing.insert(thing_id.to_owned(), tx);
         }
-        let client = AmqpClient::connect(&self.url).await?;
+        let client = Arc::new(AmqpClient::connect(&self.url).await?);
         Ok(DmfCaseLink {
             rx,
             client,
@@ -116,7 +116,7 @@ fn dispatch(router: &Mutex<Router>, msg: Message) {
 /// One case's view of the broker, with a device under test.
 pub struct DmfCaseLink {
     rx: mpsc::UnboundedReceiver<Message>,
-    client: AmqpClient,
+    client: Arc<AmqpClient>,
     router: Arc<Mutex<Router>>,
     tenant: String,
     thing_id: String,
@@ -131,12 +131,30 @@ impl DmfCaseLink {
 
     /// The next message from the device, or `None` once the link is closed.
     pub async fn recv(&mut self) -> Option<Message> {
-        self.rx.recv().await
+        let msg = self.rx.recv().await?;
+        self.answer_ping(&msg);
+        Some(msg)
     }
 
     /// A message that has already arrived, without waiting.
     pub fn try_recv(&mut self) -> Option<Message> {
-        self.rx.try_recv().ok()
+        let msg = self.rx.try_recv().ok()?;
+        self.answer_ping(&msg);
+        Some(msg)
+    }
+
+    /// Answers a device's PING as hawkBit does, on this case's connection
+    /// (a reply_to that names no exchange breaks no other case).
+    fn answer_ping(&self, msg: &Message) {
+        if msg.header("type").as_deref() != Some("PING") {
+            return;
+        }
+        if let Some(pong) = super::ping_response(msg, super::now_ms()) {
+            let client = self.client.clone();
+            tokio::spawn(async move {
+                let _ = client.publish(&pong).await;
+            });
+        }
     }
 
     /// Whether an exchange exists on the broker.

@@ -13,7 +13,6 @@ mod mgmt;
 mod state;
 
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::task::JoinHandle;
 
@@ -65,6 +64,8 @@ crate::reference::fault_catalogue! {
         AcceptsUnknownAction = "accepts-unknown-action",
         /// Dead-letters a second final status for a closed action.
         RefusesDuplicateFinal = "refuses-duplicate-final-status",
+        /// Dead-letters an attribute update that changes nothing.
+        RefusesUnchangedAttributes = "refuses-unchanged-attributes",
         /// Keeps the reply_to of a thing's first registration.
         KeepsFirstAddress = "keeps-first-address",
         /// Leaves an action open after FINISHED, so it is sent again.
@@ -142,13 +143,6 @@ pub struct ServerHandle {
     pub mgmt_url: String,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
-}
-
 /// Starts a reference server: declares hawkBit's topology, consumes its
 /// receiver queue, and serves the Management API on a free local port.
 pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, String> {
@@ -168,7 +162,7 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, String> {
     let s = shared.clone();
     let amqp = tokio::spawn(async move {
         while let Some((msg, delivery)) = inbox.recv().await {
-            let (verdict, out) = s.state().handle(&msg, now_ms());
+            let (verdict, out) = s.state().handle(&msg, crate::protocol::dmf::now_ms());
             s.send(out).await;
             match verdict {
                 Verdict::Accept => delivery.accept().await,

@@ -298,27 +298,17 @@ impl State {
     }
 
     fn ping(&mut self, msg: &Message, now_ms: u64, out: &mut Vec<Message>) {
-        let Some(cid) = msg.property("correlation_id").filter(|c| !c.is_empty()) else {
+        let Some(mut reply) = crate::protocol::dmf::ping_response(msg, now_ms) else {
             return;
         };
-        let mut reply = Message {
-            channel: msg.property("reply_to").unwrap_or_else(|| "null".into()),
-            body: if self.has(ServerFault::PingBodyNotTime) {
-                b"pong".to_vec()
-            } else {
-                now_ms.to_string().into_bytes()
-            },
-            ..Default::default()
-        };
-        reply.headers.insert("type".into(), json!("PING_RESPONSE"));
-        if let Some(t) = msg.headers.get("tenant") {
-            reply.headers.insert("tenant".into(), t.clone());
+        if reply.channel.is_empty() {
+            reply.channel = "null".into();
         }
-        reply
-            .properties
-            .insert("content_type".into(), json!("text/plain"));
-        if !self.has(ServerFault::PingDropsCorrelationId) {
-            reply.properties.insert("correlation_id".into(), json!(cid));
+        if self.has(ServerFault::PingBodyNotTime) {
+            reply.body = b"pong".to_vec();
+        }
+        if self.has(ServerFault::PingDropsCorrelationId) {
+            reply.properties.remove("correlation_id");
         }
         out.push(reply);
     }
@@ -412,6 +402,7 @@ impl State {
             parsed.push((k.clone(), v));
         }
         let replace_merges = self.has(ServerFault::ReplaceMerges);
+        let refuses_unchanged = self.has(ServerFault::RefusesUnchangedAttributes);
         let target = self.targets.get_mut(thing).ok_or("unknown target")?;
         let mut next = target.attributes.clone();
         match mode {
@@ -435,6 +426,9 @@ impl State {
         }
         if next.len() > ATTRIBUTES_PER_TARGET && next.len() > target.attributes.len() {
             return Err("too many attributes".into());
+        }
+        if refuses_unchanged && next == target.attributes {
+            return Err("the update changes nothing".into());
         }
         target.attributes = next;
         Ok(())
