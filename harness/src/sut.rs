@@ -147,12 +147,12 @@ impl Process {
     }
 
     /// Starts `spec` in a process group of its own that outlives this
-    /// process, its output going to the file `log`.
+    /// process, its output going to the file `log`; with its process id.
     pub fn spawn_shared(
         spec: &CommandSpec,
         env: &[(&str, String)],
         log: &Path,
-    ) -> Result<Self, String> {
+    ) -> Result<(Self, u32), String> {
         let file = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
         let err = file
             .try_clone()
@@ -164,7 +164,7 @@ impl Process {
             .spawn()
             .map_err(|e| not_started(spec, e))?;
         let pid = child.id().ok_or("the SUT exited at once")?;
-        Ok(Self::adopt(pid, log, spec))
+        Ok((Self::adopt(pid, log, spec), pid))
     }
 
     /// A shared process another test process started.
@@ -176,14 +176,6 @@ impl Process {
             },
             output: Default::default(),
             stop_timeout: spec.stop_timeout,
-        }
-    }
-
-    /// Its process id.
-    pub async fn pid(&self) -> Option<u32> {
-        match &self.run {
-            Run::Owned(child) => child.lock().await.id(),
-            Run::Shared { pid, .. } => Some(*pid),
         }
     }
 

@@ -299,8 +299,7 @@ async fn start_server(live: &Live, profile: &Profile) -> Result<Arc<Process>, St
     if let Some(pid) = known {
         return Ok(Arc::new(Process::adopt(pid, &log, spec)));
     }
-    let process = Process::spawn_shared(spec, &env, &log)?;
-    let pid = process.pid().await.unwrap_or_default();
+    let (process, pid) = Process::spawn_shared(spec, &env, &log)?;
     reaper::spawn(reaper::Target::Process(pid), &[&dir]);
     if let Err(why) = ready(live, profile, &process).await {
         let _ = std::fs::write(&failed, &why);
