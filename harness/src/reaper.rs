@@ -73,10 +73,13 @@ pub fn reap(spec: &str) {
     }
 }
 
-/// Holds the lock file `path` (made if missing) until the returned file
-/// is dropped: how the processes of a nextest run take turns at setting
-/// up what they share.
+/// Holds the lock file `path` (made if missing, with its folder) until
+/// the returned file is dropped: how the processes of a nextest run take
+/// turns at setting up what they share.
 pub fn lock(path: &Path) -> Result<std::fs::File, String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
     let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
     file.lock()
         .map_err(|e| format!("{}: {e}", path.display()))?;

@@ -286,7 +286,6 @@ async fn start_server(live: &Live, profile: &Profile) -> Result<Arc<Process>, St
         h.finish()
     };
     let dir = std::env::temp_dir().join(format!("dmconf-server-{run}-{key:016x}"));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let lock = reaper::lock(&dir.join("lock"))?;
     let (pid_file, log, failed) = (dir.join("pid"), dir.join("output.log"), dir.join("failed"));
     if let Ok(why) = std::fs::read_to_string(&failed) {

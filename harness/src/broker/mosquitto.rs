@@ -129,7 +129,6 @@ fn secrets_for_run(hosts: Vec<String>) -> Result<(Secrets, bool), String> {
     };
     let dir = std::env::temp_dir().join(format!("dmconf-mosquitto-{run}"));
     // The lock lives in the folder, which the run's reaper removes.
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let _held = crate::reaper::lock(&dir.join("lock"))?;
     let read = |n: &str| std::fs::read_to_string(dir.join(n));
     if let (Ok(ca_pem), Ok(password)) = (read("ca.pem"), read("password")) {
