@@ -1,6 +1,6 @@
 //! The main job: every suite under `suites/` against the SUT of the
-//! profile named by `DMCONF_PROFILE`, or the built-in reference device.
+//! profile named by `DMCONF_PROFILE`, or against each built-in reference.
 
 fn main() -> std::process::ExitCode {
-    dmconf_harness::trials::conformance_main(env!("CARGO_MANIFEST_DIR"))
+    dmconf_harness::main(env!("CARGO_MANIFEST_DIR"), dmconf_reference::all())
 }

@@ -11,15 +11,8 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use dmconf_harness::profile::{BrokerSpec, Profile};
-use dmconf_harness::reaper;
-use dmconf_harness::reference::ability_cloud::CloudFault;
-use dmconf_harness::reference::ability_device::AbilityDeviceFault;
-use dmconf_harness::reference::dmf_device::DeviceFault;
-use dmconf_harness::reference::dmf_server::ServerFault;
-use dmconf_harness::schema::SchemaStore;
-use dmconf_harness::suite::{self, Context, Role};
-use dmconf_harness::trials::{self, Harness, Paths};
+use dmconf_harness::suite::{Protocol, Role};
+use dmconf_harness::{BrokerSpec, Harness, Planned, Profile};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 /// Device fault, case, and the step that must fail (its name, or its kind
@@ -479,27 +472,18 @@ const ABILITY_CLOUD_FAULTS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// The profile of one row: the reference of the case's protocol and
-/// role, with the fault.
-fn faulty(case: &str, fault: &str) -> Result<Profile, String> {
-    let unknown = || format!("no fault named {fault}");
-    if case.starts_with("ability::server::") {
-        CloudFault::from_name(fault)
-            .map(|f| Profile::reference_ability_cloud(Some(f)))
-            .ok_or_else(unknown)
-    } else if case.starts_with("ability::device::") {
-        AbilityDeviceFault::from_name(fault)
-            .map(|f| Profile::reference_ability_device(Some(f)))
-            .ok_or_else(unknown)
-    } else if case.starts_with("dmf::server::") {
-        ServerFault::from_name(fault)
-            .map(|f| Profile::reference_server(Some(f)))
-            .ok_or_else(unknown)
-    } else {
-        DeviceFault::from_name(fault)
-            .map(|f| Profile::reference_device(Some(f)))
-            .ok_or_else(unknown)
-    }
+/// The protocol and role of a case, from its name.
+fn protocol_and_role(case: &str) -> (Protocol, Role) {
+    let mut parts = case.split("::");
+    let protocol = parts
+        .next()
+        .and_then(Protocol::from_name)
+        .unwrap_or(Protocol::Dmf);
+    let role = match parts.next() {
+        Some("server") => Role::Server,
+        _ => Role::Device,
+    };
+    (protocol, role)
 }
 
 /// A profile that runs `dmconf-reference <kind>` as the server under
@@ -538,21 +522,44 @@ fn command_server(kind: &str) -> Result<Profile, Failed> {
             "#
         ),
     };
-    Profile::parse(&text, Path::new(&format!("command-{kind}.toml"))).map_err(Failed::from)
+    Profile::parse(&text, Path::new(&format!("command-{kind}.toml")))
+        .map_err(|e| Failed::from(e.to_string()))
+}
+
+/// Runs every case in `cases` against `profile` at once, joins them all,
+/// and fails with the text of the first that did not pass.
+fn all_pass(h: &Arc<Harness>, profile: Profile, cases: Vec<Planned>) -> Result<(), Failed> {
+    let profile = Arc::new(profile);
+    let runs: Vec<_> = cases
+        .into_iter()
+        .map(|p| {
+            let (h, profile) = (h.clone(), profile.clone());
+            std::thread::spawn(move || h.run(&profile, &p))
+        })
+        .collect();
+    // Join every case before judging, so that none outlives the trial
+    // holding the harness (and its brokers) alive.
+    let results: Vec<_> = runs.into_iter().map(|r| r.join()).collect();
+    for r in results {
+        let judged = r.map_err(|_| "a case panicked")?;
+        if !judged.verdict.passed() {
+            return Err(judged.text.into());
+        }
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
-    if let Ok(spec) = std::env::var(reaper::ENV) {
-        reaper::reap(&spec);
+    if dmconf_harness::reaped() {
         return ExitCode::SUCCESS;
     }
     let mut args = Arguments::from_args();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let harness = match Harness::load(Paths::under(root), BrokerSpec::default()) {
+    let harness = match Harness::load(root, BrokerSpec::default(), dmconf_reference::all()) {
         Ok(h) => Arc::new(h),
         Err(e) => {
-            eprintln!("selftest: cannot load the suites: {e:?}");
-            return ExitCode::from(trials::EXIT_BROKEN_SUITE);
+            eprintln!("selftest: {e}");
+            return ExitCode::from(e.exit_code());
         }
     };
     let tables = [
@@ -562,8 +569,8 @@ fn main() -> ExitCode {
         ABILITY_CLOUD_FAULTS,
     ];
     let table: Vec<(&str, &str, &str)> = tables.iter().flat_map(|t| t.iter().copied()).collect();
-    let clean = Profile::references();
-    let planned: Vec<_> = clean
+    let clean = harness.references();
+    let planned: Vec<Planned> = clean
         .iter()
         .flat_map(|p| {
             harness
@@ -591,31 +598,18 @@ fn main() -> ExitCode {
             Err(format!("no fault makes these cases fail: {missing:?}").into())
         }
     }));
-    list.push(Trial::test("table::every-fault-is-used", || {
-        let used = |table: &[(&str, &str, &str)], n: &str| table.iter().any(|(f, _, _)| *f == n);
-        let mut unused: Vec<&str> = DeviceFault::ALL
-            .iter()
-            .map(|f| f.name())
-            .filter(|n| !used(DEVICE_FAULTS, n))
-            .collect();
-        unused.extend(
-            ServerFault::ALL
-                .iter()
-                .map(|f| f.name())
-                .filter(|n| !used(SERVER_FAULTS, n)),
-        );
-        unused.extend(
-            AbilityDeviceFault::ALL
-                .iter()
-                .map(|f| f.name())
-                .filter(|n| !used(ABILITY_DEVICE_FAULTS, n)),
-        );
-        unused.extend(
-            CloudFault::ALL
-                .iter()
-                .map(|f| f.name())
-                .filter(|n| !used(ABILITY_CLOUD_FAULTS, n)),
-        );
+    let (h, rows) = (harness.clone(), table.clone());
+    list.push(Trial::test("table::every-fault-is-used", move || {
+        let mut unused = Vec::new();
+        for p in h.references() {
+            let (faults, _) = h.catalogue(p.protocol, p.role);
+            let prefix = format!("{}::{}::", p.protocol, p.role.as_str());
+            unused.extend(faults.into_iter().filter(|f| {
+                !rows
+                    .iter()
+                    .any(|(name, case, _)| name == f && case.starts_with(&prefix))
+            }));
+        }
         if unused.is_empty() {
             Ok(())
         } else {
@@ -630,12 +624,17 @@ fn main() -> ExitCode {
             format!("fault::{fault_name}::{case}"),
             move || {
                 let p = p.ok_or_else(|| Failed::from(format!("no case named {case}")))?;
-                let profile = faulty(case, fault_name).map_err(Failed::from)?;
-                let verdict = h.run(&profile, &p).map_err(Failed::from)?;
-                let Some(f) = &verdict.failure else {
-                    return Err(
-                        format!("the case passed against a SUT with fault `{fault_name}`").into(),
-                    );
+                let (protocol, role) = protocol_and_role(case);
+                let profile = h
+                    .reference(protocol, role, Some(fault_name), None)
+                    .map_err(|e| Failed::from(e.to_string()))?;
+                let judged = h.run(&profile, &p);
+                let Some(f) = judged.verdict.failure() else {
+                    return Err(format!(
+                        "the case did not fail against a SUT with fault `{fault_name}`:\n{}",
+                        judged.text
+                    )
+                    .into());
                 };
                 let at = f
                     .step
@@ -646,7 +645,7 @@ fn main() -> ExitCode {
                 } else {
                     Err(format!(
                         "the case failed, but not at step `{step}`:\n{}",
-                        trials::failure_text(&p, &verdict)
+                        judged.text
                     )
                     .into())
                 }
@@ -654,35 +653,51 @@ fn main() -> ExitCode {
         ));
     }
 
+    // Legal behaviours of real implementations (requests of their own,
+    // polls, floods of allowed messages): every case of the role passes.
+    for profile in harness.references() {
+        let (_, variants) = harness.catalogue(profile.protocol, profile.role);
+        for variant in variants.into_iter().filter(|v| *v != "floods") {
+            let h = harness.clone();
+            let cases: Vec<Planned> = planned
+                .iter()
+                .filter(|p| {
+                    p.ignored.is_none()
+                        && p.suite.protocol == profile.protocol
+                        && p.suite.role == profile.role
+                })
+                .cloned()
+                .collect();
+            let (protocol, role) = (profile.protocol, profile.role);
+            list.push(Trial::test(
+                format!("variant::{variant}::{protocol}::{}", role.as_str()),
+                move || {
+                    let profile = h
+                        .reference(protocol, role, None, Some(variant))
+                        .map_err(|e| Failed::from(e.to_string()))?;
+                    all_pass(&h, profile, cases)
+                },
+            ));
+        }
+    }
+
     // The servers a profile starts as a command, once for the run: the
     // references run that way must pass every case of their role.
-    for (kind, protocol) in [("dmf-server", "dmf"), ("ability-platform", "ability")] {
+    for (kind, protocol) in [
+        ("dmf-server", Protocol::Dmf),
+        ("ability-platform", Protocol::Ability),
+    ] {
         let h = harness.clone();
-        let cases: Vec<_> = planned
+        let cases: Vec<Planned> = planned
             .iter()
             .filter(|p| p.suite.protocol == protocol && p.suite.role == Role::Server)
             .cloned()
             .collect();
         list.push(Trial::test(format!("command::{kind}"), move || {
-            let profile = Arc::new(command_server(kind)?);
-            let runs: Vec<_> = cases
-                .into_iter()
-                .map(|p| {
-                    let (h, profile) = (h.clone(), profile.clone());
-                    std::thread::spawn(move || (h.run(&profile, &p), p))
-                })
-                .collect();
-            // Join every case before judging, so that none outlives the
-            // trial holding the harness (and its brokers) alive.
-            let results: Vec<_> = runs.into_iter().map(|r| r.join()).collect();
-            for r in results {
-                let (verdict, p) = r.map_err(|_| "a case panicked")?;
-                let verdict = verdict.map_err(Failed::from)?;
-                if verdict.failure.is_some() {
-                    return Err(trials::failure_text(&p, &verdict).into());
-                }
-            }
-            Ok(())
+            let profile = h
+                .resolve(command_server(kind)?)
+                .map_err(|e| Failed::from(e.to_string()))?;
+            all_pass(&h, profile, cases)
         }));
     }
 
@@ -691,32 +706,31 @@ fn main() -> ExitCode {
         .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
         .unwrap_or_default();
     files.sort();
-    let schemas = Arc::new(SchemaStore::load(&root.join("schemas")).expect("schemas load"));
     for path in files {
-        let schemas = schemas.clone();
+        let h = harness.clone();
         let name = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
         list.push(Trial::test(format!("suite-errors::{name}"), move || {
-            broken_suite(&path, &schemas)
+            broken_suite(&path, &h)
         }));
     }
 
-    trials::default_threads(&mut args, 64);
+    dmconf_harness::default_threads(&mut args, 64);
     let conclusion = libtest_mimic::run(&args, list);
     if let Ok(h) = Arc::try_unwrap(harness) {
         h.shutdown();
     }
     if conclusion.has_failed() {
-        ExitCode::from(trials::EXIT_FAILED)
+        ExitCode::from(dmconf_harness::EXIT_FAILED)
     } else {
         ExitCode::SUCCESS
     }
 }
 
 /// The file's first line reads `# expect-error: LINE:COLUMN fragment`.
-fn broken_suite(path: &Path, schemas: &SchemaStore) -> Result<(), Failed> {
+fn broken_suite(path: &Path, harness: &Harness) -> Result<(), Failed> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     let header = text
         .lines()
@@ -724,12 +738,7 @@ fn broken_suite(path: &Path, schemas: &SchemaStore) -> Result<(), Failed> {
         .and_then(|l| l.strip_prefix("# expect-error: "))
         .ok_or("the first line must be `# expect-error: LINE:COLUMN fragment`")?;
     let (pos, fragment) = header.split_once(' ').ok_or("no fragment")?;
-    let checks = dmconf_harness::run::check::NAMES;
-    let cx = Context {
-        schemas,
-        checks: &checks,
-    };
-    let Err(errors) = suite::parse(&text, "broken.yaml", &cx) else {
+    let Err(errors) = harness.check_suite(&text, "broken.yaml") else {
         return Err("the broken suite parsed without error".into());
     };
     let found = errors.0.iter().any(|e| {

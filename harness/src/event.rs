@@ -1,43 +1,131 @@
-//! What a run reports as it goes: the contract between the runner and the
-//! reporters. The runner never prints.
+//! What a run reports as it goes: the interface between the engine and
+//! the reporters. The engine emits these events through a [`Sink`] and
+//! never prints; every reporter (the text of a failed trial, the JSON
+//! Lines evidence) is built from them alone, so a new event does not
+//! compile until each reporter decides what to make of it.
 
 use std::time::Duration;
 
 use serde::Serialize;
+use serde_json::Value;
 
-use crate::message::Transcript;
-use crate::suite::Location;
+use crate::matching::Mismatch;
+use crate::message::{Entry, Message};
+use crate::suite::{Location, Requirement};
 
 /// One event of a run.
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum RunEvent {
-    /// A case is about to start.
+    /// The run begins.
+    RunStarted {
+        /// The tool and its version.
+        tool: String,
+        /// The systems under test, one per profile.
+        suts: Vec<SutInfo>,
+        /// The suite files loaded.
+        suites: Vec<String>,
+        /// How many cases are listed, ignored ones included.
+        cases: usize,
+    },
+    /// A case begins.
     CaseStarted {
         /// `protocol::role::suite::case`.
-        name: String,
+        case: String,
+        /// Its title.
+        title: String,
+        /// Where it is written.
+        location: String,
     },
-    /// A case has a verdict.
+    /// A message went between the harness and the SUT.
+    MessageSeen {
+        /// The case it belongs to.
+        case: String,
+        /// The message, its direction and its time.
+        entry: Entry,
+    },
+    /// A step ended.
+    StepFinished {
+        /// The case it belongs to.
+        case: String,
+        /// The step.
+        step: StepRef,
+        /// Whether it held.
+        passed: bool,
+        /// How long it took.
+        #[serde(serialize_with = "secs")]
+        duration: Duration,
+    },
+    /// A case has its verdict.
     CaseFinished {
-        /// `protocol::role::suite::case`.
-        name: String,
         /// The verdict and its evidence.
         verdict: Box<Verdict>,
     },
+    /// The run ends. An evidence file that does not end with this event
+    /// was cut short.
+    RunFinished {
+        /// Cases that passed.
+        passed: usize,
+        /// Cases that failed on the SUT's side.
+        failed: usize,
+        /// Cases the harness could not judge.
+        errors: usize,
+        /// Cases listed as ignored.
+        ignored: usize,
+        /// Wall time of the run.
+        #[serde(serialize_with = "secs")]
+        duration: Duration,
+    },
 }
 
-/// The verdict of one case, with its evidence.
+/// Receives a run's events.
+pub trait Sink {
+    /// Takes one event.
+    fn event(&mut self, event: &RunEvent);
+}
+
+impl<F: FnMut(&RunEvent)> Sink for F {
+    fn event(&mut self, event: &RunEvent) {
+        self(event)
+    }
+}
+
+/// A system under test, as the evidence names it: never its command line
+/// or environment, which may hold secrets.
+#[derive(Clone, Debug, Serialize)]
+pub struct SutInfo {
+    /// The profile file, or the built-in reference's name.
+    pub profile: String,
+    /// Its protocol.
+    pub protocol: String,
+    /// Its role.
+    pub role: String,
+    /// How it runs: `reference`, `command` or `running`.
+    pub kind: String,
+    /// What it declares.
+    pub capabilities: Vec<String>,
+}
+
+/// The verdict of one case, with its evidence. The transcript is the
+/// case's [`RunEvent::MessageSeen`] events.
 #[derive(Clone, Debug, Serialize)]
 pub struct Verdict {
-    /// `None` when the case passed.
-    pub failure: Option<Failure>,
-    /// The ids the case used.
+    /// `protocol::role::suite::case`.
+    pub case: String,
+    /// Passed, failed, or not judged.
+    pub outcome: Outcome,
+    /// The tenant the case used.
     pub tenant: String,
-    /// The thing id the case used.
+    /// The thing (device) id the case used.
     pub thing_id: String,
-    /// Every message of the case.
-    pub transcript: Transcript,
-    /// The SUT's output (command SUTs).
+    /// How many messages the SUT sent in the case.
+    pub arrived: usize,
+    /// Transcript entries judged the SUT's own traffic: sent of its own
+    /// accord, validated, taken by no step.
+    pub own: Vec<usize>,
+    /// Transcript entries a step took, with the step's index.
+    pub taken: Vec<(usize, usize)>,
+    /// The SUT's output (command SUTs and hooks).
     pub sut_output: String,
     /// Wall time of the case.
     #[serde(serialize_with = "secs")]
@@ -54,19 +142,67 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 impl Verdict {
     /// Whether the case passed.
     pub fn passed(&self) -> bool {
-        self.failure.is_none()
+        matches!(self.outcome, Outcome::Passed)
+    }
+
+    /// The failure, when the SUT failed the case.
+    pub fn failure(&self) -> Option<&Failure> {
+        match &self.outcome {
+            Outcome::Failed(f) => Some(f),
+            _ => None,
+        }
     }
 }
 
-/// Why a case failed.
+/// How a case ended.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The SUT did what the case asks.
+    Passed,
+    /// The SUT did not.
+    Failed(Box<Failure>),
+    /// The harness could not judge: a broker that failed or stopped
+    /// answering, a SUT that could not be started. Never the SUT's
+    /// failure.
+    Error {
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// Why a case failed, as data: what was required, where, what was
+/// expected, and what arrived instead.
 #[derive(Clone, Debug, Serialize)]
 pub struct Failure {
-    /// The step that failed, if one did.
+    /// The requirements the case checks.
+    pub requirements: Vec<Requirement>,
+    /// The step that failed; none when the case failed after its last
+    /// step (a message no step expected).
     pub step: Option<StepRef>,
-    /// What the case expected.
+    /// What the step expected, in one sentence.
     pub expected: String,
-    /// What happened instead.
+    /// What happened instead, in one sentence.
     pub actual: String,
+    /// The pattern the step waited for, variables expanded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<Value>,
+    /// The messages that bear on it, each with why it did not match.
+    pub observed: Vec<Observed>,
+    /// Context: sizes the case set, how the SUT ended, strays.
+    pub notes: Vec<String>,
+}
+
+/// A message that bears on a failure.
+#[derive(Clone, Debug, Serialize)]
+pub struct Observed {
+    /// Its transcript entry.
+    pub entry: usize,
+    /// The message.
+    pub message: Message,
+    /// Why it does not match, part by part (empty when it matched and
+    /// must not have).
+    pub mismatches: Vec<Mismatch>,
 }
 
 /// A step, as reports name it.

@@ -1,49 +1,62 @@
 //! dmconf: a conformance harness for device-management messaging.
 //!
-//! A suite file is parsed into typed data that touches no I/O
-//! ([`suite`]); [`plan`] lists its cases for a profile; [`run`] plays the
-//! opposite role of the system under test over a real broker
-//! ([`broker`], [`transport`], [`protocol`]) and yields a verdict per
-//! case; [`report`] and [`trials`] turn verdicts into libtest results and
-//! evidence files.
+//! A test target hands [`main`] the project root and the reference
+//! implementations it may start; every suite under `suites/` then runs
+//! against the SUT of the profile `DMCONF_PROFILE` names (or against each
+//! reference), one libtest trial per case, with a JSON Lines evidence
+//! file. [`Harness`] runs cases one at a time for targets that judge the
+//! verdicts themselves (the self-test, the benchmark).
 //!
 //! # Layout
-//! - [`suite`]: the suite format, its parser and its errors.
-//! - [`schema`]: JSON Schemas from `schemas/`.
-//! - [`discover`]: reading suite files from disk.
-//! - [`profile`]: the SUT, its capabilities, hooks, timeouts, brokers.
-//! - [`plan`]: cases to run, and why some are ignored.
-//! - [`message`], [`matching`], [`vars`]: messages, patterns, variables.
-//! - [`transport`]: AMQP on lapin, MQTT on rumqttc.
-//! - [`protocol`]: hawkBit DMF, and the ABB Ability Device API v2 over
-//!   IoT Hub's MQTT conventions.
-//! - [`broker`]: RabbitMQ and Mosquitto via testcontainers, or given
-//!   brokers.
-//! - [`sut`]: starting and stopping the system under test, and asking it
-//!   to act (hooks, [`mgmt`]).
-//! - [`reference`]: reference implementations with fault catalogues.
-//! - [`run`]: the engine, and the named checks.
-//! - [`event`], [`report`]: run events and what reads them.
-//! - [`trials`]: the libtest bridge and the main functions.
+//! - `suite`: the suite format (typed, located, no I/O), its parser and
+//!   its errors; `discover` reads suite files, `schema` the JSON Schemas.
+//! - `profile`: the SUT, its capabilities, hooks, timeouts, brokers;
+//!   `plan`: the cases to run and why some are ignored.
+//! - `run`: the engine. One case at a time: an inbox of what the SUT
+//!   sent, one wait loop, one file per step kind. It never names a
+//!   protocol.
+//! - `protocol`: the seam the engine calls, with `dmf` and `ability`
+//!   behind it; `transport` (AMQP on lapin, MQTT on rumqttc) and `broker`
+//!   (RabbitMQ, Mosquitto via testcontainers) under them.
+//! - `sut`: starting, asking and stopping the SUT: a [`Reference`] in
+//!   process, a command, or a server already running; `mgmt` is hawkBit's
+//!   Management API.
+//! - `event`: what a run reports; `report`: the text of a failed case and
+//!   the evidence file, built from events alone.
+//! - `session` ([`Harness`]) and `trials` ([`main`]): the run, and the
+//!   libtest bridge.
+//! - [`kit`]: the building blocks a SUT written in Rust may use (the
+//!   references do).
 
 #![warn(missing_docs)]
 
-pub mod broker;
-pub mod discover;
+mod broker;
+mod discover;
+mod env;
+mod error;
 pub mod event;
-pub mod matching;
-pub mod message;
-pub mod mgmt;
-pub mod plan;
-pub mod profile;
-pub mod protocol;
-pub mod reaper;
-pub mod reference;
-pub mod report;
-pub mod run;
-pub mod schema;
+pub mod kit;
+mod matching;
+mod measure;
+mod message;
+mod mgmt;
+mod plan;
+mod profile;
+mod protocol;
+mod reaper;
+mod report;
+mod run;
+mod schema;
+mod session;
 pub mod suite;
-pub mod sut;
-pub mod transport;
-pub mod trials;
-pub mod vars;
+mod sut;
+mod transport;
+mod trials;
+mod vars;
+
+pub use error::{EXIT_BROKEN_SUITE, EXIT_FAILED, EXIT_HARNESS_ERROR, Error};
+pub use plan::Planned;
+pub use profile::{BrokerSpec, Profile, SutSpec};
+pub use session::{Harness, Judged};
+pub use sut::{BoxFuture, Instance, Reference, References, Setup};
+pub use trials::{default_threads, main, reaped};

@@ -1,67 +1,47 @@
-//! Matching a [`Message`] against a suite [`Pattern`], and reading values
-//! out of a message by path. Pure functions.
+//! Matching a message against a suite [`Pattern`]. A pattern is bound to
+//! the case's variables once, when a step starts waiting ([`Bound`]):
+//! variables expanded, regular expressions compiled. Each arrival is then
+//! checked against it with plain comparisons, and every part that differs
+//! is reported as data ([`Mismatch`]), as Hurl reports an assert. Pure
+//! functions, tested on in-memory values.
 
-use serde_json::Value;
+use regex::Regex;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
 
-use crate::message::{Message, scalar_text};
+use crate::message::scalar_text;
 use crate::schema::SchemaStore;
-use crate::suite::{MatchOp, Matcher, Pattern};
+use crate::suite::{MatchOp, Matcher, Pattern, Re};
 use crate::vars::Vars;
 
-/// Checks `msg` against `pattern`; `Err` lists each part that differs.
-pub fn check(
-    pattern: &Pattern,
-    msg: &Message,
-    vars: &Vars,
-    schemas: &SchemaStore,
-) -> Result<(), Vec<String>> {
-    let mut why = Vec::new();
-    for (name, m) in &pattern.headers {
-        leaf(
-            m,
-            msg.headers.get(name),
-            vars,
-            true,
-            &format!("header `{name}`"),
-            &mut why,
-        );
-    }
-    for (name, m) in &pattern.properties {
-        leaf(
-            m,
-            msg.properties.get(name),
-            vars,
-            true,
-            &format!("property `{name}`"),
-            &mut why,
-        );
-    }
-    if let Some(expected) = &pattern.body {
-        match msg.body_json() {
-            Some(actual) => body(expected, &actual, vars, "body", &mut why),
-            None => why.push("body is not JSON".to_owned()),
-        }
-    }
-    if let Some(schema) = &pattern.schema
-        && let Err(v) = schemas.validate(schema, &msg.view())
-    {
-        why.extend(v.iter().map(|v| format!("schema {schema}: {v}")));
-    }
-    if why.is_empty() { Ok(()) } else { Err(why) }
+/// One part of a message (or of a hook's answer) that differs from what
+/// was expected.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Mismatch {
+    /// Where: `header type`, `body.actionId`, `schema dmf/ping`.
+    pub path: String,
+    /// What was expected there.
+    pub expected: String,
+    /// What is there (`absent` when nothing is).
+    pub actual: String,
 }
 
-/// Whether `msg` matches `pattern`.
-pub fn matches(pattern: &Pattern, msg: &Message, vars: &Vars, schemas: &SchemaStore) -> bool {
-    check(pattern, msg, vars, schemas).is_ok()
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: expected {}, got {}",
+            self.path, self.expected, self.actual
+        )
+    }
 }
 
-/// Whether the variables match every `when` matcher.
-pub fn when(conditions: &std::collections::BTreeMap<String, Matcher>, vars: &Vars) -> bool {
-    conditions.iter().all(|(name, m)| {
-        let mut why = Vec::new();
-        leaf(m, vars.get(name), vars, true, name, &mut why);
-        why.is_empty()
-    })
+fn mismatch(path: &str, expected: impl Into<String>, actual: impl Into<String>) -> Mismatch {
+    Mismatch {
+        path: path.to_owned(),
+        expected: expected.into(),
+        actual: actual.into(),
+    }
 }
 
 /// A value for a report, or `absent`.
@@ -71,85 +51,88 @@ fn shown(actual: Option<&Value>) -> String {
         .unwrap_or_else(|| "absent".to_owned())
 }
 
-fn leaf(
-    m: &Matcher,
-    actual: Option<&Value>,
-    vars: &Vars,
-    loose: bool,
-    what: &str,
-    why: &mut Vec<String>,
-) {
-    match m {
-        Matcher::Equals(expected) => match vars.expand(expected) {
-            Ok(e) if actual.is_some_and(|a| same(&e, a, loose)) => {}
-            Ok(e) => why.push(format!("{what}: expected {e}, got {}", shown(actual))),
-            Err(err) => why.push(format!("{what}: {err}")),
-        },
-        Matcher::Op(op) => op_check(op, actual, vars, loose, what, why),
+/// One matcher, variables expanded.
+#[derive(Clone, Debug)]
+enum Leaf {
+    Equals(Value),
+    Regex(Regex),
+    OneOf(Vec<Value>),
+    Present(bool),
+    Not(Value),
+}
+
+impl Leaf {
+    fn bind_op(op: &MatchOp, vars: &Vars) -> Result<Self, String> {
+        Ok(match op {
+            MatchOp::Regex(re) => Leaf::Regex(compile(re, vars)?),
+            MatchOp::OneOf(options) => Leaf::OneOf(
+                options
+                    .iter()
+                    .map(|o| vars.expand(o))
+                    .collect::<Result<_, _>>()?,
+            ),
+            MatchOp::Present(b) => Leaf::Present(*b),
+            MatchOp::Not(v) => Leaf::Not(vars.expand(v)?),
+        })
+    }
+
+    fn bind(m: &Matcher, vars: &Vars) -> Result<Self, String> {
+        match m {
+            Matcher::Equals(v) => Ok(Leaf::Equals(vars.expand(v)?)),
+            Matcher::Op(op) => Self::bind_op(op, vars),
+        }
+    }
+
+    /// `loose` also accepts scalars whose text is the same (AMQP headers
+    /// may carry numbers where a suite writes strings).
+    fn check(&self, actual: Option<&Value>, loose: bool, path: &str) -> Option<Mismatch> {
+        let ok = match self {
+            Leaf::Equals(e) => actual.is_some_and(|a| same(e, a, loose)),
+            Leaf::Regex(re) => actual
+                .and_then(scalar_text)
+                .is_some_and(|t| re.is_match(&t)),
+            Leaf::OneOf(options) => {
+                actual.is_some_and(|a| options.iter().any(|e| same(e, a, loose)))
+            }
+            Leaf::Present(want) => actual.is_some() == *want,
+            Leaf::Not(e) => !actual.is_some_and(|a| same(e, a, loose)),
+        };
+        (!ok).then(|| mismatch(path, self.expectation(), shown(actual)))
+    }
+
+    fn expectation(&self) -> String {
+        match self {
+            Leaf::Equals(e) => e.to_string(),
+            Leaf::Regex(re) => format!("text matching /{}/", re.as_str()),
+            Leaf::OneOf(options) => {
+                let list: Vec<String> = options.iter().map(Value::to_string).collect();
+                format!("one of [{}]", list.join(", "))
+            }
+            Leaf::Present(true) => "present".to_owned(),
+            Leaf::Present(false) => "absent".to_owned(),
+            Leaf::Not(e) => format!("anything but {e}"),
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        match self {
+            Leaf::Equals(e) => e.clone(),
+            Leaf::Regex(re) => json!({"$regex": re.as_str()}),
+            Leaf::OneOf(v) => json!({"$one_of": v}),
+            Leaf::Present(b) => json!({"$present": b}),
+            Leaf::Not(v) => json!({"$not": v}),
+        }
     }
 }
 
-fn op_check(
-    op: &MatchOp,
-    actual: Option<&Value>,
-    vars: &Vars,
-    loose: bool,
-    what: &str,
-    why: &mut Vec<String>,
-) {
-    match op {
-        MatchOp::Present(want) => {
-            if actual.is_some() != *want {
-                let word = if *want { "present" } else { "absent" };
-                why.push(format!("{what}: expected {word}, got {}", shown(actual)));
-            }
-        }
-        MatchOp::Regex(r) => {
-            let text = actual.and_then(scalar_text);
-            let pattern = match vars.expand_str(r) {
-                Ok(p) => p,
-                Err(e) => return why.push(format!("{what}: {e}")),
-            };
-            let ok = match (regex::Regex::new(&pattern), &text) {
-                (Ok(re), Some(t)) => re.is_match(t),
-                _ => false,
-            };
-            if !ok {
-                why.push(format!(
-                    "{what}: expected text matching /{pattern}/, got {}",
-                    shown(actual)
-                ));
-            }
-        }
-        MatchOp::OneOf(options) => {
-            let mut expanded = Vec::new();
-            for o in options {
-                match vars.expand(o) {
-                    Ok(v) => expanded.push(v),
-                    Err(e) => return why.push(format!("{what}: {e}")),
-                }
-            }
-            if !actual.is_some_and(|a| expanded.iter().any(|e| same(e, a, loose))) {
-                let list: Vec<String> = expanded.iter().map(|v| v.to_string()).collect();
-                why.push(format!(
-                    "{what}: expected one of [{}], got {}",
-                    list.join(", "),
-                    shown(actual)
-                ));
-            }
-        }
-        MatchOp::Not(v) => match vars.expand(v) {
-            Ok(e) if actual.is_some_and(|a| same(&e, a, loose)) => {
-                why.push(format!("{what}: expected anything but {e}, got it"));
-            }
-            Ok(_) => {}
-            Err(err) => why.push(format!("{what}: {err}")),
-        },
+fn compile(re: &Re, vars: &Vars) -> Result<Regex, String> {
+    if let Some(r) = &re.compiled {
+        return Ok(r.clone());
     }
+    let source = vars.expand_str(&re.source)?;
+    Regex::new(&source).map_err(|e| format!("`{source}` is not a regular expression: {e}"))
 }
 
-/// Equality; `loose` also accepts scalars whose text is the same (AMQP
-/// headers may carry numbers where a suite writes strings).
 fn same(expected: &Value, actual: &Value, loose: bool) -> bool {
     expected == actual
         || (loose
@@ -157,6 +140,16 @@ fn same(expected: &Value, actual: &Value, loose: bool) -> bool {
                 (Some(a), Some(b)) => a == b,
                 _ => false,
             })
+}
+
+/// A body (or answer) pattern: a subset match whose leaves may be
+/// operators, variables expanded.
+#[derive(Clone, Debug)]
+enum Node {
+    Op(Leaf),
+    Object(Vec<(String, Node)>),
+    Array(Vec<Node>),
+    Scalar(Value),
 }
 
 /// An object like `{"$regex": "..."}` written where a body value goes.
@@ -168,68 +161,228 @@ fn body_op(v: &Value) -> Option<MatchOp> {
     serde_json::from_value(v.clone()).ok()
 }
 
-fn body(expected: &Value, actual: &Value, vars: &Vars, path: &str, why: &mut Vec<String>) {
-    if let Some(op) = body_op(expected) {
-        return op_check(&op, Some(actual), vars, false, path, why);
+impl Node {
+    fn bind(v: &Value, vars: &Vars) -> Result<Self, String> {
+        if let Some(op) = body_op(v) {
+            return Leaf::bind_op(&op, vars).map(Node::Op);
+        }
+        Ok(match v {
+            Value::Object(fields) => Node::Object(
+                fields
+                    .iter()
+                    .map(|(k, v)| Ok((vars.expand_str(k)?, Node::bind(v, vars)?)))
+                    .collect::<Result<_, String>>()?,
+            ),
+            Value::Array(items) => Node::Array(
+                items
+                    .iter()
+                    .map(|v| Node::bind(v, vars))
+                    .collect::<Result<_, _>>()?,
+            ),
+            scalar => Node::Scalar(vars.expand(scalar)?),
+        })
     }
-    match expected {
-        Value::Object(fields) => {
-            let Some(obj) = actual.as_object() else {
-                return why.push(format!("{path}: expected an object, got {actual}"));
-            };
-            for (k, e) in fields {
-                let k = vars.expand_str(k).unwrap_or_else(|_| k.clone());
-                let p = format!("{path}.{k}");
-                match obj.get(&k) {
-                    Some(a) => body(e, a, vars, &p, why),
-                    None => match body_op(e) {
-                        Some(op) => op_check(&op, None, vars, false, &p, why),
-                        None => {
-                            let e = vars.expand(e).unwrap_or_else(|_| e.clone());
-                            why.push(format!("{p}: expected {e}, got absent"));
-                        }
-                    },
+
+    fn check(&self, actual: Option<&Value>, path: &str, out: &mut Vec<Mismatch>) {
+        match (self, actual) {
+            (Node::Op(leaf), a) => out.extend(leaf.check(a, false, path)),
+            (node, None) => out.push(mismatch(path, node.to_json().to_string(), "absent")),
+            (Node::Object(fields), Some(a)) => {
+                let Some(obj) = a.as_object() else {
+                    return out.push(mismatch(path, "an object", a.to_string()));
+                };
+                for (k, n) in fields {
+                    n.check(obj.get(k), &format!("{path}.{k}"), out);
+                }
+            }
+            (Node::Array(items), Some(a)) => {
+                let Some(arr) = a.as_array() else {
+                    return out.push(mismatch(path, "an array", a.to_string()));
+                };
+                if arr.len() != items.len() {
+                    return out.push(mismatch(
+                        path,
+                        format!("{} items", items.len()),
+                        format!("{} items", arr.len()),
+                    ));
+                }
+                for (i, (n, a)) in items.iter().zip(arr).enumerate() {
+                    n.check(Some(a), &format!("{path}[{i}]"), out);
+                }
+            }
+            (Node::Scalar(e), Some(a)) => {
+                if e != a {
+                    out.push(mismatch(path, e.to_string(), a.to_string()));
                 }
             }
         }
-        Value::Array(items) => {
-            let Some(arr) = actual.as_array() else {
-                return why.push(format!("{path}: expected an array, got {actual}"));
-            };
-            if arr.len() != items.len() {
-                return why.push(format!(
-                    "{path}: expected {} items, got {}",
-                    items.len(),
-                    arr.len()
-                ));
-            }
-            for (i, (e, a)) in items.iter().zip(arr).enumerate() {
-                body(e, a, vars, &format!("{path}[{i}]"), why);
-            }
+    }
+
+    fn to_json(&self) -> Value {
+        match self {
+            Node::Op(leaf) => leaf.to_json(),
+            Node::Object(fields) => Value::Object(
+                fields
+                    .iter()
+                    .map(|(k, n)| (k.clone(), n.to_json()))
+                    .collect::<Map<_, _>>(),
+            ),
+            Node::Array(items) => Value::Array(items.iter().map(Node::to_json).collect()),
+            Node::Scalar(v) => v.clone(),
         }
-        scalar => match vars.expand(scalar) {
-            Ok(e) if e == *actual => {}
-            Ok(e) => why.push(format!("{path}: expected {e}, got {actual}")),
-            Err(err) => why.push(format!("{path}: {err}")),
-        },
     }
 }
 
-/// Checks a JSON value (a hook's answer, say) against `expected` as a
-/// body is checked: a subset match whose leaves may be matchers.
-pub fn check_value(expected: &Value, actual: &Value, vars: &Vars) -> Result<(), Vec<String>> {
-    let mut why = Vec::new();
-    body(expected, actual, vars, "answer", &mut why);
-    if why.is_empty() { Ok(()) } else { Err(why) }
+/// A message as matching sees it: `{headers, properties, body}`, the body
+/// parsed once (a string when it is not JSON, `null` when empty), and
+/// whether it was JSON.
+pub(crate) struct View<'a> {
+    /// The message as one JSON value.
+    pub value: &'a Value,
+    /// Whether the body parsed as JSON.
+    pub json_body: bool,
 }
 
-/// Reads `headers.X`, `properties.X` or `body.a.b` (array items by index).
-pub fn lookup(msg: &Message, path: &str) -> Option<Value> {
-    lookup_value(&msg.view(), path)
+/// A pattern bound to a case's variables: ready to check any number of
+/// messages without expanding or compiling anything again.
+#[derive(Clone, Debug)]
+pub(crate) struct Bound {
+    headers: Vec<(String, Leaf)>,
+    properties: Vec<(String, Leaf)>,
+    body: Option<Node>,
+    schema: Option<String>,
 }
 
-/// Reads `a.b.0` out of a JSON value.
-pub fn lookup_value(v: &Value, path: &str) -> Option<Value> {
+impl Bound {
+    /// Expands `pattern`'s variables and compiles its expressions; `Err`
+    /// names a variable that is not set or an expression that does not
+    /// compile once expanded.
+    pub(crate) fn new(pattern: &Pattern, vars: &Vars) -> Result<Self, String> {
+        let leaves = |m: &std::collections::BTreeMap<String, Matcher>| {
+            m.iter()
+                .map(|(k, m)| Ok((k.clone(), Leaf::bind(m, vars)?)))
+                .collect::<Result<Vec<_>, String>>()
+        };
+        Ok(Bound {
+            headers: leaves(&pattern.headers)?,
+            properties: leaves(&pattern.properties)?,
+            body: pattern
+                .body
+                .as_ref()
+                .map(|b| Node::bind(b, vars))
+                .transpose()?,
+            schema: pattern.schema.clone(),
+        })
+    }
+
+    /// Checks a message; `Err` lists every part that differs.
+    pub(crate) fn check(
+        &self,
+        view: &View<'_>,
+        schemas: &SchemaStore,
+    ) -> Result<(), Vec<Mismatch>> {
+        let mut out = Vec::new();
+        let v = view.value;
+        for (name, leaf) in &self.headers {
+            out.extend(leaf.check(v["headers"].get(name), true, &format!("header {name}")));
+        }
+        for (name, leaf) in &self.properties {
+            out.extend(leaf.check(v["properties"].get(name), true, &format!("property {name}")));
+        }
+        if let Some(body) = &self.body {
+            if view.json_body {
+                body.check(Some(&v["body"]), "body", &mut out);
+            } else {
+                out.push(mismatch("body", "JSON", shown(Some(&v["body"]))));
+            }
+        }
+        if let Some(schema) = &self.schema
+            && let Err(violations) = schemas.validate(schema, v)
+        {
+            out.extend(violations.iter().map(|x| {
+                mismatch(
+                    &format!("schema {schema} at {}", x.pointer_or_root()),
+                    "valid",
+                    x.message.clone(),
+                )
+            }));
+        }
+        if out.is_empty() { Ok(()) } else { Err(out) }
+    }
+
+    /// Whether a message matches.
+    pub(crate) fn matches(&self, view: &View<'_>, schemas: &SchemaStore) -> bool {
+        self.check(view, schemas).is_ok()
+    }
+
+    /// The pattern in words, for reports.
+    pub(crate) fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        for (k, leaf) in &self.headers {
+            parts.push(format!("header {k} = {}", leaf.to_json()));
+        }
+        for (k, leaf) in &self.properties {
+            parts.push(format!("property {k} = {}", leaf.to_json()));
+        }
+        if let Some(b) = &self.body {
+            parts.push(format!("body ⊇ {}", b.to_json()));
+        }
+        if let Some(s) = &self.schema {
+            parts.push(format!("valid against schema {s}"));
+        }
+        if parts.is_empty() {
+            "any message".to_owned()
+        } else {
+            parts.join(", ")
+        }
+    }
+
+    /// The pattern as JSON, variables expanded, for evidence.
+    pub(crate) fn to_json(&self) -> Value {
+        let leaves = |l: &[(String, Leaf)]| {
+            Value::Object(l.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
+        };
+        let mut out = Map::new();
+        if !self.headers.is_empty() {
+            out.insert("headers".into(), leaves(&self.headers));
+        }
+        if !self.properties.is_empty() {
+            out.insert("properties".into(), leaves(&self.properties));
+        }
+        if let Some(b) = &self.body {
+            out.insert("body".into(), b.to_json());
+        }
+        if let Some(s) = &self.schema {
+            out.insert("schema".into(), Value::String(s.clone()));
+        }
+        Value::Object(out)
+    }
+}
+
+/// Whether the variables match every `when` matcher.
+pub(crate) fn when(conditions: &std::collections::BTreeMap<String, Matcher>, vars: &Vars) -> bool {
+    conditions.iter().all(|(name, m)| {
+        Leaf::bind(m, vars).is_ok_and(|leaf| leaf.check(vars.get(name), true, name).is_none())
+    })
+}
+
+/// Checks a JSON value (a hook's answer) against `expected` as a body is
+/// checked: a subset match whose leaves may be operators.
+pub(crate) fn check_value(
+    expected: &Value,
+    actual: &Value,
+    vars: &Vars,
+) -> Result<(), Vec<Mismatch>> {
+    let node = Node::bind(expected, vars)
+        .map_err(|e| vec![mismatch("answer", "a pattern whose variables are set", e)])?;
+    let mut out = Vec::new();
+    node.check(Some(actual), "answer", &mut out);
+    if out.is_empty() { Ok(()) } else { Err(out) }
+}
+
+/// Reads `a.b.0` out of a JSON value (`headers.X`, `properties.X`,
+/// `body.a.b` of a message's view).
+pub(crate) fn lookup(v: &Value, path: &str) -> Option<Value> {
     let mut cur = v;
     for part in path.split('.') {
         cur = match cur {
@@ -241,49 +394,10 @@ pub fn lookup_value(v: &Value, path: &str) -> Option<Value> {
     Some(cur.clone())
 }
 
-/// The pattern with variables expanded, for reports.
-pub fn describe(pattern: &Pattern, vars: &Vars) -> String {
-    let mut parts = Vec::new();
-    let show = |m: &Matcher| match m {
-        Matcher::Equals(v) => vars.expand(v).map(|v| v.to_string()).unwrap_or_else(|e| e),
-        Matcher::Op(op) => {
-            let op = op_json(op);
-            serde_json::to_string(&vars.expand(&op).unwrap_or(op)).unwrap_or_default()
-        }
-    };
-    for (k, m) in &pattern.headers {
-        parts.push(format!("header {k} = {}", show(m)));
-    }
-    for (k, m) in &pattern.properties {
-        parts.push(format!("property {k} = {}", show(m)));
-    }
-    if let Some(b) = &pattern.body {
-        let b = vars.expand(b).unwrap_or_else(|_| b.clone());
-        parts.push(format!("body ⊇ {b}"));
-    }
-    if let Some(s) = &pattern.schema {
-        parts.push(format!("valid against schema {s}"));
-    }
-    if parts.is_empty() {
-        "any message".to_owned()
-    } else {
-        parts.join(", ")
-    }
-}
-
-fn op_json(op: &MatchOp) -> Value {
-    match op {
-        MatchOp::Regex(r) => serde_json::json!({"$regex": r}),
-        MatchOp::OneOf(v) => serde_json::json!({"$one_of": v}),
-        MatchOp::Present(b) => serde_json::json!({"$present": b}),
-        MatchOp::Not(v) => serde_json::json!({"$not": v}),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::message::Message;
 
     fn msg() -> Message {
         let mut m = Message::default();
@@ -299,9 +413,19 @@ mod tests {
         serde_json::from_value(v).unwrap()
     }
 
+    fn check(p: &Pattern, vars: &Vars) -> Result<(), Vec<Mismatch>> {
+        let (value, json_body) = msg().view();
+        let view = View {
+            value: &value,
+            json_body,
+        };
+        Bound::new(p, vars)
+            .unwrap()
+            .check(&view, &SchemaStore::empty())
+    }
+
     #[test]
     fn subset_and_operators() {
-        let schemas = SchemaStore::empty();
         let mut vars = Vars::default();
         vars.set("actionId", json!(7));
         let p = pattern(json!({
@@ -309,21 +433,37 @@ mod tests {
             "properties": {"content_type": {"$regex": "json"}},
             "body": {"actionId": "${actionId}", "actionStatus": {"$one_of": ["CANCELED", "CANCEL_REJECTED"]}}
         }));
-        assert!(matches(&p, &msg(), &vars, &schemas));
+        assert!(check(&p, &vars).is_ok());
         vars.set("actionId", json!(8));
-        let why = check(&p, &msg(), &vars, &schemas).unwrap_err();
-        assert_eq!(why, vec!["body.actionId: expected 8, got 7".to_owned()]);
-        vars.set("actionId", json!("7"));
-        assert!(
-            !matches(&p, &msg(), &vars, &schemas),
-            "the body is compared strictly"
+        assert_eq!(
+            check(&p, &vars).unwrap_err(),
+            vec![mismatch("body.actionId", "8", "7")]
         );
+        vars.set("actionId", json!("7"));
+        assert!(check(&p, &vars).is_err(), "the body is compared strictly");
     }
 
     #[test]
-    fn lookup_reads_every_part() {
-        assert_eq!(lookup(&msg(), "body.message.0"), Some(json!("x")));
-        assert_eq!(lookup(&msg(), "headers.tenant"), Some(json!("t1")));
-        assert_eq!(lookup(&msg(), "properties.reply_to"), None);
+    fn regexes_with_variables_are_compiled_when_bound() {
+        let mut vars = Vars::default();
+        vars.set("tenant", json!("T1"));
+        let p = pattern(json!({"headers": {"tenant": {"$regex": "(?i)^${tenant}$"}}}));
+        assert!(check(&p, &vars).is_ok());
+        vars.set("tenant", json!("(unclosed"));
+        assert!(Bound::new(&p, &vars).is_err());
+        assert!(Bound::new(&p, &Vars::default()).is_err(), "unset variable");
+    }
+
+    #[test]
+    fn answers_and_lookups() {
+        let vars = Vars::default();
+        let answer = json!({"exists": true, "name": "n", "extra": [1]});
+        assert!(check_value(&json!({"exists": true}), &answer, &vars).is_ok());
+        let why = check_value(&json!({"name": {"$regex": "^x"}}), &answer, &vars).unwrap_err();
+        assert_eq!(why[0].path, "answer.name");
+        let (view, _) = msg().view();
+        assert_eq!(lookup(&view, "body.message.0"), Some(json!("x")));
+        assert_eq!(lookup(&view, "headers.tenant"), Some(json!("t1")));
+        assert_eq!(lookup(&view, "properties.reply_to"), None);
     }
 }

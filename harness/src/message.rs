@@ -2,7 +2,7 @@
 //! and the transcript of a case.
 
 use std::collections::BTreeMap;
-use std::fmt::{self, Write};
+use std::fmt::Write;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -62,20 +62,27 @@ impl Message {
     }
 
     /// The message as one JSON value, `{headers, properties, body}`, the
-    /// shape that schemas, captures and body matchers see. A body that is
-    /// not JSON appears as a string; an empty body as `null`.
-    pub fn view(&self) -> Value {
-        let body = if self.body.is_empty() {
-            Value::Null
+    /// shape that schemas, captures and body matchers see, and whether
+    /// the body is JSON. A body that is not JSON appears as a string; an
+    /// empty body as `null`.
+    pub fn view(&self) -> (Value, bool) {
+        let (body, json) = if self.body.is_empty() {
+            (Value::Null, false)
         } else {
-            self.body_json()
-                .unwrap_or_else(|| Value::String(String::from_utf8_lossy(&self.body).into_owned()))
+            match self.body_json() {
+                Some(v) => (v, true),
+                None => (
+                    Value::String(String::from_utf8_lossy(&self.body).into_owned()),
+                    false,
+                ),
+            }
         };
-        serde_json::json!({
+        let view = serde_json::json!({
             "headers": self.headers,
             "properties": self.properties,
             "body": body,
-        })
+        });
+        (view, json)
     }
 
     /// One line per part, for reports.
@@ -128,37 +135,22 @@ pub enum Direction {
 /// One message in a case's transcript.
 #[derive(Clone, Debug, Serialize)]
 pub struct Entry {
+    /// Its place in the transcript, from 0.
+    pub index: usize,
     /// Time since the case started.
     #[serde(serialize_with = "millis")]
     pub at: Duration,
     /// Which way it went.
     pub direction: Direction,
+    /// The entry this one answers, when the harness answered a message of
+    /// the SUT's as the opposite role would (a PING, a request that asks
+    /// for an acknowledgement).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answers: Option<usize>,
     /// The message.
     pub message: Message,
 }
 
 fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64() * 1000.0)
-}
-
-/// Every message of a case, in order.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Transcript(pub Vec<Entry>);
-
-impl fmt::Display for Transcript {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() {
-            return writeln!(f, "  (no messages)");
-        }
-        for (i, e) in self.0.iter().enumerate() {
-            let arrow = match e.direction {
-                Direction::ToSut => "harness -> SUT",
-                Direction::FromSut => "SUT -> harness",
-                Direction::Refused => "refused by SUT",
-            };
-            writeln!(f, "  #{:<3} +{:>8.3}s  {arrow}", i + 1, e.at.as_secs_f64())?;
-            f.write_str(&e.message.render("        "))?;
-        }
-        Ok(())
-    }
 }

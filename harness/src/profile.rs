@@ -9,28 +9,14 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::error::Error;
 use crate::mgmt::{self, MgmtSpec};
 use crate::protocol::ability::Limits;
-use crate::reference::Fault;
-use crate::reference::ability_cloud::CloudFault;
-use crate::reference::ability_device::{self, AbilityDeviceFault};
-use crate::reference::dmf_device::DeviceFault;
-use crate::reference::dmf_server::ServerFault;
-use crate::suite::Role;
-use crate::suite::ast::parse_duration;
+use crate::suite::ast::{MAX_DURATION, parse_duration};
+use crate::suite::{Protocol, Role};
 
-/// Every capability the built-in reference device declares.
-pub const REFERENCE_DEVICE_CAPABILITIES: [&str; 3] = [
-    "dmf.download-only",
-    "dmf.request-attributes",
-    "dmf.reregister",
-];
-
-/// Every capability the built-in reference server declares.
-pub const REFERENCE_SERVER_CAPABILITIES: [&str; 1] = ["dmf.download-only"];
-
-/// The hooks the built-in reference device offers.
-pub const REFERENCE_DEVICE_HOOKS: [&str; 1] = ["reregister"];
+/// The most cases a profile may run at once in one process.
+pub const MAX_PARALLEL: usize = 1024;
 
 /// A whole profile.
 #[derive(Clone, Debug)]
@@ -41,8 +27,8 @@ pub struct Profile {
     pub hook_dir: PathBuf,
     /// The system under test.
     pub sut: SutSpec,
-    /// The protocol the SUT speaks: `dmf` or `ability`.
-    pub protocol: String,
+    /// The protocol the SUT speaks.
+    pub protocol: Protocol,
     /// The role the SUT plays.
     pub role: Role,
     /// Capabilities the SUT declares.
@@ -60,6 +46,8 @@ pub struct Profile {
     pub tenant: Option<String>,
     /// The server's Management API, when it offers hawkBit's.
     pub mgmt: Option<MgmtSpec>,
+    /// The SUT is a reference that serves the Management API itself.
+    pub builtin_mgmt: bool,
     /// Names of the server's broker objects.
     pub dmf: DmfNames,
     /// The Device API's size limits, as the platform declares them.
@@ -94,27 +82,14 @@ impl Default for DmfNames {
 /// The system under test.
 #[derive(Clone, Debug)]
 pub enum SutSpec {
-    /// The built-in reference device, optionally with a fault.
-    ReferenceDevice {
-        /// The fault to carry.
-        fault: Option<DeviceFault>,
-    },
-    /// The built-in reference server, optionally with a fault; one
-    /// instance per case, each on broker objects of its own.
-    ReferenceServer {
-        /// The fault to carry.
-        fault: Option<ServerFault>,
-    },
-    /// The built-in Device API device, optionally with a fault.
-    ReferenceAbilityDevice {
-        /// The fault to carry.
-        fault: Option<AbilityDeviceFault>,
-    },
-    /// The built-in Device API platform, optionally with a fault; one
-    /// instance per case, serving that case's device.
-    ReferenceAbilityCloud {
-        /// The fault to carry.
-        fault: Option<CloudFault>,
+    /// The built-in reference of the profile's protocol and role, correct
+    /// or with a fault, or showing a variant. A reference server runs
+    /// once per case, on broker objects of its own.
+    Reference {
+        /// The fault to carry, by name.
+        fault: Option<String>,
+        /// The variant to show, by name.
+        variant: Option<String>,
     },
     /// An external program: a device is started once per case, a server
     /// once per run.
@@ -141,7 +116,7 @@ pub struct CommandSpec {
 
 /// A hook: a command run to make the SUT act. Arguments are expanded
 /// with the case's variables (`${thingId}`, ...).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Hook {
     /// Program and arguments.
@@ -157,6 +132,15 @@ pub struct Timeouts {
     pub expect: Duration,
     /// Upper bound of a whole case.
     pub case: Duration,
+}
+
+impl Timeouts {
+    /// A suite's window times `scale`, at most a day.
+    pub fn scaled(&self, d: Duration) -> Duration {
+        Duration::try_from_secs_f64(d.as_secs_f64() * self.scale)
+            .unwrap_or(MAX_DURATION)
+            .min(MAX_DURATION)
+    }
 }
 
 impl Default for Timeouts {
@@ -222,6 +206,8 @@ struct RawSut {
     #[serde(default)]
     fault: Option<String>,
     #[serde(default)]
+    variant: Option<String>,
+    #[serde(default)]
     command: Option<Vec<String>>,
     #[serde(default)]
     cwd: Option<PathBuf>,
@@ -285,134 +271,74 @@ struct RawBroker {
     mqtt_host: Option<String>,
 }
 
-/// Hooks a reference implements in process (no command).
-fn builtin_hooks(names: &[&str]) -> BTreeMap<String, Hook> {
-    let hook = || Hook {
-        command: Vec::new(),
-    };
-    names.iter().map(|h| (h.to_string(), hook())).collect()
-}
-
-/// A reference profile with the fault named `name`, if one is.
-fn with_fault<F: Fault>(
-    origin: &str,
-    name: Option<&str>,
-    make: fn(Option<F>) -> Profile,
-) -> Result<Profile, String> {
-    let fault = name
-        .map(|n| {
-            F::all()
-                .iter()
-                .copied()
-                .find(|f| f.name() == n)
-                .ok_or_else(|| {
-                    let names: Vec<_> = F::all().iter().map(|f| f.name()).collect();
-                    format!("{origin}: unknown fault `{n}`; known: {}", names.join(", "))
-                })
-        })
-        .transpose()?;
-    Ok(make(fault))
-}
-
 impl Profile {
-    /// The SUT, capabilities and hooks, to build another profile on.
-    fn parts(self) -> (SutSpec, Vec<String>, BTreeMap<String, Hook>) {
-        (self.sut, self.capabilities, self.hooks)
-    }
-
-    /// The built-in default: the reference device, correct.
-    pub fn reference_device(fault: Option<DeviceFault>) -> Self {
+    /// The built-in reference of `protocol` and `role`, correct unless
+    /// given a fault or a variant. The harness completes it (its
+    /// capabilities and hooks) from the reference itself.
+    pub fn reference(
+        protocol: Protocol,
+        role: Role,
+        fault: Option<&str>,
+        variant: Option<&str>,
+    ) -> Self {
         Profile {
-            origin: "built-in reference device".to_owned(),
+            origin: String::new(),
             hook_dir: PathBuf::from("."),
-            sut: SutSpec::ReferenceDevice { fault },
-            protocol: "dmf".to_owned(),
-            role: Role::Device,
-            capabilities: REFERENCE_DEVICE_CAPABILITIES
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            hooks: builtin_hooks(&REFERENCE_DEVICE_HOOKS),
+            sut: SutSpec::Reference {
+                fault: fault.map(str::to_owned),
+                variant: variant.map(str::to_owned),
+            },
+            protocol,
+            role,
+            capabilities: Vec::new(),
+            hooks: BTreeMap::new(),
             timeouts: Timeouts::default(),
             broker: BrokerSpec::default(),
             parallel: 64,
             tenant: None,
             mgmt: None,
+            builtin_mgmt: false,
             dmf: DmfNames::default(),
             limits: Limits::default(),
             id_prefix: ID_PREFIX.to_owned(),
         }
     }
 
-    /// The built-in reference server, correct unless given a fault.
-    pub fn reference_server(fault: Option<ServerFault>) -> Self {
-        Profile {
-            origin: "built-in reference server".to_owned(),
-            sut: SutSpec::ReferenceServer { fault },
-            role: Role::Server,
-            capabilities: REFERENCE_SERVER_CAPABILITIES
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            hooks: BTreeMap::new(),
-            ..Self::reference_device(None)
-        }
-    }
-
-    /// The built-in Device API device, correct unless given a fault.
-    pub fn reference_ability_device(fault: Option<AbilityDeviceFault>) -> Self {
-        Profile {
-            origin: "built-in reference Device API device".to_owned(),
-            sut: SutSpec::ReferenceAbilityDevice { fault },
-            protocol: "ability".to_owned(),
-            role: Role::Device,
-            capabilities: Vec::new(),
-            hooks: builtin_hooks(&ability_device::HOOKS),
-            ..Self::reference_device(None)
-        }
-    }
-
-    /// The built-in Device API platform, correct unless given a fault.
-    pub fn reference_ability_cloud(fault: Option<CloudFault>) -> Self {
-        Profile {
-            origin: "built-in reference Device API platform".to_owned(),
-            sut: SutSpec::ReferenceAbilityCloud { fault },
-            protocol: "ability".to_owned(),
-            role: Role::Server,
-            capabilities: Vec::new(),
-            hooks: BTreeMap::new(),
-            ..Self::reference_device(None)
-        }
-    }
-
     /// Every built-in reference, correct: the default SUTs of a run.
     pub fn references() -> Vec<Self> {
-        vec![
-            Self::reference_device(None),
-            Self::reference_server(None),
-            Self::reference_ability_device(None),
-            Self::reference_ability_cloud(None),
-        ]
+        let mut all = Vec::new();
+        for protocol in Protocol::ALL {
+            for role in [Role::Device, Role::Server] {
+                all.push(Self::reference(protocol, role, None, None));
+            }
+        }
+        all
     }
 
     /// Whether a `trigger` or `query` step may name `hook`: the profile
     /// has a command for it, or the SUT's Management API offers it.
     pub fn offers(&self, hook: &str) -> bool {
         self.hooks.contains_key(hook)
-            || (matches!(self.sut, SutSpec::ReferenceServer { .. }) || self.mgmt.is_some())
-                && mgmt::OPERATIONS.contains(&hook)
+            || (self.builtin_mgmt || self.mgmt.is_some()) && mgmt::OPERATIONS.contains(&hook)
     }
 
     /// Reads a profile file.
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Profile {
+            origin: path.display().to_string(),
+            message: e.to_string(),
+        })?;
         Self::parse(&text, path)
     }
 
     /// Parses profile text; `path` locates relative paths and errors.
-    pub fn parse(text: &str, path: &Path) -> Result<Self, String> {
+    pub fn parse(text: &str, path: &Path) -> Result<Self, Error> {
         let origin = path.display().to_string();
-        let raw: RawProfile = toml::from_str(text).map_err(|e| format!("{origin}: {e}"))?;
+        Self::parse_raw(text, path).map_err(|message| Error::Profile { origin, message })
+    }
+
+    fn parse_raw(text: &str, path: &Path) -> Result<Self, String> {
+        let raw: RawProfile = toml::from_str(text).map_err(|e| e.to_string())?;
         // A bare file name has an empty parent: its folder is the current one.
         let dir = path
             .parent()
@@ -423,37 +349,27 @@ impl Profile {
                 .map(parse_duration)
                 .transpose()
                 .map(|o| o.unwrap_or(d))
-                .map_err(|e| format!("{origin}: {e}"))
         };
-        let fault_name = raw.sut.fault.as_deref();
-        let protocol = raw.sut.protocol.clone().unwrap_or_else(|| "dmf".to_owned());
-        if !["dmf", "ability"].contains(&protocol.as_str()) {
-            return Err(format!(
-                "{origin}: unknown protocol `{protocol}`; known: dmf, ability"
-            ));
-        }
-        let reference = raw.sut.reference.as_deref().map(|r| (protocol.as_str(), r));
-        let (sut, mut capabilities, mut hooks) = match (reference, &raw.sut.command) {
-            (Some(("dmf", "device")), None) => {
-                with_fault(&origin, fault_name, Self::reference_device)?.parts()
-            }
-            (Some(("dmf", "server")), None) => {
-                with_fault(&origin, fault_name, Self::reference_server)?.parts()
-            }
-            (Some(("ability", "device")), None) => {
-                with_fault(&origin, fault_name, Self::reference_ability_device)?.parts()
-            }
-            (Some(("ability", "server")), None) => {
-                with_fault(&origin, fault_name, Self::reference_ability_cloud)?.parts()
-            }
-            (Some((_, r)), None) => {
-                return Err(format!(
-                    "{origin}: unknown reference `{r}`; known: device, server"
-                ));
+        let protocol_name = raw.sut.protocol.clone().unwrap_or_else(|| "dmf".to_owned());
+        let protocol = Protocol::from_name(&protocol_name)
+            .ok_or_else(|| format!("unknown protocol `{protocol_name}`; known: dmf, ability"))?;
+        let tuned = raw.sut.fault.is_some() || raw.sut.variant.is_some();
+        let (sut, implied) = match (raw.sut.reference.as_deref(), &raw.sut.command) {
+            (Some(r), None) => {
+                let role = match r {
+                    "device" => Role::Device,
+                    "server" => Role::Server,
+                    _ => return Err(format!("unknown reference `{r}`; known: device, server")),
+                };
+                let sut = SutSpec::Reference {
+                    fault: raw.sut.fault.clone(),
+                    variant: raw.sut.variant.clone(),
+                };
+                (sut, Some(role))
             }
             (None, Some(argv)) if !argv.is_empty() => {
-                if fault_name.is_some() {
-                    return Err(format!("{origin}: `fault` applies to a reference SUT only"));
+                if tuned {
+                    return Err("`fault` and `variant` apply to a reference SUT only".to_owned());
                 }
                 let spec = CommandSpec {
                     argv: argv.clone(),
@@ -462,42 +378,31 @@ impl Profile {
                     stop_timeout: dur(&raw.sut.stop_timeout, Duration::from_secs(5))?,
                     ready: raw.sut.ready.clone(),
                 };
-                (SutSpec::Command(spec), Vec::new(), BTreeMap::new())
+                (SutSpec::Command(spec), None)
             }
             (None, None) if raw.sut.role == Some(Role::Server) => {
-                if fault_name.is_some() {
-                    return Err(format!("{origin}: `fault` applies to a reference SUT only"));
+                if tuned {
+                    return Err("`fault` and `variant` apply to a reference SUT only".to_owned());
                 }
-                (SutSpec::Running, Vec::new(), BTreeMap::new())
+                (SutSpec::Running, None)
             }
             _ => {
-                return Err(format!(
-                    "{origin}: [sut] needs exactly one of `reference = \"device\"`, `reference = \"server\"` or `command = [\"program\", ...]` (a server that is already running needs neither: `role = \"server\"` alone)"
-                ));
+                return Err(
+                    "[sut] needs exactly one of `reference = \"device\"`, `reference = \"server\"` or `command = [\"program\", ...]` (a server that is already running needs neither: `role = \"server\"` alone)".to_owned()
+                );
             }
         };
-        capabilities.extend(raw.sut.capabilities.iter().cloned());
-        hooks.extend(raw.sut.hooks.clone());
+        let capabilities = raw.sut.capabilities.clone();
+        let hooks = raw.sut.hooks.clone();
         let defaults = Timeouts::default();
         let scale = raw.timeouts.scale.unwrap_or(1.0);
-        if !(scale > 0.0 && scale.is_finite()) {
-            return Err(format!(
-                "{origin}: timeouts.scale must be a positive number"
-            ));
+        if !(scale > 0.0 && scale <= 1000.0) {
+            return Err("timeouts.scale must be a number above 0 and at most 1000".to_owned());
         }
-        let implied = match sut {
-            SutSpec::ReferenceDevice { .. } | SutSpec::ReferenceAbilityDevice { .. } => {
-                Some(Role::Device)
-            }
-            SutSpec::ReferenceServer { .. } | SutSpec::ReferenceAbilityCloud { .. } => {
-                Some(Role::Server)
-            }
-            SutSpec::Command(_) | SutSpec::Running => None,
-        };
         let role = match (raw.sut.role, implied) {
             (Some(r), Some(i)) if r != i => {
                 return Err(format!(
-                    "{origin}: the reference SUT is a {}, but `role` says {}",
+                    "the reference SUT is a {}, but `role` says {}",
                     i.as_str(),
                     r.as_str()
                 ));
@@ -530,11 +435,17 @@ impl Profile {
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         {
             return Err(format!(
-                "{origin}: [sut] id_prefix `{id_prefix}`: use letters, digits, `-`, `_` and `.` (it starts MQTT client ids and topics)"
+                "[sut] id_prefix `{id_prefix}`: use letters, digits, `-`, `_` and `.` (it starts MQTT client ids and topics)"
+            ));
+        }
+        let parallel = raw.parallel.unwrap_or(16);
+        if !(1..=MAX_PARALLEL).contains(&parallel) {
+            return Err(format!(
+                "parallel = {parallel}: run between 1 and {MAX_PARALLEL} cases at once"
             ));
         }
         Ok(Profile {
-            origin: origin.clone(),
+            origin: path.display().to_string(),
             hook_dir,
             sut,
             protocol,
@@ -547,6 +458,7 @@ impl Profile {
                 user: m.user,
                 password: m.password,
             }),
+            builtin_mgmt: false,
             dmf,
             capabilities,
             hooks,
@@ -563,7 +475,7 @@ impl Profile {
                 mqtt_tls_port: raw.broker.mqtt_tls_port,
                 mqtt_host: raw.broker.mqtt_host,
             },
-            parallel: raw.parallel.unwrap_or(16).max(1),
+            parallel,
         })
     }
 }
@@ -599,11 +511,26 @@ mod tests {
         assert!(Profile::parse("[sut]\n", Path::new("p.toml")).is_err());
         assert!(
             Profile::parse(
-                "[sut]\nreference = \"device\"\nfault = \"nope\"\n",
+                "[sut]\ncommand = [\"d\"]\nfault = \"double-install\"\n",
                 Path::new("p.toml")
             )
-            .is_err()
+            .is_err(),
+            "a fault belongs to a reference"
         );
+    }
+
+    #[test]
+    fn numbers_out_of_range_are_refused_not_panicked_on() {
+        for bad in [
+            "[sut]\ncommand = [\"d\"]\n[timeouts]\nscale = 1e300\n",
+            "[sut]\ncommand = [\"d\"]\n[timeouts]\ncase = \"1e20s\"\n",
+            "[sut]\ncommand = [\"d\"]\n[timeouts]\ncase = \"100000000000000000000s\"\n",
+            "[sut]\ncommand = [\"d\"]\nstop_timeout = \"1e20s\"\n",
+            "[sut]\ncommand = [\"d\"]\nparallel = 100000000\n",
+        ] {
+            let e = Profile::parse(bad, Path::new("p.toml")).unwrap_err();
+            assert!(e.to_string().starts_with("profile p.toml: "), "{e}");
+        }
     }
 
     #[test]
@@ -636,11 +563,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(faulty.role, Role::Server);
-        assert!(faulty.offers("cancel"));
+        assert!(
+            matches!(faulty.sut, SutSpec::Reference { fault: Some(ref f), .. } if f == "no-thing-deleted")
+        );
         let wrong = "[sut]\nreference = \"server\"\nrole = \"device\"\n";
         assert!(Profile::parse(wrong, Path::new("p.toml")).is_err());
-        let device_fault = "[sut]\nreference = \"server\"\nfault = \"cancel-silent\"\n";
-        assert!(Profile::parse(device_fault, Path::new("p.toml")).is_err());
         assert!(Profile::parse("[sut]\n", Path::new("p.toml")).is_err());
     }
 }

@@ -13,7 +13,7 @@ use bollard::Docker;
 use bollard::query_parameters::RemoveContainerOptions;
 
 /// The environment variable that makes a test binary a reaper.
-pub const ENV: &str = "DMCONF_REAP";
+pub(crate) const ENV: &str = crate::env::REAP;
 
 /// What a reaper removes.
 pub enum Target<'a> {

@@ -16,14 +16,20 @@ pub struct Violation {
     pub message: String,
 }
 
-impl std::fmt::Display for Violation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let at = if self.pointer.is_empty() {
+impl Violation {
+    /// The pointer, `/` for the root.
+    pub fn pointer_or_root(&self) -> &str {
+        if self.pointer.is_empty() {
             "/"
         } else {
             &self.pointer
-        };
-        write!(f, "at {at}: {}", self.message)
+        }
+    }
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "at {}: {}", self.pointer_or_root(), self.message)
     }
 }
 

@@ -24,6 +24,20 @@ use bollard::query_parameters::ListContainersOptions;
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, ContainerRequest, GenericImage, ImageExt, ReuseDirective};
 
+/// A broker URL with its password left out, for anything printed.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.rsplit_once('@') {
+        Some((login, host)) => {
+            let user = login.split_once(':').map_or(login, |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_owned(),
+    }
+}
+
 /// How long a broker may take to accept a login.
 pub const READY_WITHIN: Duration = Duration::from_secs(120);
 

@@ -148,7 +148,7 @@ impl Mosquitto {
     /// Uses the broker the environment names, or starts Mosquitto.
     pub async fn start(spec: &BrokerSpec) -> Result<Self, String> {
         let began = Instant::now();
-        let existing = std::env::var("DMCONF_MQTT_URL")
+        let existing = std::env::var(crate::env::MQTT_URL)
             .ok()
             .or_else(|| spec.mqtt_url.clone());
         if let Some(service_url) = existing {
@@ -159,7 +159,7 @@ impl Mosquitto {
         })?;
         let image = super::choose_image(
             &docker,
-            "DMCONF_MOSQUITTO_IMAGE",
+            crate::env::MOSQUITTO_IMAGE,
             spec.mosquitto_image.as_ref(),
             OFFLINE_IMAGE,
             OFFICIAL_IMAGE,
@@ -234,14 +234,14 @@ impl Mosquitto {
     }
 
     async fn existing(service_url: String, began: Instant) -> Result<Self, String> {
-        let ca_file = std::env::var_os("DMCONF_MQTT_CA").map(PathBuf::from);
+        let ca_file = std::env::var_os(crate::env::MQTT_CA).map(PathBuf::from);
         let ca_pem = match &ca_file {
             Some(f) => {
                 Some(std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?)
             }
             None => None,
         };
-        let device_url = match std::env::var("DMCONF_MQTT_DEVICE_URL") {
+        let device_url = match std::env::var(crate::env::MQTT_DEVICE_URL) {
             Ok(u) => u,
             Err(_) => match service_url.split_once("://") {
                 Some((scheme, rest)) => {

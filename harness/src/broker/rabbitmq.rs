@@ -23,8 +23,6 @@ pub struct RabbitMq {
     pub amqp_url: String,
     /// Time from the start request to the first AMQP login.
     pub start_time: Duration,
-    /// The image, when the harness started one.
-    pub image: Option<String>,
     container: Option<ContainerAsync<GenericImage>>,
 }
 
@@ -33,7 +31,7 @@ impl RabbitMq {
     /// starts RabbitMQ.
     pub async fn start(spec: &BrokerSpec) -> Result<Self, String> {
         let began = Instant::now();
-        let existing = std::env::var("DMCONF_AMQP_URL")
+        let existing = std::env::var(crate::env::AMQP_URL)
             .ok()
             .or_else(|| spec.amqp_url.clone());
         if let Some(url) = existing {
@@ -41,7 +39,6 @@ impl RabbitMq {
             return Ok(RabbitMq {
                 amqp_url: url,
                 start_time: began.elapsed(),
-                image: None,
                 container: None,
             });
         }
@@ -50,7 +47,7 @@ impl RabbitMq {
         })?;
         let image = super::choose_image(
             &docker,
-            "DMCONF_RABBITMQ_IMAGE",
+            crate::env::RABBITMQ_IMAGE,
             spec.rabbitmq_image.as_ref(),
             OFFLINE_IMAGE,
             OFFICIAL_IMAGE,
@@ -73,7 +70,6 @@ impl RabbitMq {
         Ok(RabbitMq {
             amqp_url: url,
             start_time: began.elapsed(),
-            image: Some(image),
             container: Some(c),
         })
     }

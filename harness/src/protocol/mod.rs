@@ -1,5 +1,276 @@
-//! Protocol plugins: what is specific to one protocol (its broker
-//! topology, message kinds and oracles), on top of a transport.
+//! Protocol plugins: what is specific to one protocol, on top of a
+//! transport. [`Protocol`] is the seam the engine calls: how a case is
+//! opened (its ids, its variables, what the SUT is told, its link to the
+//! broker), the schema of a message by kind and direction, how an answer
+//! is told from the SUT's own traffic, what the opposite role answers of
+//! its own accord, sizes and `fill`, and the named checks. The engine
+//! itself never names a protocol; a new protocol is a module here and an
+//! arm in each `match` below.
 
-pub mod ability;
-pub mod dmf;
+pub(crate) mod ability;
+pub(crate) mod dmf;
+mod link;
+mod sides;
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value};
+
+pub(crate) use link::Link;
+pub(crate) use sides::Sides;
+
+use crate::env::SutEnv;
+use crate::error::Error;
+use crate::message::Message;
+use crate::profile::Profile;
+pub use crate::suite::Protocol;
+use crate::suite::Role;
+
+/// Who a case is, as its verdict names it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CaseIds {
+    /// The tenant.
+    pub tenant: String,
+    /// The thing (device) id.
+    pub thing_id: String,
+}
+
+/// What opening a case gives the engine.
+pub(crate) struct Opened {
+    /// The case's link to the broker, armed: from now on nothing the SUT
+    /// sends for this case is missed.
+    pub link: Link,
+    /// The case's ids.
+    pub ids: CaseIds,
+    /// Variables every step of the case can use (`${thingId}`, ...).
+    pub vars: Vec<(&'static str, Value)>,
+    /// What the SUT is told about the case.
+    pub env: SutEnv,
+    /// Whether the SUT's refusals can be observed, and if not, why.
+    pub refusals: Result<(), String>,
+}
+
+/// What a protocol needs to open a case.
+pub(crate) struct Open<'a> {
+    /// The run's brokers and sides.
+    pub sides: &'a Sides,
+    /// The profile.
+    pub profile: &'a Profile,
+    /// The role of the SUT.
+    pub role: Role,
+    /// Twelve hex digits unique to the case.
+    pub short: &'a str,
+    /// The SUT runs for this case alone, on broker objects of its own (a
+    /// reference server), rather than serving every case.
+    pub isolated: bool,
+}
+
+/// What prompted the SUT: a message the harness sent, or a hook it
+/// called, with its answer.
+pub(crate) enum Stimulus<'a> {
+    /// A message the harness sent.
+    Sent(&'a Message),
+    /// A hook, with its arguments and its answer.
+    Hook {
+        /// The arguments it was given.
+        args: &'a Map<String, Value>,
+        /// Its answer.
+        answer: &'a Value,
+    },
+}
+
+/// What a named check may read.
+pub(crate) struct CheckCx<'a> {
+    /// The case's link.
+    pub link: &'a Link,
+    /// What `collect` steps stored, by name.
+    pub collected: &'a HashMap<String, Vec<Message>>,
+}
+
+impl Protocol {
+    /// The named checks a suite of this protocol may call.
+    pub(crate) fn checks(self) -> &'static [&'static str] {
+        match self {
+            Protocol::Dmf => &dmf::checks::NAMES,
+            Protocol::Ability => &[],
+        }
+    }
+
+    /// Whether `send` may `fill` a message to a size.
+    pub(crate) fn fills(self) -> bool {
+        matches!(self, Protocol::Ability)
+    }
+
+    /// Whether a server of this protocol refuses a message in a way the
+    /// harness can observe (DMF: the broker dead-letters it).
+    pub(crate) fn observes_refusals(self) -> bool {
+        matches!(self, Protocol::Dmf)
+    }
+
+    /// The message format every message of the SUT must conform to, as a
+    /// failure names it.
+    pub(crate) fn format(self) -> &'static str {
+        match self {
+            Protocol::Dmf => "DMF",
+            Protocol::Ability => "Device API v2 and IoT Hub",
+        }
+    }
+
+    /// Opens a case: its ids, variables and environment, and its link,
+    /// armed before the SUT starts.
+    pub(crate) async fn open(self, o: Open<'_>) -> Result<Opened, Error> {
+        match self {
+            Protocol::Dmf => dmf::open(o).await,
+            Protocol::Ability => ability::open(o).await,
+        }
+    }
+
+    /// The schema a message from a SUT of `sut`'s role must satisfy, by
+    /// its kind; `Ok(None)` when the protocol does not judge it (telemetry),
+    /// `Err` when the SUT may not send such a message at all.
+    pub(crate) fn schema_of(self, sut: Role, msg: &Message) -> Result<Option<String>, String> {
+        match (self, sut) {
+            (Protocol::Dmf, Role::Device) => {
+                dmf::device_message_schema(msg).map(|s| Some(s.to_owned()))
+            }
+            (Protocol::Dmf, Role::Server) => {
+                dmf::server_message_schema(msg).map(|s| Some(s.to_owned()))
+            }
+            (Protocol::Ability, Role::Device) => ability::request_schema(msg),
+            (Protocol::Ability, Role::Server) => ability::c2d_schema(msg),
+        }
+    }
+
+    /// The correlation a message carries: an answer carries its
+    /// request's (DMF: the actionId; the Device API: the correlationId).
+    pub(crate) fn correlation(self, msg: &Message) -> Option<String> {
+        match self {
+            Protocol::Dmf => dmf::action_id(msg),
+            Protocol::Ability => ability::correlation_id(msg),
+        }
+    }
+
+    /// The correlation a stimulus carries.
+    pub(crate) fn correlation_of(self, s: &Stimulus<'_>) -> Option<String> {
+        let key = match self {
+            Protocol::Dmf => "actionId",
+            Protocol::Ability => "correlationId",
+        };
+        match s {
+            Stimulus::Sent(m) => self.correlation(m),
+            Stimulus::Hook { args, answer } => answer
+                .get(key)
+                .or_else(|| args.get(key))
+                .and_then(crate::message::scalar_text)
+                .filter(|c| !c.is_empty()),
+        }
+    }
+
+    /// Whether an expectation after this stimulus judges only the answers
+    /// that carry its correlation. So it is when the SUT is a device,
+    /// which also sends of its own accord: after a DMF action request,
+    /// only that action's statuses; after a Device API `perform`, only
+    /// that request. A server answers what it is sent, and its answers
+    /// to earlier requests of the case stay fair game.
+    pub(crate) fn narrows(self, sut: Role, s: &Stimulus<'_>) -> bool {
+        match (self, s) {
+            (_, _) if sut == Role::Server => false,
+            (Protocol::Dmf, Stimulus::Sent(_)) => true,
+            (Protocol::Ability, Stimulus::Hook { .. }) => true,
+            _ => false,
+        }
+    }
+
+    /// Whether a message, with its `correlation`, is the SUT's own
+    /// traffic: something it sends of its own accord (a poll, a PING,
+    /// telemetry, a request of its own), or an answer to a correlation
+    /// that is none of the case's (`known`). Own traffic is validated and
+    /// answered, but no step takes it for an answer unless it asks to,
+    /// and it is never a leftover.
+    pub(crate) fn own(
+        self,
+        sut: Role,
+        msg: &Message,
+        correlation: Option<&str>,
+        known: &[String],
+    ) -> bool {
+        let foreign = correlation.is_none_or(|c| !known.iter().any(|k| k == c));
+        match self {
+            Protocol::Dmf => dmf::unprompted(sut, msg) || (dmf::is_status(msg) && foreign),
+            Protocol::Ability => match sut {
+                Role::Device => ability::is_telemetry(msg) || foreign,
+                Role::Server => ability::is_notification(msg) && correlation.is_some() && foreign,
+            },
+        }
+    }
+
+    /// What the opposite role answers of its own accord to a message of
+    /// the SUT's, if anything: hawkBit answers a device's PING; a platform
+    /// acknowledges a device's request as its `ack` header asks.
+    pub(crate) fn answer(self, sut: Role, msg: &Message) -> Option<Message> {
+        match (self, sut) {
+            (Protocol::Dmf, Role::Device) => dmf::ping_response(msg, dmf::now_ms()),
+            (Protocol::Ability, Role::Device) => ability::platform_ack(msg),
+            (_, Role::Server) => None,
+        }
+    }
+
+    /// Pads `msg` to `bytes` of `what` (`headers` or `message`); returns
+    /// what it did, with the limit the profile declares, for a failure to
+    /// show.
+    pub(crate) fn fill(
+        self,
+        msg: &mut Message,
+        what: &str,
+        bytes: usize,
+        profile: &Profile,
+    ) -> Result<String, String> {
+        match self {
+            Protocol::Ability => ability::fill_to_limit(msg, what, bytes, profile.limits),
+            Protocol::Dmf => Err(format!("`fill` does not fit protocol {self}")),
+        }
+    }
+
+    /// Runs the named check `name`; `Err` says what was wrong.
+    pub(crate) async fn check(
+        self,
+        name: &str,
+        args: &Map<String, Value>,
+        cx: CheckCx<'_>,
+    ) -> Result<(), String> {
+        match self {
+            Protocol::Dmf => dmf::checks::run(name, args, cx).await,
+            Protocol::Ability => Err(format!("protocol {self} has no check `{name}`")),
+        }
+    }
+
+    /// What a server started once for the run is told.
+    pub(crate) async fn server_env(
+        self,
+        sides: &Sides,
+        profile: &Profile,
+    ) -> Result<SutEnv, Error> {
+        match self {
+            Protocol::Dmf => dmf::server_env(sides, profile).await,
+            Protocol::Ability => ability::server_env(sides, profile).await,
+        }
+    }
+
+    /// Whether a server started for the run is up, by a sign on the
+    /// broker; `None` when the protocol shows none.
+    pub(crate) async fn server_up(
+        self,
+        sides: &Sides,
+        profile: &Profile,
+    ) -> Result<Option<bool>, Error> {
+        match self {
+            Protocol::Dmf => dmf::server_up(sides, profile).await.map(Some),
+            Protocol::Ability => Ok(None),
+        }
+    }
+}
+
+/// Twelve hex digits, unique to a case.
+pub(crate) fn short_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}

@@ -1,44 +1,69 @@
-//! A JSON Lines evidence file: one line for the run, one per event, kept
-//! by labs as the record of a run.
+//! The run's evidence: a JSON Lines file with one line per event, from
+//! `run_started` to `run_finished`; a file that does not end with
+//! `run_finished` was cut short. Labs keep it as the record of a run.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use serde_json::json;
-
 use crate::event::RunEvent;
 
-/// Writes events to `<dir>/<prefix>-<pid>.jsonl`.
-pub struct JsonLines {
+/// Writes events to `<dir>/<prefix>-<time>-<pid>.jsonl`.
+pub(crate) struct JsonLines {
     path: PathBuf,
     out: Mutex<BufWriter<File>>,
 }
 
 impl JsonLines {
-    /// Creates the file and writes the run's header line.
-    pub fn create(dir: &Path, prefix: &str, header: serde_json::Value) -> std::io::Result<Self> {
+    /// Creates a file of its own in `dir` (never one another run wrote).
+    pub(crate) fn create(dir: &Path, prefix: &str) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let path = dir.join(format!("{prefix}-{}.jsonl", std::process::id()));
-        let mut out = BufWriter::new(File::create(&path)?);
-        writeln!(out, "{}", json!({"event": "run_started", "run": header}))?;
-        out.flush()?;
-        Ok(JsonLines {
-            path,
-            out: Mutex::new(out),
-        })
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default();
+        let stem = format!("{prefix}-{millis}-{}", std::process::id());
+        let mut n = 0;
+        loop {
+            let name = if n == 0 {
+                format!("{stem}.jsonl")
+            } else {
+                format!("{stem}-{n}.jsonl")
+            };
+            let path = dir.join(name);
+            match File::create_new(&path) {
+                Ok(file) => {
+                    return Ok(JsonLines {
+                        path,
+                        out: Mutex::new(BufWriter::new(file)),
+                    });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 100 => n += 1,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Where the file is.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Appends one event.
-    pub fn on_event(&self, event: &RunEvent) {
-        if let (Ok(mut out), Ok(line)) = (self.out.lock(), serde_json::to_string(event)) {
-            let _ = writeln!(out, "{line}");
+    /// Appends one event. Lines are flushed at the end of each case and
+    /// of the run, so that a cut-short file holds whole cases.
+    pub(crate) fn event(&self, event: &RunEvent) {
+        let Ok(line) = serde_json::to_string(event) else {
+            return;
+        };
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = writeln!(out, "{line}");
+        if matches!(
+            event,
+            RunEvent::RunStarted { .. }
+                | RunEvent::CaseFinished { .. }
+                | RunEvent::RunFinished { .. }
+        ) {
             let _ = out.flush();
         }
     }

@@ -1,32 +1,128 @@
-//! The text of a failed verdict, as the test runner shows it: the
-//! requirement, the step and its place in the suite file, what was
-//! expected, what arrived, and the case's transcript.
+//! The text of a case that did not pass, as the test runner shows it,
+//! built from the case's events: the requirement, the step and its place
+//! in the suite file, what was expected, what arrived and why it did not
+//! match, and the transcript, each message labelled by what became of it.
 
 use std::fmt::Write;
 
-use crate::event::Verdict;
-use crate::suite::{Level, Suite};
+use crate::event::{Failure, Outcome, RunEvent, Verdict};
+use crate::message::{Direction, Entry};
+use crate::suite::Level;
 
-/// Renders the failure of `verdict` for case `case_index` of `suite`.
-pub fn failure(suite: &Suite, case_index: usize, verdict: &Verdict) -> String {
-    let Some(f) = &verdict.failure else {
-        return String::new();
-    };
-    let case = &suite.cases[case_index];
-    let mut out = String::new();
-    let _ = writeln!(out, "{} ({})", case.title, case.location);
-    for id in &case.requirements {
-        if let Some(r) = suite.requirements.iter().find(|r| &r.id == id) {
-            let level = match r.level {
-                Level::Must => "MUST",
-                Level::Should => "SHOULD",
+/// Transcript entries shown at each end of a long transcript; the
+/// evidence file has them all.
+const SHOWN_AT_EACH_END: usize = 100;
+
+/// Collects one case's events and renders its verdict.
+#[derive(Default)]
+pub(crate) struct CaseText {
+    title: String,
+    location: String,
+    entries: Vec<Entry>,
+    verdict: Option<Verdict>,
+}
+
+impl CaseText {
+    /// Takes one event of the case.
+    pub(crate) fn event(&mut self, event: &RunEvent) {
+        match event {
+            RunEvent::CaseStarted {
+                title, location, ..
+            } => {
+                self.title = title.clone();
+                self.location = location.clone();
+            }
+            RunEvent::MessageSeen { entry, .. } => self.entries.push(entry.clone()),
+            RunEvent::CaseFinished { verdict } => self.verdict = Some((**verdict).clone()),
+            RunEvent::RunStarted { .. }
+            | RunEvent::StepFinished { .. }
+            | RunEvent::RunFinished { .. } => {}
+        }
+    }
+
+    /// The text of a case that failed or could not be judged; `None`
+    /// when it passed or has not finished.
+    pub(crate) fn render(&self) -> Option<String> {
+        let v = self.verdict.as_ref()?;
+        let mut out = String::new();
+        let _ = writeln!(out, "{} ({})", self.title, self.location);
+        match &v.outcome {
+            Outcome::Passed => return None,
+            Outcome::Failed(f) => failure(&mut out, f),
+            Outcome::Error { error } => {
+                let _ = writeln!(
+                    out,
+                    "error: the harness could not judge this case (not a failure of the SUT): {error}"
+                );
+            }
+        }
+        let _ = writeln!(out, "case ids: tenant={} thingId={}", v.tenant, v.thing_id);
+        let _ = writeln!(out, "transcript:");
+        self.transcript(&mut out, v);
+        if !v.sut_output.is_empty() {
+            let _ = writeln!(out, "SUT output:");
+            for line in v.sut_output.lines() {
+                let _ = writeln!(out, "  | {line}");
+            }
+        }
+        Some(out)
+    }
+
+    fn transcript(&self, out: &mut String, v: &Verdict) {
+        if self.entries.is_empty() {
+            let _ = writeln!(out, "  (no messages)");
+            return;
+        }
+        let n = self.entries.len();
+        for (i, e) in self.entries.iter().enumerate() {
+            if n > 2 * SHOWN_AT_EACH_END && i == SHOWN_AT_EACH_END {
+                let _ = writeln!(
+                    out,
+                    "  ... {} entries not shown; the evidence file has them all",
+                    n - 2 * SHOWN_AT_EACH_END
+                );
+            }
+            if n > 2 * SHOWN_AT_EACH_END && (SHOWN_AT_EACH_END..n - SHOWN_AT_EACH_END).contains(&i)
+            {
+                continue;
+            }
+            let arrow = match e.direction {
+                Direction::ToSut => "harness -> SUT",
+                Direction::FromSut => "SUT -> harness",
+                Direction::Refused => "refused by SUT",
             };
+            let mut label = String::new();
+            if let Some(a) = e.answers {
+                let _ = write!(label, "  (answers #{a})");
+            }
+            if let Some((_, step)) = v.taken.iter().find(|(entry, _)| *entry == e.index) {
+                let _ = write!(label, "  (taken by step {step})");
+            }
+            if v.own.contains(&e.index) {
+                label.push_str("  (the SUT's own)");
+            }
             let _ = writeln!(
                 out,
-                "requirement {} [{level}] ({}, {}): {}",
-                r.id, r.source, r.section, r.text
+                "  #{:<3} +{:>8.3}s  {arrow}{label}",
+                e.index,
+                e.at.as_secs_f64()
             );
+            out.push_str(&e.message.render("        "));
         }
+    }
+}
+
+fn failure(out: &mut String, f: &Failure) {
+    for r in &f.requirements {
+        let level = match r.level {
+            Level::Must => "MUST",
+            Level::Should => "SHOULD",
+        };
+        let _ = writeln!(
+            out,
+            "requirement {} [{level}] ({}, {}): {}",
+            r.id, r.source, r.section, r.text
+        );
     }
     match &f.step {
         Some(s) => {
@@ -47,18 +143,14 @@ pub fn failure(suite: &Suite, case_index: usize, verdict: &Verdict) -> String {
     }
     let _ = writeln!(out, "expected: {}", f.expected);
     let _ = writeln!(out, "actual:   {}", f.actual.trim_end());
-    let _ = writeln!(
-        out,
-        "case ids: tenant={} thingId={}",
-        verdict.tenant, verdict.thing_id
-    );
-    let _ = writeln!(out, "transcript:");
-    let _ = write!(out, "{}", verdict.transcript);
-    if !verdict.sut_output.is_empty() {
-        let _ = writeln!(out, "SUT output:");
-        for line in verdict.sut_output.lines() {
-            let _ = writeln!(out, "  | {line}");
+    for o in &f.observed {
+        let _ = writeln!(out, "  #{}:", o.entry);
+        out.push_str(&o.message.render("    "));
+        for m in &o.mismatches {
+            let _ = writeln!(out, "      ✗ {m}");
         }
     }
-    out
+    for note in &f.notes {
+        let _ = writeln!(out, "note: {}", note.trim_end());
+    }
 }

@@ -1,5 +1,6 @@
 //! The typed model of a suite file. Data only: parsing lives in `parse`,
-//! execution in `run`.
+//! execution in `run`, and what each protocol means by its data in
+//! `protocol`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -25,7 +26,7 @@ impl std::fmt::Display for Location {
 }
 
 /// The role the system under test plays.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Deserialize, serde::Serialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// The SUT is a device; the harness plays the server.
@@ -44,8 +45,45 @@ impl Role {
     }
 }
 
+/// The protocol a suite tests. What each one means on the wire lives
+/// behind the protocol seam (`crate::protocol`); here it is a name.
+#[derive(
+    Clone, Copy, Debug, Deserialize, serde::Serialize, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// Eclipse hawkBit's Device Management Federation API over AMQP.
+    Dmf,
+    /// The ABB Ability Device API v2 over Azure IoT Hub's MQTT conventions.
+    Ability,
+}
+
+impl Protocol {
+    /// Every protocol.
+    pub const ALL: [Protocol; 2] = [Protocol::Dmf, Protocol::Ability];
+
+    /// The name in suites, profiles and test names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Dmf => "dmf",
+            Protocol::Ability => "ability",
+        }
+    }
+
+    /// Looks a protocol up by its name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.name() == name)
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A normative level, as in RFC 2119.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, serde::Serialize, PartialEq, Eq)]
 pub enum Level {
     /// An absolute requirement.
     #[serde(rename = "MUST")]
@@ -56,7 +94,7 @@ pub enum Level {
 }
 
 /// A requirement that cases check, traced to its source document.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Requirement {
     /// Stable id, e.g. `DMF-CANCEL-1`.
@@ -79,8 +117,8 @@ pub struct Suite {
     pub id: String,
     /// Human title.
     pub title: String,
-    /// Protocol plugin, e.g. `dmf`.
-    pub protocol: String,
+    /// The protocol it tests.
+    pub protocol: Protocol,
     /// The role of the SUT.
     pub role: Role,
     /// The requirements this suite checks.
@@ -173,7 +211,9 @@ pub struct Step {
     pub location: Location,
 }
 
-/// The closed vocabulary of steps.
+/// The closed vocabulary of steps. [`Action::KINDS`] lists their names
+/// once; the suite schema, the parser and the engine are checked against
+/// it (a test in `parse` reads the schema's list of step keys).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
@@ -203,6 +243,50 @@ pub enum Action {
     ExpectAccepted(ExpectAccepted),
 }
 
+impl Action {
+    /// Every step kind, by its key in a suite file, in the order the
+    /// docs list them.
+    pub const KINDS: [&'static str; 11] = [
+        "send",
+        "resend",
+        "expect",
+        "expect_none",
+        "collect",
+        "check",
+        "trigger",
+        "wait",
+        "query",
+        "expect_refused",
+        "expect_accepted",
+    ];
+
+    /// This step's kind, as [`Action::KINDS`] names it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::Send(_) => "send",
+            Action::Resend(_) => "resend",
+            Action::Expect(_) => "expect",
+            Action::ExpectNone(_) => "expect_none",
+            Action::Collect(_) => "collect",
+            Action::Check(_) => "check",
+            Action::Trigger(_) => "trigger",
+            Action::Wait(_) => "wait",
+            Action::Query(_) => "query",
+            Action::ExpectRefused(_) => "expect_refused",
+            Action::ExpectAccepted(_) => "expect_accepted",
+        }
+    }
+
+    /// Whether the step prompts the SUT: the messages that follow it are
+    /// its answers.
+    pub fn is_stimulus(&self) -> bool {
+        matches!(
+            self,
+            Action::Send(_) | Action::Resend(_) | Action::Trigger(_)
+        )
+    }
+}
+
 /// A message to send.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -224,6 +308,9 @@ pub struct Send {
     /// The body from a file under `fixtures/`, variables expanded.
     #[serde(default)]
     pub body_fixture: Option<String>,
+    /// The text of `body_fixture`, read when the suite loads.
+    #[serde(skip)]
+    pub fixture_text: Option<String>,
     /// Pad the message to a size (Device API): `headers` to that many
     /// bytes of header properties, or `message` to that many bytes as IoT
     /// Hub counts a message.
@@ -264,6 +351,11 @@ pub struct Expect {
     /// (`headers.X`, `properties.X`, `body.a.b`).
     #[serde(default)]
     pub capture: BTreeMap<String, String>,
+    /// Also judge the SUT's own traffic: messages it sends of its own
+    /// accord, and answers carrying another correlation than the last
+    /// stimulus's.
+    #[serde(default)]
+    pub own: bool,
 }
 
 /// Fail if a matching message arrives during a window.
@@ -278,6 +370,11 @@ pub struct ExpectNone {
     /// it matched (`expect`, `collect`), or after it started (other steps).
     #[serde(default)]
     pub after: Option<String>,
+    /// Also judge the SUT's own traffic: messages it sends of its own
+    /// accord, and answers carrying another correlation than the last
+    /// stimulus's.
+    #[serde(default)]
+    pub own: bool,
 }
 
 /// Take messages matching `message`, in order, until one matches `until`.
@@ -297,6 +394,11 @@ pub struct Collect {
     /// it matched (`expect`, `collect`), or after it started (other steps).
     #[serde(default)]
     pub after: Option<String>,
+    /// Also judge the SUT's own traffic: messages it sends of its own
+    /// accord, and answers carrying another correlation than the last
+    /// stimulus's.
+    #[serde(default)]
+    pub own: bool,
 }
 
 /// A named check implemented in Rust.
@@ -405,7 +507,7 @@ pub enum Matcher {
 pub enum MatchOp {
     /// The value, as text, matches this regular expression.
     #[serde(rename = "$regex")]
-    Regex(String),
+    Regex(Re),
     /// Equal to one of these values.
     #[serde(rename = "$one_of")]
     OneOf(Vec<Value>),
@@ -415,6 +517,39 @@ pub enum MatchOp {
     /// Not equal to this value.
     #[serde(rename = "$not")]
     Not(Value),
+}
+
+/// A regular expression as a suite writes it: compiled when the suite
+/// loads, unless it holds `${variables}`, which are filled in once per
+/// step.
+#[derive(Clone, Debug)]
+pub struct Re {
+    /// The expression as written.
+    pub source: String,
+    /// The compiled expression, when it names no variable.
+    pub compiled: Option<regex::Regex>,
+}
+
+impl Re {
+    /// Compiles `source` unless it names a variable; an invalid
+    /// expression is left uncompiled for the parser to report.
+    pub fn new(source: &str) -> Self {
+        let compiled = if source.contains("${") {
+            None
+        } else {
+            regex::Regex::new(source).ok()
+        };
+        Re {
+            source: source.to_owned(),
+            compiled,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Re {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(|s| Re::new(&s))
+    }
 }
 
 /// A duration written as `500ms`, `2s` or `1m`.
@@ -430,7 +565,11 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
-/// Parses `250ms`, `2s`, `1.5s` or `1m`.
+/// The longest duration a suite or profile may write: a day. Longer
+/// windows are a mistake, and unbounded ones would overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Parses `250ms`, `2s`, `1.5s` or `1m`, up to [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let (num, unit) = t
@@ -446,5 +585,34 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "m" => n * 60.0,
         _ => return Err(format!("duration `{t}` has unit `{unit}`; use ms, s or m")),
     };
-    Ok(Duration::from_secs_f64(secs))
+    match Duration::try_from_secs_f64(secs) {
+        Ok(d) if d <= MAX_DURATION => Ok(d),
+        _ => Err(format!(
+            "duration `{t}` is out of range: at most {}s (a day)",
+            MAX_DURATION.as_secs()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_bounded() {
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("100000000000000000000s").is_err());
+        assert!(parse_duration("10000000000000000000s").is_err());
+        assert!(parse_duration("25h").is_err());
+        assert!(parse_duration("1441m").is_err());
+        assert!(parse_duration("1440m").is_ok());
+    }
+
+    #[test]
+    fn kinds_are_listed_once() {
+        for kind in Action::KINDS {
+            assert_eq!(Action::KINDS.iter().filter(|k| **k == kind).count(), 1);
+        }
+    }
 }

@@ -1,37 +1,29 @@
 //! `parse(text, origin)`: suite text in, a typed [`Suite`] or every problem
 //! out. No file system, no network: the caller reads the file and passes
-//! the schema store and the names of the registered checks.
+//! the schema store and a way to read fixtures. A suite is checked whole
+//! when it loads, so that a run never stops on a broken suite halfway:
+//! references between its parts, regular expressions, schema and check
+//! names, fixtures, sizes, and steps that do not fit its protocol.
 
 use std::collections::HashSet;
 
 use serde_json::Value;
 
-use super::ast::{Action, ExpectAccepted, ExpectRefused, Location, Pattern, Step, Suite};
+use super::ast::{Action, ExpectAccepted, ExpectRefused, Location, Pattern, Role, Step, Suite};
 use super::error::{SuiteError, SuiteErrors};
 use super::tree::{self, Tree};
 use crate::schema::SchemaStore;
 
-/// The step kinds, in the order the docs list them.
-pub const STEP_KINDS: [&str; 11] = [
-    "send",
-    "resend",
-    "expect",
-    "expect_none",
-    "collect",
-    "check",
-    "trigger",
-    "wait",
-    "query",
-    "expect_refused",
-    "expect_accepted",
-];
+/// The most bytes a suite may ask `fill` to make: four times IoT Hub's
+/// largest message, so that a limit can be probed from above.
+pub const MAX_FILL: u64 = 1 << 20;
 
 /// What the parser needs to know about the world.
 pub struct Context<'a> {
     /// Compiled schemas; `suite` validates the file itself.
     pub schemas: &'a SchemaStore,
-    /// Names of the checks a `check` step may call.
-    pub checks: &'a [&'a str],
+    /// Reads a fixture by its name under `fixtures/`.
+    pub fixture: &'a dyn Fn(&str) -> Result<String, String>,
 }
 
 /// Parses one suite file.
@@ -80,6 +72,7 @@ pub fn parse(text: &str, origin: &str, cx: &Context<'_>) -> Result<Suite, SuiteE
     suite.origin = origin.to_owned();
     locate(&mut suite, &tree, origin);
     errors.extend(meaning(&suite, cx, &at));
+    errors.extend(fixtures(&mut suite, cx, &at));
     if errors.is_empty() {
         Ok(suite)
     } else {
@@ -105,7 +98,7 @@ fn step_shapes(tree: &Tree, at: &impl Fn(&str, String) -> SuiteError) -> Vec<Sui
     }
     for (base, steps) in lists {
         for (j, step) in steps.as_array().into_iter().flatten().enumerate() {
-            let kinds: Vec<&str> = STEP_KINDS
+            let kinds: Vec<&str> = Action::KINDS
                 .iter()
                 .copied()
                 .filter(|k| step.get(*k).is_some())
@@ -120,7 +113,7 @@ fn step_shapes(tree: &Tree, at: &impl Fn(&str, String) -> SuiteError) -> Vec<Sui
                     &format!("{base}/{j}"),
                     format!(
                         "a step needs exactly one of {}; found {found}",
-                        STEP_KINDS.join(", ")
+                        Action::KINDS.join(", ")
                     ),
                 ));
             }
@@ -169,7 +162,7 @@ fn meaning(
     for (i, p) in suite.allow.iter().enumerate() {
         pattern(p, &format!("/allow/{i}"), cx, at, &mut errors);
     }
-    let setup_names = steps(&suite.setup, "/setup", &[], cx, at, &mut errors);
+    let setup_names = steps(suite, &suite.setup, "/setup", &[], cx, at, &mut errors);
     let mut case_ids = HashSet::new();
     for (i, case) in suite.cases.iter().enumerate() {
         if !case_ids.insert(case.id.as_str()) {
@@ -187,6 +180,7 @@ fn meaning(
             }
         }
         steps(
+            suite,
             &case.steps,
             &format!("/cases/{i}/steps"),
             &setup_names,
@@ -201,6 +195,7 @@ fn meaning(
 /// Checks a list of steps; returns the step names it defines, with whether
 /// each is a `send`.
 fn steps(
+    suite: &Suite,
     list: &[Step],
     base: &str,
     inherited: &[(String, bool)],
@@ -263,13 +258,15 @@ fn steps(
                 pattern(&c.until, &format!("{here}/collect/until"), cx, at, errors);
             }
             Action::Check(c) => {
-                if !cx.checks.contains(&c.name.as_str()) {
+                let known = suite.protocol.checks();
+                if !known.contains(&c.name.as_str()) {
                     errors.push(at(
                         &format!("{here}/check/name"),
                         format!(
-                            "unknown check `{}`; known checks: {}",
+                            "unknown check `{}` for protocol {}; known checks: {}",
                             c.name,
-                            cx.checks.join(", ")
+                            suite.protocol,
+                            known.join(", ")
                         ),
                     ));
                 }
@@ -286,6 +283,27 @@ fn steps(
                         "give at most one of body, body_text and body_fixture".to_owned(),
                     ));
                 }
+                if let Some(fill) = &s.fill {
+                    if !suite.protocol.fills() {
+                        errors.push(at(
+                            &format!("{here}/send/fill"),
+                            format!(
+                                "`fill` does not fit protocol {}: it pads a message to a size limit of the Device API",
+                                suite.protocol
+                            ),
+                        ));
+                    }
+                    for (key, n) in [("headers", &fill.headers), ("message", &fill.message)] {
+                        if let Some(n) = n.as_ref().and_then(Value::as_u64)
+                            && n > MAX_FILL
+                        {
+                            errors.push(at(
+                                &format!("{here}/send/fill/{key}"),
+                                format!("`fill` of {n} bytes is out of range: at most {MAX_FILL}"),
+                            ));
+                        }
+                    }
+                }
             }
             Action::ExpectRefused(ExpectRefused { of, .. })
             | Action::ExpectAccepted(ExpectAccepted { of, .. }) => {
@@ -298,6 +316,16 @@ fn steps(
                     errors.push(at(
                         &format!("{here}/{kind}/of"),
                         format!("`of: {of}` names no earlier `send` or `resend` step"),
+                    ));
+                }
+                if !suite.protocol.observes_refusals() || suite.role != Role::Server {
+                    errors.push(at(
+                        &format!("{here}/{kind}"),
+                        format!(
+                            "`{kind}` does not fit a {} {} suite: only a DMF server refuses a message by dead-lettering it",
+                            suite.protocol,
+                            suite.role.as_str()
+                        ),
                     ));
                 }
             }
@@ -315,6 +343,39 @@ fn steps(
         }
     }
     names
+}
+
+/// Reads every `body_fixture` into its step, so that a missing fixture is
+/// a broken suite, found at load.
+fn fixtures(
+    suite: &mut Suite,
+    cx: &Context<'_>,
+    at: &impl Fn(&str, String) -> SuiteError,
+) -> Vec<SuiteError> {
+    let mut errors = Vec::new();
+    let lists = std::iter::once(("/setup".to_owned(), &mut suite.setup)).chain(
+        suite
+            .cases
+            .iter_mut()
+            .enumerate()
+            .map(|(i, c)| (format!("/cases/{i}/steps"), &mut c.steps)),
+    );
+    for (base, steps) in lists {
+        for (j, step) in steps.iter_mut().enumerate() {
+            if let Action::Send(s) = &mut step.action
+                && let Some(name) = &s.body_fixture
+            {
+                match (cx.fixture)(name) {
+                    Ok(text) => s.fixture_text = Some(text),
+                    Err(e) => errors.push(at(
+                        &format!("{base}/{j}/send/body_fixture"),
+                        format!("fixture `{name}` cannot be read: {e}"),
+                    )),
+                }
+            }
+        }
+    }
+    errors
 }
 
 fn pattern(
@@ -335,7 +396,7 @@ fn pattern(
     let mut regexes = Vec::new();
     for (k, m) in p.headers.iter().chain(p.properties.iter()) {
         if let super::ast::Matcher::Op(super::ast::MatchOp::Regex(r)) = m {
-            regexes.push((k.clone(), r.clone()));
+            regexes.push((k.clone(), r.source.clone()));
         }
     }
     if let Some(body) = &p.body {
@@ -371,5 +432,30 @@ fn body_regexes(v: &Value, path: &str, out: &mut Vec<(String, String)>) {
             }
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The schema's step keys are the step kinds the engine knows.
+    #[test]
+    fn the_schema_lists_every_step_kind() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas/suite.schema.json");
+        let schema: Value =
+            serde_json::from_str(&std::fs::read_to_string(path).expect("the suite schema"))
+                .expect("JSON");
+        let mut keys: Vec<&str> = schema["$defs"]["step"]["properties"]
+            .as_object()
+            .expect("step properties")
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !matches!(*k, "name" | "when"))
+            .collect();
+        let mut kinds = Action::KINDS.to_vec();
+        keys.sort();
+        kinds.sort();
+        assert_eq!(keys, kinds);
     }
 }

@@ -19,7 +19,10 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 use serde_json::Value;
 use tokio::sync::{Mutex, mpsc};
 
+use super::TransportError;
 use crate::message::Message;
+
+type Result<T> = std::result::Result<T, TransportError>;
 
 /// Bound on every broker operation.
 const OP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -45,19 +48,39 @@ pub struct AmqpClient {
     channel: Mutex<Channel>,
 }
 
-async fn bounded<T>(what: &str, f: impl Future<Output = lapin::Result<T>>) -> Result<T, String> {
+async fn bounded<T>(what: &str, f: impl Future<Output = lapin::Result<T>>) -> Result<T> {
     match tokio::time::timeout(OP_TIMEOUT, f).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(format!("{what}: {e}")),
-        Err(_) => Err(format!(
+        Ok(Err(e)) => Err(classify(what, &e)),
+        Err(_) => Err(TransportError::Unavailable(format!(
             "{what}: no answer from the broker within {OP_TIMEOUT:?}"
-        )),
+        ))),
+    }
+}
+
+/// A refusal by the broker (a channel closed with a reply code: the
+/// object is missing, access is denied, or it exists with other
+/// settings), or trouble reaching it.
+fn classify(what: &str, e: &lapin::Error) -> TransportError {
+    let text = format!("{what}: {e}");
+    let refused = [
+        "NOT_FOUND",
+        "ACCESS_REFUSED",
+        "PRECONDITION_FAILED",
+        "RESOURCE_LOCKED",
+    ]
+    .iter()
+    .any(|code| text.contains(code));
+    if refused {
+        TransportError::Refused(text)
+    } else {
+        TransportError::Unavailable(text)
     }
 }
 
 impl AmqpClient {
     /// Connects to `url` (`amqp://user:pass@host:port/vhost`).
-    pub async fn connect(url: &str) -> Result<Self, String> {
+    pub async fn connect(url: &str) -> Result<Self> {
         let conn = bounded(
             "connect",
             Connection::connect(url, ConnectionProperties::default()),
@@ -70,7 +93,7 @@ impl AmqpClient {
         })
     }
 
-    async fn open_channel(conn: &Connection) -> Result<Channel, String> {
+    async fn open_channel(conn: &Connection) -> Result<Channel> {
         let channel = bounded("open channel", conn.create_channel()).await?;
         bounded(
             "confirm.select",
@@ -80,7 +103,7 @@ impl AmqpClient {
         Ok(channel)
     }
 
-    async fn channel(&self) -> Result<Channel, String> {
+    async fn channel(&self) -> Result<Channel> {
         let mut guard = self.channel.lock().await;
         if !guard.status().connected() {
             *guard = Self::open_channel(&self.conn).await?;
@@ -89,12 +112,7 @@ impl AmqpClient {
     }
 
     /// Declares a fanout exchange.
-    pub async fn declare_fanout(
-        &self,
-        name: &str,
-        durable: bool,
-        auto_delete: bool,
-    ) -> Result<(), String> {
+    pub async fn declare_fanout(&self, name: &str, durable: bool, auto_delete: bool) -> Result<()> {
         self.declare_exchange(name, "fanout", durable, auto_delete)
             .await
     }
@@ -106,7 +124,7 @@ impl AmqpClient {
         kind: &str,
         durable: bool,
         auto_delete: bool,
-    ) -> Result<(), String> {
+    ) -> Result<()> {
         let ch = self.channel().await?;
         let opts = ExchangeDeclareOptions {
             durable,
@@ -130,7 +148,7 @@ impl AmqpClient {
     /// they are the exchange's own (RabbitMQ answers PRECONDITION_FAILED
     /// otherwise). Call it only for an exchange known to exist, or it
     /// would create one.
-    pub async fn exchange_is(&self, name: &str, kind: &str, durable: bool) -> Result<(), String> {
+    pub async fn exchange_is(&self, name: &str, kind: &str, durable: bool) -> Result<()> {
         let opts = ExchangeDeclareOptions {
             durable,
             ..Default::default()
@@ -138,10 +156,10 @@ impl AmqpClient {
         self.probe_exchange(name, exchange_kind(kind), opts)
             .await?
             .map_err(|e| {
-                format!(
+                TransportError::Refused(format!(
                     "the broker refused to see `{name}` as a {} {kind} exchange: {e}",
                     if durable { "durable" } else { "transient" }
-                )
+                ))
             })
     }
 
@@ -153,12 +171,16 @@ impl AmqpClient {
         name: &str,
         kind: ExchangeKind,
         opts: ExchangeDeclareOptions,
-    ) -> Result<lapin::Result<()>, String> {
+    ) -> Result<lapin::Result<()>> {
         let ch = bounded("open channel", self.conn.create_channel()).await?;
         let declare = ch.exchange_declare(name.into(), kind, opts, FieldTable::default());
         let res = tokio::time::timeout(OP_TIMEOUT, declare)
             .await
-            .map_err(|_| format!("declare of `{name}`: no answer within {OP_TIMEOUT:?}"))?;
+            .map_err(|_| {
+                TransportError::Unavailable(format!(
+                    "declare of `{name}`: no answer within {OP_TIMEOUT:?}"
+                ))
+            })?;
         if res.is_ok() {
             let _ = ch.close(200, "done".into()).await;
         }
@@ -183,7 +205,7 @@ impl AmqpClient {
 
     /// Declares a queue; an empty name lets the broker choose one. Returns
     /// the queue's name.
-    pub async fn declare_queue(&self, name: &str, spec: &QueueSpec) -> Result<String, String> {
+    pub async fn declare_queue(&self, name: &str, spec: &QueueSpec) -> Result<String> {
         let ch = self.channel().await?;
         let mut args = FieldTable::default();
         if let Some(dlx) = &spec.dead_letter_exchange {
@@ -210,7 +232,7 @@ impl AmqpClient {
     }
 
     /// Binds a queue to an exchange with routing key "".
-    pub async fn bind(&self, queue: &str, exchange: &str) -> Result<(), String> {
+    pub async fn bind(&self, queue: &str, exchange: &str) -> Result<()> {
         let ch = self.channel().await?;
         bounded(
             &format!("bind {queue} to {exchange}"),
@@ -227,7 +249,7 @@ impl AmqpClient {
 
     /// Consumes a queue (automatic acknowledgement); messages arrive on the
     /// returned receiver until the connection closes.
-    pub async fn consume(&self, queue: &str) -> Result<mpsc::UnboundedReceiver<Message>, String> {
+    pub async fn consume(&self, queue: &str) -> Result<mpsc::UnboundedReceiver<Message>> {
         let opts = BasicConsumeOptions {
             no_ack: true,
             ..Default::default()
@@ -242,7 +264,7 @@ impl AmqpClient {
         &self,
         queue: &str,
         prefetch: u16,
-    ) -> Result<mpsc::UnboundedReceiver<(Message, Delivery)>, String> {
+    ) -> Result<mpsc::UnboundedReceiver<(Message, Delivery)>> {
         let opts = BasicConsumeOptions::default();
         self.deliveries(queue, opts, Some(prefetch), |m, a| (m, Delivery(a)))
             .await
@@ -256,7 +278,7 @@ impl AmqpClient {
         opts: BasicConsumeOptions,
         prefetch: Option<u16>,
         wrap: fn(Message, Acker) -> T,
-    ) -> Result<mpsc::UnboundedReceiver<T>, String> {
+    ) -> Result<mpsc::UnboundedReceiver<T>> {
         let ch = bounded("open channel", self.conn.create_channel()).await?;
         if let Some(n) = prefetch {
             bounded(
@@ -290,7 +312,7 @@ impl AmqpClient {
     /// Publishes `msg` to the exchange `msg.channel`, routing key "", and
     /// waits for the broker's confirm. Publishing to an exchange that does
     /// not exist fails here.
-    pub async fn publish(&self, msg: &Message) -> Result<(), String> {
+    pub async fn publish(&self, msg: &Message) -> Result<()> {
         let ch = self.channel().await?;
         let props = encode_properties(msg);
         let what = format!("publish to exchange `{}`", msg.channel);
@@ -307,18 +329,20 @@ impl AmqpClient {
         .await?;
         let outcome = bounded(&what, confirm).await?;
         if outcome.is_nack() {
-            return Err(format!("{what}: the broker refused the message"));
+            return Err(TransportError::Refused(format!(
+                "{what}: the broker refused the message"
+            )));
         }
         if !ch.status().connected() {
-            return Err(format!(
+            return Err(TransportError::Refused(format!(
                 "{what}: the broker closed the channel (does the exchange exist?)"
-            ));
+            )));
         }
         Ok(())
     }
 
     /// Whether an exchange exists (a passive declare).
-    pub async fn exchange_exists(&self, name: &str) -> Result<bool, String> {
+    pub async fn exchange_exists(&self, name: &str) -> Result<bool> {
         let opts = ExchangeDeclareOptions {
             passive: true,
             ..Default::default()
@@ -331,7 +355,7 @@ impl AmqpClient {
             Err(e) if e.to_string().contains("NOT_FOUND") || e.to_string().contains("404") => {
                 Ok(false)
             }
-            Err(e) => Err(format!("passive declare of `{name}`: {e}")),
+            Err(e) => Err(classify(&format!("passive declare of `{name}`"), &e)),
         }
     }
 

@@ -11,6 +11,14 @@ use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS, TlsConfiguration, 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use super::TransportError;
+
+type Result<T> = std::result::Result<T, TransportError>;
+
+fn unavailable(text: String) -> TransportError {
+    TransportError::Unavailable(text)
+}
+
 /// Bound on every broker operation.
 const OP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest packet either way: 1 MiB, four times IoT Hub's largest message.
@@ -35,7 +43,7 @@ impl Endpoint {
     /// Parses `mqtt://[user[:password]@]host[:port]` or `mqtts://...`
     /// (TLS; the CA is given separately). User and password are
     /// percent-decoded.
-    pub fn parse(url: &str, ca_pem: Option<String>) -> Result<Self, String> {
+    pub fn parse(url: &str, ca_pem: Option<String>) -> std::result::Result<Self, String> {
         let (tls, rest) = if let Some(r) = url.strip_prefix("mqtts://") {
             (true, r)
         } else if let Some(r) = url.strip_prefix("mqtt://") {
@@ -131,7 +139,7 @@ pub struct MqttClient {
     published: std::sync::atomic::AtomicU64,
 }
 
-fn tls_config(ca_pem: &str) -> Result<Arc<rustls::ClientConfig>, String> {
+fn tls_config(ca_pem: &str) -> std::result::Result<Arc<rustls::ClientConfig>, String> {
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
@@ -157,7 +165,7 @@ impl MqttClient {
     pub async fn connect(
         endpoint: &Endpoint,
         login: &Login,
-    ) -> Result<(Self, mpsc::UnboundedReceiver<Received>), String> {
+    ) -> Result<(Self, mpsc::UnboundedReceiver<Received>)> {
         let mut opts = MqttOptions::new(&login.client_id, &endpoint.host, endpoint.port);
         opts.set_keep_alive(Duration::from_secs(30))
             .set_max_packet_size(MAX_PACKET, MAX_PACKET)
@@ -169,7 +177,7 @@ impl MqttClient {
         }
         if let Some(ca) = &endpoint.ca_pem {
             opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-                tls_config(ca)?,
+                tls_config(ca).map_err(unavailable)?,
             )));
         }
         let (client, mut eventloop) = AsyncClient::new(opts, 64);
@@ -219,7 +227,7 @@ impl MqttClient {
         Ok((c, rx))
     }
 
-    async fn wait(&mut self, done: impl Fn(&Acks) -> bool, what: &str) -> Result<(), String> {
+    async fn wait(&mut self, done: impl Fn(&Acks) -> bool, what: &str) -> Result<()> {
         let mut acks = self.acks.clone();
         let mut closed = self.closed.clone();
         let waited = tokio::time::timeout(OP_TIMEOUT, async {
@@ -228,24 +236,24 @@ impl MqttClient {
                     return Ok(());
                 }
                 if let Some(e) = closed.borrow().clone() {
-                    return Err(format!("{what}: the connection closed: {e}"));
+                    return Err(unavailable(format!("{what}: the connection closed: {e}")));
                 }
                 tokio::select! {
-                    r = acks.changed() => if r.is_err() { return Err(format!("{what}: the connection closed")); },
+                    r = acks.changed() => if r.is_err() { return Err(unavailable(format!("{what}: the connection closed"))); },
                     _ = closed.changed() => {}
                 }
             }
         })
         .await;
         waited.unwrap_or_else(|_| {
-            Err(format!(
+            Err(unavailable(format!(
                 "{what}: no answer from the broker within {OP_TIMEOUT:?}"
-            ))
+            )))
         })
     }
 
     /// Subscribes at QoS 1 and waits for the SUBACK.
-    pub async fn subscribe(&mut self, filter: &str) -> Result<(), String> {
+    pub async fn subscribe(&mut self, filter: &str) -> Result<()> {
         let n = self
             .subscribed
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
@@ -253,13 +261,13 @@ impl MqttClient {
         self.client
             .subscribe(filter, QoS::AtLeastOnce)
             .await
-            .map_err(|e| format!("subscribe to {filter}: {e}"))?;
+            .map_err(|e| unavailable(format!("subscribe to {filter}: {e}")))?;
         self.wait(|a| a.subacks >= n, &format!("subscribe to {filter}"))
             .await
     }
 
     /// Publishes at QoS 1 and waits for the PUBACK.
-    pub async fn publish(&mut self, topic: &str, payload: Vec<u8>) -> Result<(), String> {
+    pub async fn publish(&mut self, topic: &str, payload: Vec<u8>) -> Result<()> {
         let n = self
             .published
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
@@ -267,7 +275,7 @@ impl MqttClient {
         self.client
             .publish(topic, QoS::AtLeastOnce, false, payload)
             .await
-            .map_err(|e| format!("publish to {topic}: {e}"))?;
+            .map_err(|e| unavailable(format!("publish to {topic}: {e}")))?;
         self.wait(|a| a.pubacks >= n, &format!("publish to {topic}"))
             .await
     }
@@ -275,15 +283,11 @@ impl MqttClient {
     /// Publishes at QoS 2, without waiting for the handshake: IoT Hub,
     /// and the broker as the harness configures it, close the connection
     /// of a device that does this. Only a faulty reference uses it.
-    pub async fn publish_exactly_once(
-        &mut self,
-        topic: &str,
-        payload: Vec<u8>,
-    ) -> Result<(), String> {
+    pub async fn publish_exactly_once(&mut self, topic: &str, payload: Vec<u8>) -> Result<()> {
         self.client
             .publish(topic, QoS::ExactlyOnce, false, payload)
             .await
-            .map_err(|e| format!("publish to {topic}: {e}"))
+            .map_err(|e| unavailable(format!("publish to {topic}: {e}")))
     }
 
     /// Why the connection closed, if it has.

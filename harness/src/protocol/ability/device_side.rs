@@ -8,29 +8,30 @@ use tokio::sync::mpsc;
 
 use super::{devicebound_topic, to_wire};
 use crate::message::{Arrival, Message};
+use crate::transport::TransportError;
 use crate::transport::mqtt::{Endpoint, Login, MqttClient, Received};
 
 /// The host name devices put in their user name.
 pub const HUB_NAME: &str = "dmconf-hub.azure-devices.net";
 
 /// The devices' side: where they connect.
-pub struct AbilityDeviceSide {
+pub(crate) struct AbilityDeviceSide {
     devices: Endpoint,
 }
 
 impl AbilityDeviceSide {
     /// Devices connect to `devices`.
-    pub fn new(devices: Endpoint) -> Self {
+    pub(crate) fn new(devices: Endpoint) -> Self {
         AbilityDeviceSide { devices }
     }
 
     /// Connects the case's device and subscribes it to its messages,
     /// which are judged against the cloud-to-device limit `c2d_limit`.
-    pub async fn open_case(
+    pub(crate) async fn open_case(
         &self,
         device: &str,
         c2d_limit: usize,
-    ) -> Result<AbilityDeviceLink, String> {
+    ) -> Result<AbilityDeviceLink, TransportError> {
         let login = Login {
             client_id: device.to_owned(),
             user: Some(format!("{HUB_NAME}/{device}/?api-version=2021-04-12")),
@@ -51,7 +52,7 @@ impl AbilityDeviceSide {
 }
 
 /// One case's device, with the platform under test.
-pub struct AbilityDeviceLink {
+pub(crate) struct AbilityDeviceLink {
     client: MqttClient,
     rx: mpsc::UnboundedReceiver<Received>,
     limit: usize,
@@ -59,13 +60,13 @@ pub struct AbilityDeviceLink {
 
 impl AbilityDeviceLink {
     /// Publishes a device-to-cloud message.
-    pub async fn publish(&mut self, msg: &Message) -> Result<(), String> {
+    pub(crate) async fn publish(&mut self, msg: &Message) -> Result<(), TransportError> {
         let (topic, payload) = to_wire(msg);
         self.client.publish(&topic, payload).await
     }
 
     /// The next message from the platform.
-    pub async fn recv(&mut self) -> Option<Arrival> {
+    pub(crate) async fn recv(&mut self) -> Option<Arrival> {
         let m = self.rx.recv().await?;
         Some(super::platform_side::arrival(
             &m.topic, &m.payload, self.limit, "platform",
@@ -73,7 +74,7 @@ impl AbilityDeviceLink {
     }
 
     /// What has already arrived.
-    pub fn try_recv(&mut self) -> Option<Arrival> {
+    pub(crate) fn try_recv(&mut self) -> Option<Arrival> {
         let m = self.rx.try_recv().ok()?;
         Some(super::platform_side::arrival(
             &m.topic, &m.payload, self.limit, "platform",
@@ -81,7 +82,7 @@ impl AbilityDeviceLink {
     }
 
     /// Disconnects.
-    pub async fn close(self) {
+    pub(crate) async fn close(self) {
         self.client.close().await;
     }
 }

@@ -13,17 +13,207 @@
 //! is the body after decompression.
 
 pub mod bag;
-pub mod device_side;
-pub mod platform_side;
+pub(crate) mod device_side;
+pub(crate) mod platform_side;
 
 use std::io::{Read, Write};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
+use super::{CaseIds, Link, Open, Opened, Sides};
+use crate::env::{self, SutEnv};
+use crate::error::Error;
 use crate::message::Message;
+use crate::profile::Profile;
+use crate::suite::Role;
 
-pub use device_side::{AbilityDeviceLink, AbilityDeviceSide};
-pub use platform_side::{AbilityPlatformLink, AbilityPlatformSide};
+pub use device_side::HUB_NAME;
+pub(crate) use device_side::{AbilityDeviceLink, AbilityDeviceSide};
+pub(crate) use platform_side::{AbilityPlatformLink, AbilityPlatformSide};
+
+/// Opens a case: each case is a device of its own. A device under test
+/// gets a tenant of its own; a platform serves the profile's tenant
+/// (`DEFAULT` if none is named), except a platform that runs for this
+/// case alone, which is told the one device it serves.
+pub(crate) async fn open(o: Open<'_>) -> Result<Opened, Error> {
+    let p = o.profile;
+    let limits = p.limits;
+    let device = format!("{}{}", p.id_prefix, o.short);
+    let own_tenant = format!("DMCONF_{}", o.short.to_uppercase());
+    let broker = o.sides.mosquitto().await?;
+    let mut env: SutEnv = limits_env(limits);
+    if let Some(ca) = &broker.ca_file {
+        env.push((env::MQTT_CA, ca.display().to_string()));
+    }
+    let (tenant, link) = match o.role {
+        Role::Device => {
+            env.push((env::MQTT_URL, broker.device_url.clone()));
+            env.push((env::DEVICE_ID, device.clone()));
+            let side = o.sides.ability_platform().await?;
+            let link = side.open_case(&device, limits.d2c).await?;
+            (own_tenant, Link::AbilityToDevice(link))
+        }
+        Role::Server => {
+            env.push((env::MQTT_URL, broker.service_url.clone()));
+            let tenant = if o.isolated {
+                env.push((env::DEVICE_ID, device.clone()));
+                p.tenant.clone().unwrap_or(own_tenant)
+            } else {
+                p.tenant.clone().unwrap_or_else(|| "DEFAULT".to_owned())
+            };
+            let side = o.sides.ability_device().await?;
+            let link = side.open_case(&device, limits.c2d).await?;
+            (tenant, Link::AbilityToPlatform(link))
+        }
+    };
+    env.push((env::TENANT, tenant.clone()));
+    let mut vars = vec![
+        ("tenant", Value::String(tenant.clone())),
+        ("thingId", Value::String(device.clone())),
+        ("deviceId", Value::String(device.clone())),
+        ("d2c", Value::String(events_topic(&device))),
+        ("c2d", Value::String(devicebound_topic(&device))),
+    ];
+    for (name, n) in [
+        ("headerLimit", limits.headers),
+        ("d2cLimit", limits.d2c),
+        ("c2dLimit", limits.c2d),
+    ] {
+        vars.push((name, Value::from(n)));
+        let (below, above) = match name {
+            "headerLimit" => ("headerLimitBelow", "headerLimitAbove"),
+            "d2cLimit" => ("d2cLimitBelow", "d2cLimitAbove"),
+            _ => ("c2dLimitBelow", "c2dLimitAbove"),
+        };
+        vars.push((below, Value::from(n.saturating_sub(1))));
+        vars.push((above, Value::from(n + 1)));
+    }
+    Ok(Opened {
+        link,
+        ids: CaseIds {
+            tenant,
+            thing_id: device,
+        },
+        vars,
+        env,
+        refusals: Err(
+            "a Device API platform refuses with a negative acknowledgement, which a step expects"
+                .to_owned(),
+        ),
+    })
+}
+
+fn limits_env(limits: Limits) -> SutEnv {
+    vec![
+        (env::D2C_BYTES, limits.d2c.to_string()),
+        (env::C2D_BYTES, limits.c2d.to_string()),
+        (env::HEADER_BYTES, limits.headers.to_string()),
+    ]
+}
+
+/// What a platform started once for the run finds in its environment.
+pub(crate) async fn server_env(sides: &Sides, p: &Profile) -> Result<SutEnv, Error> {
+    let broker = sides.mosquitto().await?;
+    let mut env = limits_env(p.limits);
+    env.push((env::MQTT_URL, broker.service_url.clone()));
+    if let Some(ca) = &broker.ca_file {
+        env.push((env::MQTT_CA, ca.display().to_string()));
+    }
+    env.push((
+        env::TENANT,
+        p.tenant.clone().unwrap_or_else(|| "DEFAULT".to_owned()),
+    ));
+    Ok(env)
+}
+
+/// A message's `correlationId` header, when it has a non-empty one.
+pub(crate) fn correlation_id(msg: &Message) -> Option<String> {
+    msg.header("correlationId").filter(|c| !c.is_empty())
+}
+
+/// Whether a device's message is telemetry (variable, alarm, event).
+pub(crate) fn is_telemetry(msg: &Message) -> bool {
+    matches!(
+        msg.header("msgType").as_deref(),
+        Some("variable" | "alarm" | "event")
+    )
+}
+
+/// Whether a platform's message is a notification.
+pub(crate) fn is_notification(msg: &Message) -> bool {
+    msg.header("msgType").as_deref() == Some("notification")
+        || msg.header("ability-messagetype").is_some()
+}
+
+/// The acknowledgement a platform sends a device's request whose `ack`
+/// header asks for positive ones (`positive`, `all`): success, with the
+/// request's action, correlationId (one generated when it has none),
+/// target and context. `None` for anything else.
+pub(crate) fn platform_ack(request: &Message) -> Option<Message> {
+    if request.header("msgType").as_deref() != Some("action") {
+        return None;
+    }
+    if !matches!(request.header("ack").as_deref(), Some("positive" | "all")) {
+        return None;
+    }
+    let device = request.property(DEVICE_ID_PROPERTY)?;
+    let mut ack = Message {
+        channel: devicebound_topic(&device),
+        ..Default::default()
+    };
+    let correlation = correlation_id(request).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let mut put = |k: &str, v: String| {
+        ack.headers.insert(k.to_owned(), Value::String(v));
+    };
+    put("msgType", "ack".into());
+    put("version", "2".into());
+    put("action", request.header("action").unwrap_or_default());
+    put("correlationId", correlation);
+    for k in ["target", "context"] {
+        if let Some(v) = request.header(k) {
+            put(k, v);
+        }
+    }
+    ack.properties
+        .insert("$.ct".into(), json!("application/json"));
+    ack.properties.insert("$.ce".into(), json!("utf-8"));
+    ack.body = serde_json::to_vec(&json!({"success": true, "code": "ok", "details": ""}))
+        .unwrap_or_default();
+    Some(ack)
+}
+
+/// Pads `msg` as [`fill`] does, and says what it made against the limit
+/// the profile declares, so that a failure at a boundary shows both.
+pub(crate) fn fill_to_limit(
+    msg: &mut Message,
+    what: &str,
+    bytes: usize,
+    limits: Limits,
+) -> Result<String, String> {
+    fill(msg, what, bytes)?;
+    let (declared, key, counted) = match what {
+        "headers" => (
+            limits.headers,
+            "header_bytes",
+            "application property names and values, in UTF-8 bytes after decoding",
+        ),
+        _ if msg.channel.contains("/devicebound/") => (limits.c2d, "c2d_bytes", IOTHUB_COUNT),
+        _ => (limits.d2c, "d2c_bytes", IOTHUB_COUNT),
+    };
+    let relation = match bytes.cmp(&declared) {
+        std::cmp::Ordering::Less => "under",
+        std::cmp::Ordering::Equal => "at",
+        std::cmp::Ordering::Greater => "over",
+    };
+    Ok(format!(
+        "a message to {} with {what} filled to {bytes} bytes ({counted}): {relation} the limit the profile declares, {declared} bytes ([ability] {key})",
+        msg.channel
+    ))
+}
+
+/// How IoT Hub counts a message's size, as a note says it.
+const IOTHUB_COUNT: &str =
+    "as IoT Hub counts: body, system property values, application property names and values";
 
 /// Every v2 action the seeds and ABB's pages describe.
 pub const ACTIONS: [&str; 16] = [

@@ -12,12 +12,13 @@ use tokio::sync::mpsc;
 
 use super::{from_wire, split_topic, to_wire};
 use crate::message::{Arrival, Message};
+use crate::transport::TransportError;
 use crate::transport::mqtt::{Endpoint, Login, MqttClient, Received};
 
 type Routes = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Received>>>>;
 
 /// IoT Hub's side, shared by the cases of a run.
-pub struct AbilityPlatformSide {
+pub(crate) struct AbilityPlatformSide {
     service: Endpoint,
     routes: Routes,
     _reader: MqttClient,
@@ -46,7 +47,7 @@ pub(crate) fn arrival(topic: &str, payload: &[u8], limit: usize, who: &str) -> A
 
 impl AbilityPlatformSide {
     /// Subscribes the service identity to every device's messages.
-    pub async fn start(service: Endpoint) -> Result<Self, String> {
+    pub(crate) async fn start(service: Endpoint) -> Result<Self, TransportError> {
         let login = Login {
             client_id: client_id("hub"),
             ..Default::default()
@@ -79,11 +80,11 @@ impl AbilityPlatformSide {
 
     /// Opens one case: from now on every message of `device` is kept for
     /// it, and judged against the device-to-cloud limit `d2c_limit`.
-    pub async fn open_case(
+    pub(crate) async fn open_case(
         &self,
         device: &str,
         d2c_limit: usize,
-    ) -> Result<AbilityPlatformLink, String> {
+    ) -> Result<AbilityPlatformLink, TransportError> {
         let (tx, rx) = mpsc::unbounded_channel();
         self.routes
             .lock()
@@ -105,7 +106,7 @@ impl AbilityPlatformSide {
 }
 
 /// One case's view of IoT Hub, with a device under test.
-pub struct AbilityPlatformLink {
+pub(crate) struct AbilityPlatformLink {
     client: MqttClient,
     rx: mpsc::UnboundedReceiver<Received>,
     device: String,
@@ -115,25 +116,25 @@ pub struct AbilityPlatformLink {
 
 impl AbilityPlatformLink {
     /// Publishes a cloud-to-device message.
-    pub async fn publish(&mut self, msg: &Message) -> Result<(), String> {
+    pub(crate) async fn publish(&mut self, msg: &Message) -> Result<(), TransportError> {
         let (topic, payload) = to_wire(msg);
         self.client.publish(&topic, payload).await
     }
 
     /// The next message from the device.
-    pub async fn recv(&mut self) -> Option<Arrival> {
+    pub(crate) async fn recv(&mut self) -> Option<Arrival> {
         let m = self.rx.recv().await?;
         Some(arrival(&m.topic, &m.payload, self.limit, "device"))
     }
 
     /// What has already arrived.
-    pub fn try_recv(&mut self) -> Option<Arrival> {
+    pub(crate) fn try_recv(&mut self) -> Option<Arrival> {
         let m = self.rx.try_recv().ok()?;
         Some(arrival(&m.topic, &m.payload, self.limit, "device"))
     }
 
     /// Stops routing to this case and disconnects.
-    pub async fn close(self) {
+    pub(crate) async fn close(self) {
         self.routes
             .lock()
             .unwrap_or_else(|e| e.into_inner())

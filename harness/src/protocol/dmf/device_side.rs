@@ -11,12 +11,13 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::message::{Arrival, Message};
+use crate::transport::TransportError;
 use crate::transport::amqp::{AmqpClient, QueueSpec};
 
 type Routes = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Arrival>>>>;
 
 /// The devices' side of the broker, shared by the cases of a run.
-pub struct DmfDeviceSide {
+pub(crate) struct DmfDeviceSide {
     url: String,
     client: AmqpClient,
     refusals: Routes,
@@ -25,7 +26,7 @@ pub struct DmfDeviceSide {
 
 impl DmfDeviceSide {
     /// Connects to the broker at `url`.
-    pub async fn start(url: &str) -> Result<Self, String> {
+    pub(crate) async fn start(url: &str) -> Result<Self, TransportError> {
         Ok(DmfDeviceSide {
             url: url.to_owned(),
             client: AmqpClient::connect(url).await?,
@@ -36,17 +37,20 @@ impl DmfDeviceSide {
 
     /// Watches the dead-letter exchange `dlx` (once per run) through a
     /// private queue bound to it, so that the server's own dead-letter
-    /// queue is left as it is. `Err` when the exchange does not exist:
-    /// then refusals cannot be observed.
-    pub async fn watch_refusals(&self, dlx: &str) -> Result<(), String> {
+    /// queue is left as it is. `Ok(Err(why))` when the exchange does not
+    /// exist: then refusals cannot be observed.
+    pub(crate) async fn watch_refusals(
+        &self,
+        dlx: &str,
+    ) -> Result<Result<(), String>, TransportError> {
         let mut watching = self.watching.lock().await;
         if watching.iter().any(|w| w == dlx) {
-            return Ok(());
+            return Ok(Ok(()));
         }
         if !self.client.exchange_exists(dlx).await? {
-            return Err(format!(
+            return Ok(Err(format!(
                 "the dead-letter exchange `{dlx}` does not exist on the broker, so a refusal by the server cannot be observed (declare it, or name the server's in `[dmf] dead_letter_exchange` of the profile)"
-            ));
+            )));
         }
         let tap = QueueSpec {
             exclusive: true,
@@ -71,17 +75,17 @@ impl DmfDeviceSide {
             }
         });
         watching.push(dlx.to_owned());
-        Ok(())
+        Ok(Ok(()))
     }
 
     /// Whether an exchange exists.
-    pub async fn exchange_exists(&self, name: &str) -> Result<bool, String> {
+    pub(crate) async fn exchange_exists(&self, name: &str) -> Result<bool, TransportError> {
         self.client.exchange_exists(name).await
     }
 
     /// Opens one virtual device: its reply exchange (a fanout, as both
     /// reference clients of hawkBit declare) and queue, bound, consumed.
-    pub async fn open_case(&self, thing_id: &str) -> Result<DmfDeviceLink, String> {
+    pub(crate) async fn open_case(&self, thing_id: &str) -> Result<DmfDeviceLink, TransportError> {
         let client = AmqpClient::connect(&self.url).await?;
         let reply_to = format!("dmconf.device.{thing_id}");
         client.declare_fanout(&reply_to, false, true).await?;
@@ -114,10 +118,10 @@ impl DmfDeviceSide {
 }
 
 /// One virtual device of one case.
-pub struct DmfDeviceLink {
+pub(crate) struct DmfDeviceLink {
     client: AmqpClient,
     /// The device's reply exchange, for `reply_to`.
-    pub reply_to: String,
+    pub(crate) reply_to: String,
     tx: mpsc::UnboundedSender<Arrival>,
     rx: mpsc::UnboundedReceiver<Arrival>,
     sent_ids: Vec<String>,
@@ -128,7 +132,7 @@ impl DmfDeviceLink {
     /// Publishes to the exchange `msg.channel`, under a `message_id` that
     /// brings the message back to this case if the server refuses it (the
     /// one the suite set, or a fresh one). Returns the message as sent.
-    pub async fn publish(&mut self, msg: &Message) -> Result<Message, String> {
+    pub(crate) async fn publish(&mut self, msg: &Message) -> Result<Message, TransportError> {
         let mut msg = msg.clone();
         let id = match msg.property("message_id") {
             Some(id) => id,
@@ -149,23 +153,23 @@ impl DmfDeviceLink {
     }
 
     /// The next message from the server, or a refusal.
-    pub async fn recv(&mut self) -> Option<Arrival> {
+    pub(crate) async fn recv(&mut self) -> Option<Arrival> {
         self.rx.recv().await
     }
 
     /// What has already arrived, without waiting.
-    pub fn try_recv(&mut self) -> Option<Arrival> {
+    pub(crate) fn try_recv(&mut self) -> Option<Arrival> {
         self.rx.try_recv().ok()
     }
 
     /// The broker connection, for checks.
-    pub fn client(&self) -> &AmqpClient {
+    pub(crate) fn client(&self) -> &AmqpClient {
         &self.client
     }
 
     /// Forgets this case's message ids and closes its connection; the
     /// reply exchange and queue go with it.
-    pub async fn close(self) {
+    pub(crate) async fn close(self) {
         {
             let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
             for id in &self.sent_ids {

@@ -1,24 +1,166 @@
 //! hawkBit DMF: the names of hawkBit's broker objects, the schema of each
-//! message by direction, and the action-lifecycle oracle; the side the
-//! harness plays when a device is under test ([`server_side`]) and when a
-//! server is ([`device_side`]).
+//! message by direction, what a device sends of its own accord, how a
+//! case is opened, and the action-lifecycle oracle ([`checks`]); the side
+//! the harness plays when a device is under test ([`server_side`]) and
+//! when a server is ([`device_side`]).
 
-pub mod device_side;
-pub mod server_side;
+pub(crate) mod checks;
+pub(crate) mod device_side;
+pub(crate) mod server_side;
 
-pub use device_side::{DmfDeviceLink, DmfDeviceSide};
-pub use server_side::{DmfCaseLink, DmfServerSide};
+pub(crate) use device_side::{DmfDeviceLink, DmfDeviceSide};
+pub(crate) use server_side::{DmfCaseLink, DmfServerSide};
 
 use serde_json::Value;
 
+use super::{CaseIds, Link, Open, Opened, Sides};
+use crate::env::{self, SutEnv};
+use crate::error::Error;
 use crate::message::Message;
+use crate::profile::Profile;
+use crate::suite::Role;
+use crate::transport::TransportError;
 use crate::transport::amqp::{AmqpClient, QueueSpec};
+
+/// Opens a case. A device under test gets a tenant of its own; a server
+/// serves the profile's tenant (hawkBit's `DEFAULT` if none is named),
+/// except a server that runs for this case alone, which gets a tenant,
+/// an inbound exchange and a receiver queue of its own.
+pub(crate) async fn open(o: Open<'_>) -> Result<Opened, Error> {
+    let p = o.profile;
+    // hawkBit keeps tenants in upper case and sends them so.
+    let own_tenant = format!("DMCONF_{}", o.short.to_uppercase());
+    let thing_id = format!("{}{}", p.id_prefix, o.short);
+    let amqp_url = o.sides.rabbitmq().await?.amqp_url.clone();
+    let mut env: SutEnv = vec![(env::AMQP_URL, amqp_url)];
+    let (tenant, exchange, link, refusals) = match o.role {
+        Role::Device => {
+            let side = o.sides.dmf_server().await?;
+            let link = side.open_case(&own_tenant, &thing_id).await?;
+            env.push((env::THING_ID, thing_id.clone()));
+            let refusals = Err("the SUT is a device; refusals are a server's".to_owned());
+            (
+                own_tenant,
+                DMF_EXCHANGE.to_owned(),
+                Link::DmfToDevice(Box::new(link)),
+                refusals,
+            )
+        }
+        Role::Server => {
+            let (tenant, exchange) = if o.isolated {
+                let exchange = format!("dmconf.dmf.exchange.{}", o.short);
+                let receiver = format!("dmconf.dmf_receiver.{}", o.short);
+                env.push((env::DMF_RECEIVER_QUEUE, receiver));
+                (p.tenant.clone().unwrap_or(own_tenant), exchange)
+            } else {
+                let tenant = p.tenant.clone().unwrap_or_else(|| "DEFAULT".to_owned());
+                (tenant, p.dmf.exchange.clone())
+            };
+            env.push((env::DMF_EXCHANGE, exchange.clone()));
+            let side = o.sides.dmf_device().await?;
+            let link = side.open_case(&thing_id).await?;
+            let refusals = match &p.dmf.dead_letter_exchange {
+                None => Err(
+                    "the profile declares that this server's refusals cannot be observed (`[dmf] dead_letter_exchange = \"\"`)"
+                        .to_owned(),
+                ),
+                Some(dlx) => side.watch_refusals(dlx).await?,
+            };
+            (
+                tenant,
+                exchange,
+                Link::DmfToServer(Box::new(link)),
+                refusals,
+            )
+        }
+    };
+    env.push((env::TENANT, tenant.clone()));
+    let mut vars = vec![
+        ("tenant", Value::String(tenant.clone())),
+        ("thingId", Value::String(thing_id.clone())),
+        ("dmfExchange", Value::String(exchange)),
+    ];
+    if let Link::DmfToServer(l) = &link {
+        vars.push(("replyTo", Value::String(l.reply_to.clone())));
+    }
+    Ok(Opened {
+        link,
+        ids: CaseIds { tenant, thing_id },
+        vars,
+        env,
+        refusals,
+    })
+}
+
+/// What a server started once for the run finds in its environment.
+pub(crate) async fn server_env(sides: &Sides, p: &Profile) -> Result<SutEnv, Error> {
+    Ok(vec![
+        (env::AMQP_URL, sides.rabbitmq().await?.amqp_url.clone()),
+        (
+            env::TENANT,
+            p.tenant.clone().unwrap_or_else(|| "DEFAULT".to_owned()),
+        ),
+        (env::DMF_EXCHANGE, p.dmf.exchange.clone()),
+    ])
+}
+
+/// A server is up once its inbound exchange exists.
+pub(crate) async fn server_up(sides: &Sides, p: &Profile) -> Result<bool, Error> {
+    Ok(sides
+        .dmf_device()
+        .await?
+        .exchange_exists(&p.dmf.exchange)
+        .await?)
+}
+
+/// The actionId of an action request or status, as text.
+pub(crate) fn action_id(msg: &Message) -> Option<String> {
+    if msg.header("type").as_deref() != Some("EVENT") {
+        return None;
+    }
+    let body = msg.body_json()?;
+    crate::message::scalar_text(body.get("actionId")?)
+}
+
+/// Whether a message is a device's action status.
+pub(crate) fn is_status(msg: &Message) -> bool {
+    msg.header("type").as_deref() == Some("EVENT")
+        && msg.header("topic").as_deref() == Some("UPDATE_ACTION_STATUS")
+}
+
+/// Whether a message is one a SUT of `sut`'s role sends of its own
+/// accord: a device registers again to poll, PINGs, reports attributes,
+/// switches auto-confirmation and removes itself when it likes; hawkBit
+/// asks for attributes when it likes.
+pub(crate) fn unprompted(sut: Role, msg: &Message) -> bool {
+    let kind = msg.header("type");
+    let topic = msg.header("topic");
+    matches!(
+        (sut, kind.as_deref(), topic.as_deref()),
+        (
+            Role::Device,
+            Some("THING_CREATED" | "PING" | "THING_REMOVED"),
+            _
+        ) | (
+            Role::Device,
+            Some("EVENT"),
+            Some("UPDATE_ATTRIBUTES" | "UPDATE_AUTO_CONFIRM")
+        ) | (
+            Role::Server,
+            Some("EVENT"),
+            Some("REQUEST_ATTRIBUTES_UPDATE")
+        )
+    )
+}
 
 /// hawkBit's answer to a PING that has a correlation id: PING_RESPONSE to
 /// the PING's reply_to, with its correlation id and tenant, and the
 /// server's time (epoch milliseconds) as text. `None` for a PING without
 /// a correlation id, which hawkBit takes and does not answer.
 pub fn ping_response(ping: &Message, now_ms: u64) -> Option<Message> {
+    if ping.header("type").as_deref() != Some("PING") {
+        return None;
+    }
     let cid = ping.property("correlation_id").filter(|c| !c.is_empty())?;
     let mut reply = Message {
         channel: ping.property("reply_to").unwrap_or_default(),
@@ -69,7 +211,7 @@ pub async fn declare_topology(
     exchange: &str,
     kind: &str,
     receiver: &str,
-) -> Result<(), String> {
+) -> Result<(), TransportError> {
     client.declare_exchange(exchange, kind, true, false).await?;
     client
         .declare_fanout(DEAD_LETTER_EXCHANGE, true, false)
@@ -151,114 +293,5 @@ pub fn device_message_schema(msg: &Message) -> Result<&'static str, String> {
             "type `{t}` is not a device-to-server message (THING_CREATED, THING_REMOVED, EVENT, PING)"
         )),
         (None, _) => Err("no `type` header".to_owned()),
-    }
-}
-
-/// Which action flow a lifecycle check judges.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Flow {
-    /// DOWNLOAD_AND_INSTALL: ends in FINISHED or ERROR.
-    DownloadAndInstall,
-    /// DOWNLOAD (download only): ends in DOWNLOADED or ERROR.
-    Download,
-}
-
-impl Flow {
-    /// Parses the suite's name for a flow.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "download_and_install" => Some(Flow::DownloadAndInstall),
-            "download" => Some(Flow::Download),
-            _ => None,
-        }
-    }
-
-    fn intermediate(self) -> &'static [&'static str] {
-        match self {
-            Flow::DownloadAndInstall => {
-                &["DOWNLOAD", "RETRIEVED", "RUNNING", "WARNING", "DOWNLOADED"]
-            }
-            Flow::Download => &["DOWNLOAD", "RETRIEVED", "RUNNING", "WARNING"],
-        }
-    }
-
-    fn finals(self) -> &'static [&'static str] {
-        match self {
-            Flow::DownloadAndInstall => &["FINISHED", "ERROR"],
-            Flow::Download => &["DOWNLOADED", "ERROR"],
-        }
-    }
-}
-
-/// Judges the statuses a device reported for one action: each is one the
-/// flow allows, and exactly one final status closes the sequence.
-pub fn check_lifecycle(flow: Flow, statuses: &[Message]) -> Result<(), String> {
-    let names: Vec<String> = statuses
-        .iter()
-        .map(|m| {
-            m.body_json()
-                .and_then(|b| {
-                    b.get("actionStatus")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned)
-                })
-                .unwrap_or_else(|| "<no actionStatus>".to_owned())
-        })
-        .collect();
-    let seq = names.join(" -> ");
-    if names.is_empty() {
-        return Err("no status was reported".to_owned());
-    }
-    for (i, s) in names.iter().enumerate() {
-        let last = i + 1 == names.len();
-        let is_final = flow.finals().contains(&s.as_str());
-        if is_final && !last {
-            return Err(format!(
-                "final status {s} is followed by more statuses: {seq}"
-            ));
-        }
-        if last && !is_final {
-            return Err(format!(
-                "the sequence must end in one of {:?}, got: {seq}",
-                flow.finals()
-            ));
-        }
-        if !is_final && !flow.intermediate().contains(&s.as_str()) {
-            return Err(format!(
-                "status {s} does not belong in this flow (allowed before the end: {:?}); sequence: {seq}",
-                flow.intermediate()
-            ));
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn status(s: &str) -> Message {
-        Message {
-            body: format!(r#"{{"actionId":1,"actionStatus":"{s}"}}"#).into_bytes(),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn lifecycle_oracle() {
-        let seq = |v: &[&str]| v.iter().map(|s| status(s)).collect::<Vec<_>>();
-        let dai = Flow::DownloadAndInstall;
-        assert!(
-            check_lifecycle(
-                dai,
-                &seq(&["RUNNING", "DOWNLOAD", "DOWNLOADED", "FINISHED"])
-            )
-            .is_ok()
-        );
-        assert!(check_lifecycle(dai, &seq(&["ERROR"])).is_ok());
-        assert!(check_lifecycle(dai, &seq(&["RUNNING", "CANCELED"])).is_err());
-        assert!(check_lifecycle(dai, &seq(&["FINISHED", "FINISHED"])).is_err());
-        assert!(check_lifecycle(Flow::Download, &seq(&["DOWNLOAD", "DOWNLOADED"])).is_ok());
-        assert!(check_lifecycle(Flow::Download, &seq(&["DOWNLOAD", "FINISHED"])).is_err());
     }
 }

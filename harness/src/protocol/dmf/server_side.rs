@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 
 use super::{DMF_EXCHANGE, RECEIVER_QUEUE};
 use crate::message::Message;
+use crate::transport::TransportError;
 use crate::transport::amqp::{AmqpClient, QueueSpec};
 
 type Routes = HashMap<String, mpsc::UnboundedSender<Message>>;
@@ -24,7 +25,7 @@ struct Router {
 /// hawkBit's side of the broker, as the harness plays it when a device is
 /// under test: the topology hawkBit declares, and a dispatcher that hands
 /// each device message to the case that owns its tenant (or thing).
-pub struct DmfServerSide {
+pub(crate) struct DmfServerSide {
     url: String,
     router: Arc<Mutex<Router>>,
     _client: AmqpClient,
@@ -38,7 +39,7 @@ impl DmfServerSide {
     /// dispatching. Declarations are idempotent, so several harness
     /// processes may share one broker; each reads its own copy of the
     /// traffic through a private queue bound to the fanout exchange.
-    pub async fn start(url: &str) -> Result<Self, String> {
+    pub(crate) async fn start(url: &str) -> Result<Self, TransportError> {
         let client = AmqpClient::connect(url).await?;
         super::declare_topology(&client, DMF_EXCHANGE, "fanout", RECEIVER_QUEUE).await?;
         let tap = QueueSpec {
@@ -72,7 +73,11 @@ impl DmfServerSide {
     /// tenant (or, failing that, its thing id) goes to this link, from now
     /// on. The link publishes on its own connection, so a device that
     /// names a missing exchange breaks no other case.
-    pub async fn open_case(&self, tenant: &str, thing_id: &str) -> Result<DmfCaseLink, String> {
+    pub(crate) async fn open_case(
+        &self,
+        tenant: &str,
+        thing_id: &str,
+    ) -> Result<DmfCaseLink, TransportError> {
         let (tx, rx) = mpsc::unbounded_channel();
         {
             let mut r = self.router.lock().unwrap_or_else(|e| e.into_inner());
@@ -80,7 +85,7 @@ impl DmfServerSide {
             r.by_tenant.insert(tenant.to_uppercase(), tx.clone());
             r.by_thing.insert(thing_id.to_owned(), tx);
         }
-        let client = Arc::new(AmqpClient::connect(&self.url).await?);
+        let client = AmqpClient::connect(&self.url).await?;
         Ok(DmfCaseLink {
             rx,
             client,
@@ -114,9 +119,9 @@ fn dispatch(router: &Mutex<Router>, msg: Message) {
 }
 
 /// One case's view of the broker, with a device under test.
-pub struct DmfCaseLink {
+pub(crate) struct DmfCaseLink {
     rx: mpsc::UnboundedReceiver<Message>,
-    client: Arc<AmqpClient>,
+    client: AmqpClient,
     router: Arc<Mutex<Router>>,
     tenant: String,
     thing_id: String,
@@ -124,52 +129,31 @@ pub struct DmfCaseLink {
 }
 
 impl DmfCaseLink {
-    /// Publishes to the exchange `msg.channel`.
-    pub async fn publish(&mut self, msg: &Message) -> Result<(), String> {
+    /// Publishes to the exchange `msg.channel`, on this case's own
+    /// connection (a reply_to that names no exchange breaks no other
+    /// case).
+    pub(crate) async fn publish(&mut self, msg: &Message) -> Result<(), TransportError> {
         self.client.publish(msg).await
     }
 
     /// The next message from the device, or `None` once the link is closed.
-    pub async fn recv(&mut self) -> Option<Message> {
-        let msg = self.rx.recv().await?;
-        self.answer_ping(&msg);
-        Some(msg)
+    pub(crate) async fn recv(&mut self) -> Option<Message> {
+        self.rx.recv().await
     }
 
     /// A message that has already arrived, without waiting.
-    pub fn try_recv(&mut self) -> Option<Message> {
-        let msg = self.rx.try_recv().ok()?;
-        self.answer_ping(&msg);
-        Some(msg)
-    }
-
-    /// Answers a device's PING as hawkBit does, on this case's connection
-    /// (a reply_to that names no exchange breaks no other case).
-    fn answer_ping(&self, msg: &Message) {
-        if msg.header("type").as_deref() != Some("PING") {
-            return;
-        }
-        if let Some(pong) = super::ping_response(msg, super::now_ms()) {
-            let client = self.client.clone();
-            tokio::spawn(async move {
-                let _ = client.publish(&pong).await;
-            });
-        }
-    }
-
-    /// Whether an exchange exists on the broker.
-    pub async fn exchange_exists(&mut self, name: &str) -> Result<bool, String> {
-        self.client.exchange_exists(name).await
+    pub(crate) fn try_recv(&mut self) -> Option<Message> {
+        self.rx.try_recv().ok()
     }
 
     /// The broker connection, for checks.
-    pub fn client(&self) -> &AmqpClient {
+    pub(crate) fn client(&self) -> &AmqpClient {
         &self.client
     }
 
     /// Messages on `dmf.exchange` that named neither a known tenant nor a
     /// known thing while this case ran.
-    pub fn unattributed(&self) -> Vec<Message> {
+    pub(crate) fn unattributed(&self) -> Vec<Message> {
         let r = self.router.lock().unwrap_or_else(|e| e.into_inner());
         r.strays
             .iter()
@@ -179,7 +163,7 @@ impl DmfCaseLink {
     }
 
     /// Stops routing to this case and closes its connection.
-    pub async fn close(self) {
+    pub(crate) async fn close(self) {
         {
             let mut r = self.router.lock().unwrap_or_else(|e| e.into_inner());
             r.by_tenant.remove(&self.tenant.to_uppercase());

@@ -14,16 +14,18 @@ mod state;
 
 use std::sync::{Arc, Mutex};
 
+use serde_json::Value;
 use tokio::task::JoinHandle;
 
 pub use state::{ATTRIBUTE_MAX, NAME_MAX, THING_ID_MAX};
 use state::{State, Verdict};
 
-use crate::message::Message;
-use crate::protocol::dmf;
-use crate::transport::amqp::AmqpClient;
+use crate::Fault;
+use dmconf_harness::kit::{self, AmqpClient, Message, dmf};
+use dmconf_harness::suite::{Protocol, Role};
+use dmconf_harness::{BoxFuture, Instance, Setup};
 
-crate::reference::fault_catalogue! {
+crate::fault_catalogue! {
     /// A realistic mistake the reference server can be started with.
     pub enum ServerFault {
         /// Registers a thing whose THING_CREATED has no (or an empty) `reply_to`.
@@ -91,6 +93,71 @@ crate::reference::fault_catalogue! {
         NoThingDeleted = "no-thing-deleted",
         /// Declares its inbound exchange as a topic exchange.
         ExchangeWrongType = "exchange-wrong-type",
+    }
+}
+
+/// The reference DMF server, as the harness starts it: one per case, on
+/// an inbound exchange and receiver queue of the case's own.
+pub struct Reference;
+
+impl dmconf_harness::Reference for Reference {
+    fn protocol(&self) -> Protocol {
+        Protocol::Dmf
+    }
+    fn role(&self) -> Role {
+        Role::Server
+    }
+    fn name(&self) -> &'static str {
+        "reference DMF server"
+    }
+    fn faults(&self) -> &'static [&'static str] {
+        ServerFault::NAMES
+    }
+    fn capabilities(&self) -> &'static [&'static str] {
+        &["dmf.download-only"]
+    }
+    fn serves_management(&self) -> bool {
+        true
+    }
+    fn start(&self, setup: Setup) -> BoxFuture<'static, Result<Box<dyn Instance>, String>> {
+        Box::pin(async move {
+            let receiver = setup.var(kit::DMF_RECEIVER_QUEUE).ok().map(str::to_owned);
+            let cfg = ServerConfig {
+                amqp_url: setup.var(kit::AMQP_URL)?.to_owned(),
+                tenant: setup.var(kit::TENANT)?.to_owned(),
+                exchange: setup.var(kit::DMF_EXCHANGE)?.to_owned(),
+                private: receiver.is_some(),
+                receiver_queue: receiver.unwrap_or_else(|| dmf::RECEIVER_QUEUE.to_owned()),
+                mgmt_port: 0,
+                fault: ServerFault::named(setup.fault.as_deref())?,
+            };
+            Ok(Box::new(start(cfg).await?) as Box<dyn Instance>)
+        })
+    }
+}
+
+impl Instance for ServerHandle {
+    fn call<'a>(
+        &'a self,
+        hook: &'a str,
+        _args: &'a serde_json::Map<String, Value>,
+    ) -> BoxFuture<'a, Result<Value, String>> {
+        Box::pin(async move {
+            Err(format!(
+                "the reference server serves `{hook}` through its Management API"
+            ))
+        })
+    }
+    fn management(&self) -> Option<String> {
+        Some(self.mgmt_url.clone())
+    }
+    fn exited(&self) -> Option<String> {
+        self.amqp
+            .is_finished()
+            .then(|| "the reference server stopped".to_owned())
+    }
+    fn stop(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move { (*self).stop().await })
     }
 }
 
@@ -162,7 +229,7 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, String> {
     let s = shared.clone();
     let amqp = tokio::spawn(async move {
         while let Some((msg, delivery)) = inbox.recv().await {
-            let (verdict, out) = s.state().handle(&msg, crate::protocol::dmf::now_ms());
+            let (verdict, out) = s.state().handle(&msg, dmf::now_ms());
             s.send(out).await;
             match verdict {
                 Verdict::Accept => delivery.accept().await,
@@ -181,11 +248,6 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, String> {
 }
 
 impl ServerHandle {
-    /// Whether the server's message loop has ended.
-    pub fn is_finished(&self) -> bool {
-        self.amqp.is_finished()
-    }
-
     /// Stops the server and, for a private instance, removes its exchange
     /// and queue.
     pub async fn stop(self) {

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 
 use super::CloudFault;
-use crate::message::Message;
-use crate::protocol::ability::{
+use dmconf_harness::kit::Message;
+use dmconf_harness::kit::ability::{
     self, ACK_LEVELS, ACTIONS, HEADER_LIMIT_DETAILS, Limits, devicebound_topic,
 };
 
@@ -66,7 +66,7 @@ pub struct State {
 }
 
 fn text(v: &Value) -> Option<String> {
-    crate::message::scalar_text(v)
+    dmconf_harness::kit::scalar_text(v)
 }
 
 impl State {

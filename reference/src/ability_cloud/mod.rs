@@ -13,13 +13,17 @@ mod state;
 
 use std::sync::{Arc, Mutex};
 
+use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use crate::protocol::ability::{self, Limits};
-use crate::transport::mqtt::{Endpoint, Login, MqttClient};
+use crate::Fault;
+use dmconf_harness::kit::ability::{self, Limits};
+use dmconf_harness::kit::{self, Endpoint, Login, MqttClient};
+use dmconf_harness::suite::{Protocol, Role};
+use dmconf_harness::{BoxFuture, Instance, Setup};
 use state::State;
 
-crate::reference::fault_catalogue! {
+crate::fault_catalogue! {
     /// A realistic mistake the reference platform can be started with.
     pub enum CloudFault {
         /// Leaves `context` out of acknowledgements.
@@ -54,6 +58,63 @@ crate::reference::fault_catalogue! {
         IgnoresContentEncoding = "ignores-content-encoding",
         /// Answers a body that does not decompress with a validation error.
         WrongDecompressionError = "wrong-decompression-error",
+    }
+}
+
+/// The reference platform, as the harness starts it: one per case,
+/// serving that case's device.
+pub struct Reference;
+
+impl dmconf_harness::Reference for Reference {
+    fn protocol(&self) -> Protocol {
+        Protocol::Ability
+    }
+    fn role(&self) -> Role {
+        Role::Server
+    }
+    fn name(&self) -> &'static str {
+        "reference Device API platform"
+    }
+    fn faults(&self) -> &'static [&'static str] {
+        CloudFault::NAMES
+    }
+    fn start(&self, setup: Setup) -> BoxFuture<'static, Result<Box<dyn Instance>, String>> {
+        Box::pin(async move {
+            let ca = setup
+                .var(kit::MQTT_CA)
+                .ok()
+                .map(|f| std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}")))
+                .transpose()?;
+            let serves = match setup.var(kit::DEVICE_ID) {
+                Ok(id) => Serves::Device(id.to_owned()),
+                Err(_) => Serves::Prefix(String::new()),
+            };
+            let cfg = CloudConfig {
+                service: Endpoint::parse(setup.var(kit::MQTT_URL)?, ca)?,
+                serves,
+                limits: Limits::default(),
+                fault: CloudFault::named(setup.fault.as_deref())?,
+            };
+            Ok(Box::new(start(cfg).await?) as Box<dyn Instance>)
+        })
+    }
+}
+
+impl Instance for CloudHandle {
+    fn call<'a>(
+        &'a self,
+        hook: &'a str,
+        _args: &'a serde_json::Map<String, Value>,
+    ) -> BoxFuture<'a, Result<Value, String>> {
+        Box::pin(async move { Err(format!("the reference platform has no hook `{hook}`")) })
+    }
+    fn exited(&self) -> Option<String> {
+        self.task
+            .is_finished()
+            .then(|| "the reference platform stopped".to_owned())
+    }
+    fn stop(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move { (*self).stop().await })
     }
 }
 
@@ -137,11 +198,6 @@ pub async fn start(cfg: CloudConfig) -> Result<CloudHandle, String> {
 }
 
 impl CloudHandle {
-    /// Whether the platform's loop has ended.
-    pub fn is_finished(&self) -> bool {
-        self.task.is_finished()
-    }
-
     /// Stops the platform.
     pub async fn stop(self) {
         self.task.abort();

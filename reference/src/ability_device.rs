@@ -9,15 +9,18 @@
 //! limit: asked to, it refuses and says why.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 use tokio::task::JoinHandle;
 
-use crate::message::Message;
-use crate::protocol::ability::{self, Limits, device_side::HUB_NAME};
-use crate::transport::mqtt::{Endpoint, Login, MqttClient};
+use crate::Fault;
+use dmconf_harness::kit::ability::{self, HUB_NAME, Limits};
+use dmconf_harness::kit::{self, Endpoint, Login, Message, MqttClient};
+use dmconf_harness::suite::{Protocol, Role};
+use dmconf_harness::{BoxFuture, Instance, Setup};
 
-crate::reference::fault_catalogue! {
+crate::fault_catalogue! {
     /// A realistic mistake the reference device can be started with.
     pub enum AbilityDeviceFault {
         /// Sends requests without the `version` header.
@@ -43,6 +46,96 @@ crate::reference::fault_catalogue! {
 /// The hooks the reference device offers.
 pub const HOOKS: [&str; 2] = ["perform", "received"];
 
+/// Legal behaviours of real devices that the reference device can show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// Sends a request of its own when it comes up (a model.create that
+    /// asks for every ack), and another every 2 s (an identity.create),
+    /// each with a correlationId of its own.
+    RequestsOfItsOwn,
+}
+
+impl Variant {
+    /// Every variant's name.
+    pub const NAMES: &'static [&'static str] = &["requests-of-its-own"];
+
+    fn named(name: Option<&str>) -> Result<Option<Self>, String> {
+        match name {
+            None => Ok(None),
+            Some("requests-of-its-own") => Ok(Some(Variant::RequestsOfItsOwn)),
+            Some(other) => Err(format!("unknown variant `{other}`")),
+        }
+    }
+}
+
+/// The reference Device API device, as the harness starts it.
+pub struct Reference;
+
+impl dmconf_harness::Reference for Reference {
+    fn protocol(&self) -> Protocol {
+        Protocol::Ability
+    }
+    fn role(&self) -> Role {
+        Role::Device
+    }
+    fn name(&self) -> &'static str {
+        "reference Device API device"
+    }
+    fn faults(&self) -> &'static [&'static str] {
+        AbilityDeviceFault::NAMES
+    }
+    fn variants(&self) -> &'static [&'static str] {
+        Variant::NAMES
+    }
+    fn hooks(&self) -> &'static [&'static str] {
+        &HOOKS
+    }
+    fn start(&self, setup: Setup) -> BoxFuture<'static, Result<Box<dyn Instance>, String>> {
+        Box::pin(async move {
+            let ca = std::fs::read_to_string(setup.var(kit::MQTT_CA)?)
+                .map_err(|e| format!("the broker's CA: {e}"))?;
+            let number = |name: &str, default: usize| {
+                setup
+                    .var(name)
+                    .ok()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(default)
+            };
+            let defaults = Limits::default();
+            let cfg = AbilityDeviceConfig {
+                devices: Endpoint::parse(setup.var(kit::MQTT_URL)?, Some(ca))?,
+                device_id: setup.var(kit::DEVICE_ID)?.to_owned(),
+                limits: Limits {
+                    d2c: number(kit::D2C_BYTES, defaults.d2c),
+                    c2d: number(kit::C2D_BYTES, defaults.c2d),
+                    headers: number(kit::HEADER_BYTES, defaults.headers),
+                },
+                fault: AbilityDeviceFault::named(setup.fault.as_deref())?,
+                variant: Variant::named(setup.variant.as_deref())?,
+            };
+            Ok(Box::new(start(cfg).await?) as Box<dyn Instance>)
+        })
+    }
+}
+
+impl Instance for AbilityDeviceHandle {
+    fn call<'a>(
+        &'a self,
+        hook: &'a str,
+        args: &'a Map<String, Value>,
+    ) -> BoxFuture<'a, Result<Value, String>> {
+        Box::pin(AbilityDeviceHandle::call(self, hook, args))
+    }
+    fn exited(&self) -> Option<String> {
+        self.task
+            .is_finished()
+            .then(|| "the reference device stopped".to_owned())
+    }
+    fn stop(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move { (*self).stop().await })
+    }
+}
+
 /// How the reference device is started.
 #[derive(Clone, Debug)]
 pub struct AbilityDeviceConfig {
@@ -54,6 +147,8 @@ pub struct AbilityDeviceConfig {
     pub limits: Limits,
     /// The mistake to make, if any.
     pub fault: Option<AbilityDeviceFault>,
+    /// The legal behaviour to show, if any.
+    pub variant: Option<Variant>,
 }
 
 struct Inner {
@@ -67,6 +162,7 @@ struct Inner {
 pub struct AbilityDeviceHandle {
     inner: Arc<Inner>,
     task: JoinHandle<()>,
+    chatter: Option<JoinHandle<()>>,
 }
 
 /// Connects, subscribes to its cloud-to-device topic, and serves.
@@ -87,6 +183,10 @@ pub async fn start(cfg: AbilityDeviceConfig) -> Result<AbilityDeviceHandle, Stri
     // judges requests must let it pass, and this shows that it does.
     let (topic, payload) = ability::to_wire(&telemetry(&id));
     client.publish(&topic, payload).await?;
+    if cfg.variant == Some(Variant::RequestsOfItsOwn) {
+        let (topic, payload) = ability::to_wire(&boot_request(&id));
+        client.publish(&topic, payload).await?;
+    }
     let inner = Arc::new(Inner {
         cfg,
         client: tokio::sync::Mutex::new(Some(client)),
@@ -109,7 +209,79 @@ pub async fn start(cfg: AbilityDeviceConfig) -> Result<AbilityDeviceHandle, Stri
                 .push((d.message, bag));
         }
     });
-    Ok(AbilityDeviceHandle { inner, task })
+    let chatter = (inner.cfg.variant == Some(Variant::RequestsOfItsOwn)).then(|| {
+        let i = inner.clone();
+        tokio::spawn(async move { requests_of_its_own(&i).await })
+    });
+    Ok(AbilityDeviceHandle {
+        inner,
+        task,
+        chatter,
+    })
+}
+
+/// A request a device sends of its own accord, with a correlationId of
+/// its own.
+fn own_request(device: &str, action: &str, ack: Option<&str>, body: Value) -> Message {
+    let mut m = Message {
+        channel: ability::events_topic(device),
+        ..Default::default()
+    };
+    for (k, v) in [
+        ("msgType", Some("action")),
+        ("action", Some(action)),
+        ("version", Some("2")),
+        ("ack", ack),
+    ] {
+        if let Some(v) = v {
+            m.headers.insert(k.into(), json!(v));
+        }
+    }
+    m.headers.insert(
+        "correlationId".into(),
+        json!(format!("own-{}", uuid::Uuid::new_v4())),
+    );
+    m.properties
+        .insert("$.ct".into(), json!("application/json"));
+    m.properties.insert("$.ce".into(), json!("utf-8"));
+    m.body = serde_json::to_vec(&body).unwrap_or_default();
+    m
+}
+
+/// The model.create a device of the `requests-of-its-own` variant sends
+/// when it comes up, asking for every ack.
+fn boot_request(device: &str) -> Message {
+    own_request(
+        device,
+        "model.create",
+        Some("all"),
+        json!({
+            "objectId": uuid::Uuid::new_v4().to_string(),
+            "model": "abb.ability.device",
+            "type": "abb.ability.device.dmconf@1",
+            "properties": {"serialNumber": {"value": "own"}}
+        }),
+    )
+}
+
+/// What a device of the `requests-of-its-own` variant sends once it is
+/// up: an identity.create every 2 s, asking for no ack.
+async fn requests_of_its_own(inner: &Inner) {
+    let every = Duration::from_secs(2);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tick.tick().await;
+        let msg = own_request(
+            &inner.cfg.device_id,
+            "identity.create",
+            None,
+            json!({"identity": "child-own"}),
+        );
+        let (topic, payload) = ability::to_wire(&msg);
+        if let Some(client) = inner.client.lock().await.as_mut() {
+            let _ = client.publish(&topic, payload).await;
+        }
+    }
 }
 
 fn arg<'a>(args: &'a Map<String, Value>, k: &str) -> Option<&'a Value> {
@@ -150,17 +322,17 @@ impl AbilityDeviceHandle {
             put("version", "2".into());
         }
         let cid = arg(args, "correlationId")
-            .and_then(crate::message::scalar_text)
+            .and_then(dmconf_harness::kit::scalar_text)
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         put("correlationId", cid.clone());
         for k in ["ack", "context", "target"] {
-            if let Some(v) = arg(args, k).and_then(crate::message::scalar_text) {
+            if let Some(v) = arg(args, k).and_then(dmconf_harness::kit::scalar_text) {
                 put(k, v);
             }
         }
         if let Some(Value::Object(h)) = arg(args, "headers") {
             for (k, v) in h {
-                put(k, crate::message::scalar_text(v).unwrap_or_default());
+                put(k, dmconf_harness::kit::scalar_text(v).unwrap_or_default());
             }
         }
         msg.properties
@@ -241,13 +413,11 @@ impl AbilityDeviceHandle {
         })
     }
 
-    /// Whether the device's loop has ended.
-    pub fn is_finished(&self) -> bool {
-        self.task.is_finished()
-    }
-
     /// Disconnects.
     pub async fn stop(self) {
+        if let Some(c) = self.chatter {
+            c.abort();
+        }
         self.task.abort();
         if let Some(c) = self.inner.client.lock().await.take() {
             c.close().await;

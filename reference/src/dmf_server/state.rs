@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 
 use super::ServerFault;
-use crate::message::Message;
-use crate::protocol::dmf::ACTION_STATUSES;
+use dmconf_harness::kit::Message;
+use dmconf_harness::kit::dmf::ACTION_STATUSES;
 
 /// Longest controller id (`JpaTarget.controllerId`).
 pub const THING_ID_MAX: usize = 256;
@@ -298,7 +298,7 @@ impl State {
     }
 
     fn ping(&mut self, msg: &Message, now_ms: u64, out: &mut Vec<Message>) {
-        let Some(mut reply) = crate::protocol::dmf::ping_response(msg, now_ms) else {
+        let Some(mut reply) = dmconf_harness::kit::dmf::ping_response(msg, now_ms) else {
             return;
         };
         if reply.channel.is_empty() {

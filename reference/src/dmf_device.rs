@@ -17,116 +17,155 @@ use serde_json::{Value, json};
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
-use crate::message::Message;
-use crate::protocol::dmf::DMF_EXCHANGE;
-use crate::transport::amqp::{AmqpClient, QueueSpec};
+use dmconf_harness::kit::dmf::DMF_EXCHANGE;
+use dmconf_harness::kit::{self, AmqpClient, Message, QueueSpec};
+use dmconf_harness::suite::{Protocol, Role};
+use dmconf_harness::{BoxFuture, Instance, Setup};
 
-/// A realistic mistake the reference device can be started with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DeviceFault {
-    /// Registers without the `reply_to` property.
-    NoReplyTo,
-    /// Names a reply exchange in `reply_to` that it never declared.
-    NoReplyExchange,
-    /// Registers without the `tenant` header.
-    NoTenantHeader,
-    /// Answers CANCEL_DOWNLOAD with FINISHED, as hawkBit's device
-    /// simulator does.
-    CancelAnsweredFinished,
-    /// Never answers a CANCEL_DOWNLOAD.
-    CancelSilent,
-    /// Answers a cancel with another action's id.
-    CancelWrongActionId,
-    /// Answers a cancel twice.
-    CancelAnsweredTwice,
-    /// Answers CANCELED, then lets the installation finish anyway.
-    FinishedAfterCanceled,
-    /// Rejects a cancel, then never completes the action.
-    RejectedNeverFinishes,
-    /// Does not answer a cancel for an action it does not know.
-    IgnoresUnknownCancel,
-    /// Puts the thing id in the `tenant` header of status updates (the
-    /// hawkBit SDK's cancel bug).
-    StatusTenantIsThingId,
-    /// Reports `DONE` instead of FINISHED.
-    BadStatusValue,
-    /// Reports every status with the action id plus one.
-    StatusWrongActionId,
-    /// Stops reporting after DOWNLOADED.
-    NoFinalStatus,
-    /// Sends status updates without `content_type`.
-    StatusWithoutContentType,
-    /// Installs again when the same DOWNLOAD_AND_INSTALL comes again.
-    DoubleInstall,
-    /// Treats DOWNLOAD (download only) as DOWNLOAD_AND_INSTALL.
-    DownloadInstalls,
-    /// Drops requests whose JSON has fields it does not know.
-    StrictJson,
-    /// Hangs on a message with an unknown topic: stays connected and
-    /// serves nothing more.
-    CrashOnUnknownTopic,
-    /// Does not answer REQUEST_ATTRIBUTES_UPDATE.
-    IgnoresAttributeRequest,
-    /// Sends UPDATE_ATTRIBUTES without the `thingId` header.
-    AttributesWithoutThingId,
+use crate::Fault;
+
+crate::fault_catalogue! {
+    /// A realistic mistake the reference device can be started with.
+    pub enum DeviceFault {
+        /// Registers without the `reply_to` property.
+        NoReplyTo = "no-reply-to",
+        /// Names a reply exchange in `reply_to` that it never declared.
+        NoReplyExchange = "no-reply-exchange",
+        /// Registers without the `tenant` header.
+        NoTenantHeader = "no-tenant-header",
+        /// Answers CANCEL_DOWNLOAD with FINISHED, as hawkBit's device
+        /// simulator does.
+        CancelAnsweredFinished = "cancel-answered-finished",
+        /// Never answers a CANCEL_DOWNLOAD.
+        CancelSilent = "cancel-silent",
+        /// Answers a cancel with another action's id.
+        CancelWrongActionId = "cancel-wrong-action-id",
+        /// Answers a cancel twice.
+        CancelAnsweredTwice = "cancel-answered-twice",
+        /// Answers CANCELED, then lets the installation finish anyway.
+        FinishedAfterCanceled = "finished-after-canceled",
+        /// Rejects a cancel, then never completes the action.
+        RejectedNeverFinishes = "rejected-never-finishes",
+        /// Does not answer a cancel for an action it does not know.
+        IgnoresUnknownCancel = "ignores-unknown-cancel",
+        /// Puts the thing id in the `tenant` header of status updates (the
+        /// hawkBit SDK's cancel bug).
+        StatusTenantIsThingId = "status-tenant-is-thing-id",
+        /// Reports `DONE` instead of FINISHED.
+        BadStatusValue = "bad-status-value",
+        /// Reports every status with the action id plus one.
+        StatusWrongActionId = "status-wrong-action-id",
+        /// Stops reporting after DOWNLOADED.
+        NoFinalStatus = "no-final-status",
+        /// Sends status updates without `content_type`.
+        StatusWithoutContentType = "status-without-content-type",
+        /// Installs again when the same DOWNLOAD_AND_INSTALL comes again.
+        DoubleInstall = "double-install",
+        /// Treats DOWNLOAD (download only) as DOWNLOAD_AND_INSTALL.
+        DownloadInstalls = "download-installs",
+        /// Drops requests whose JSON has fields it does not know.
+        StrictJson = "strict-json",
+        /// Hangs on a message with an unknown topic: stays connected and
+        /// serves nothing more.
+        CrashOnUnknownTopic = "crash-on-unknown-topic",
+        /// Does not answer REQUEST_ATTRIBUTES_UPDATE.
+        IgnoresAttributeRequest = "ignores-attribute-request",
+        /// Sends UPDATE_ATTRIBUTES without the `thingId` header.
+        AttributesWithoutThingId = "attributes-without-thing-id",
+    }
 }
 
-impl DeviceFault {
-    /// Every fault, in catalogue order.
-    pub const ALL: [DeviceFault; 21] = [
-        DeviceFault::NoReplyTo,
-        DeviceFault::NoReplyExchange,
-        DeviceFault::NoTenantHeader,
-        DeviceFault::CancelAnsweredFinished,
-        DeviceFault::CancelSilent,
-        DeviceFault::CancelWrongActionId,
-        DeviceFault::CancelAnsweredTwice,
-        DeviceFault::FinishedAfterCanceled,
-        DeviceFault::RejectedNeverFinishes,
-        DeviceFault::IgnoresUnknownCancel,
-        DeviceFault::StatusTenantIsThingId,
-        DeviceFault::BadStatusValue,
-        DeviceFault::StatusWrongActionId,
-        DeviceFault::NoFinalStatus,
-        DeviceFault::StatusWithoutContentType,
-        DeviceFault::DoubleInstall,
-        DeviceFault::DownloadInstalls,
-        DeviceFault::StrictJson,
-        DeviceFault::CrashOnUnknownTopic,
-        DeviceFault::IgnoresAttributeRequest,
-        DeviceFault::AttributesWithoutThingId,
-    ];
+/// Legal behaviours of real devices that the reference device can show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// Polls with THING_CREATED every 2 s, reports its attributes unasked
+    /// every 1.5 s and PINGs every 2.5 s.
+    PollsAndReports,
+    /// Sends 50,000 attribute updates as fast as it can, then registers
+    /// and serves.
+    Floods,
+}
 
-    /// The fault's name in profiles and the fault table.
-    pub fn name(self) -> &'static str {
-        match self {
-            DeviceFault::NoReplyTo => "no-reply-to",
-            DeviceFault::NoReplyExchange => "no-reply-exchange",
-            DeviceFault::NoTenantHeader => "no-tenant-header",
-            DeviceFault::CancelAnsweredFinished => "cancel-answered-finished",
-            DeviceFault::CancelSilent => "cancel-silent",
-            DeviceFault::CancelWrongActionId => "cancel-wrong-action-id",
-            DeviceFault::CancelAnsweredTwice => "cancel-answered-twice",
-            DeviceFault::FinishedAfterCanceled => "finished-after-canceled",
-            DeviceFault::RejectedNeverFinishes => "rejected-never-finishes",
-            DeviceFault::IgnoresUnknownCancel => "ignores-unknown-cancel",
-            DeviceFault::StatusTenantIsThingId => "status-tenant-is-thing-id",
-            DeviceFault::BadStatusValue => "bad-status-value",
-            DeviceFault::StatusWrongActionId => "status-wrong-action-id",
-            DeviceFault::NoFinalStatus => "no-final-status",
-            DeviceFault::StatusWithoutContentType => "status-without-content-type",
-            DeviceFault::DoubleInstall => "double-install",
-            DeviceFault::DownloadInstalls => "download-installs",
-            DeviceFault::StrictJson => "strict-json",
-            DeviceFault::CrashOnUnknownTopic => "crash-on-unknown-topic",
-            DeviceFault::IgnoresAttributeRequest => "ignores-attribute-request",
-            DeviceFault::AttributesWithoutThingId => "attributes-without-thing-id",
-        }
+impl Variant {
+    /// Every variant's name.
+    pub const NAMES: &'static [&'static str] = &["polls-and-reports", "floods"];
+
+    fn named(name: Option<&str>) -> Result<Option<Self>, String> {
+        Ok(match name {
+            None => None,
+            Some("polls-and-reports") => Some(Variant::PollsAndReports),
+            Some("floods") => Some(Variant::Floods),
+            Some(other) => return Err(format!("unknown variant `{other}`")),
+        })
     }
+}
 
-    /// Looks a fault up by name.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|f| f.name() == name)
+/// How many attribute updates the `floods` variant sends.
+pub const FLOOD: usize = 50_000;
+
+/// The reference DMF device, as the harness starts it.
+pub struct Reference;
+
+impl dmconf_harness::Reference for Reference {
+    fn protocol(&self) -> Protocol {
+        Protocol::Dmf
+    }
+    fn role(&self) -> Role {
+        Role::Device
+    }
+    fn name(&self) -> &'static str {
+        "reference DMF device"
+    }
+    fn faults(&self) -> &'static [&'static str] {
+        DeviceFault::NAMES
+    }
+    fn variants(&self) -> &'static [&'static str] {
+        Variant::NAMES
+    }
+    fn capabilities(&self) -> &'static [&'static str] {
+        &[
+            "dmf.download-only",
+            "dmf.request-attributes",
+            "dmf.reregister",
+        ]
+    }
+    fn hooks(&self) -> &'static [&'static str] {
+        &["reregister"]
+    }
+    fn start(&self, setup: Setup) -> BoxFuture<'static, Result<Box<dyn Instance>, String>> {
+        Box::pin(async move {
+            let cfg = DeviceConfig {
+                amqp_url: setup.var(kit::AMQP_URL)?.to_owned(),
+                tenant: setup.var(kit::TENANT)?.to_owned(),
+                thing_id: setup.var(kit::THING_ID)?.to_owned(),
+                fault: DeviceFault::named(setup.fault.as_deref())?,
+                variant: Variant::named(setup.variant.as_deref())?,
+            };
+            Ok(Box::new(start(cfg).await?) as Box<dyn Instance>)
+        })
+    }
+}
+
+impl Instance for DeviceHandle {
+    fn call<'a>(
+        &'a self,
+        hook: &'a str,
+        _args: &'a serde_json::Map<String, Value>,
+    ) -> BoxFuture<'a, Result<Value, String>> {
+        Box::pin(async move {
+            match hook {
+                "reregister" => self.reregister().await.map(|()| Value::Null),
+                other => Err(format!("the reference device has no hook `{other}`")),
+            }
+        })
+    }
+    fn exited(&self) -> Option<String> {
+        self.task
+            .is_finished()
+            .then(|| "the reference device stopped".to_owned())
+    }
+    fn stop(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move { (*self).stop().await })
     }
 }
 
@@ -141,6 +180,8 @@ pub struct DeviceConfig {
     pub thing_id: String,
     /// The mistake to make, if any.
     pub fault: Option<DeviceFault>,
+    /// The legal behaviour to show, if any.
+    pub variant: Option<Variant>,
 }
 
 /// Phase of an installation, as its last reported status.
@@ -171,6 +212,7 @@ struct Device {
 /// A running reference device.
 pub struct DeviceHandle {
     task: JoinHandle<()>,
+    chatter: Option<JoinHandle<()>>,
     device: Arc<Device>,
 }
 
@@ -183,14 +225,12 @@ impl DeviceHandle {
 
     /// Stops the device and closes its connection.
     pub async fn stop(self) {
+        if let Some(c) = self.chatter {
+            c.abort();
+        }
         self.task.abort();
         let _ = self.task.await;
         self.device.client.close().await;
-    }
-
-    /// Whether the device's message loop has ended.
-    pub fn is_finished(&self) -> bool {
-        self.task.is_finished()
     }
 }
 
@@ -221,7 +261,16 @@ pub async fn start(cfg: DeviceConfig) -> Result<DeviceHandle, String> {
         reply_to,
         actions: Mutex::new(HashMap::new()),
     });
+    if device.cfg.variant == Some(Variant::Floods) {
+        for i in 0..FLOOD {
+            device.report_attributes(i).await?;
+        }
+    }
     device.register().await?;
+    let chatter = (device.cfg.variant == Some(Variant::PollsAndReports)).then(|| {
+        let d = device.clone();
+        tokio::spawn(async move { d.chatter().await })
+    });
     let d = device.clone();
     let task = tokio::spawn(async move {
         let Some(mut inbox) = inbox else {
@@ -233,7 +282,11 @@ pub async fn start(cfg: DeviceConfig) -> Result<DeviceHandle, String> {
             }
         }
     });
-    Ok(DeviceHandle { task, device })
+    Ok(DeviceHandle {
+        task,
+        chatter,
+        device,
+    })
 }
 
 impl Device {
@@ -253,6 +306,45 @@ impl Device {
         self.send(headers, props, Vec::new()).await
     }
 
+    /// What a device of the `polls-and-reports` variant sends of its own
+    /// accord: THING_CREATED every 2 s, its attributes every 1.5 s, a
+    /// PING every 2.5 s.
+    async fn chatter(&self) {
+        let mut poll = tokio::time::interval(Duration::from_millis(2000));
+        let mut report = tokio::time::interval(Duration::from_millis(1500));
+        let mut ping = tokio::time::interval(Duration::from_millis(2500));
+        let mut n = 0;
+        loop {
+            tokio::select! {
+                _ = poll.tick() => { let _ = self.register().await; }
+                _ = report.tick() => { n += 1; let _ = self.report_attributes(n).await; }
+                _ = ping.tick() => { let _ = self.ping().await; }
+            }
+        }
+    }
+
+    /// Reports its attributes unasked (MERGE), the `n`th time.
+    async fn report_attributes(&self, n: usize) -> Result<(), String> {
+        let headers = json!({
+            "type": "EVENT", "topic": "UPDATE_ATTRIBUTES",
+            "tenant": self.cfg.tenant, "thingId": self.cfg.thing_id,
+        });
+        let body = json!({"attributes": {"uptime": n.to_string()}, "mode": "MERGE"});
+        let props = json!({"content_type": "application/json"});
+        self.send(headers, props, body.to_string().into_bytes())
+            .await
+    }
+
+    /// PINGs the server, expecting its time on the reply exchange.
+    async fn ping(&self) -> Result<(), String> {
+        let headers = json!({"type": "PING", "tenant": self.cfg.tenant});
+        let props = json!({
+            "reply_to": self.reply_to,
+            "correlation_id": uuid::Uuid::new_v4().to_string(),
+        });
+        self.send(headers, props, Vec::new()).await
+    }
+
     async fn send(&self, headers: Value, properties: Value, body: Vec<u8>) -> Result<(), String> {
         let msg = Message {
             channel: DMF_EXCHANGE.to_owned(),
@@ -261,7 +353,7 @@ impl Device {
             body,
             raw: false,
         };
-        self.client.publish(&msg).await
+        Ok(self.client.publish(&msg).await?)
     }
 
     async fn status(&self, action_id: i64, status: &str, text: &str) {

@@ -1,0 +1,120 @@
+//! The brokers of a run and every side the harness can play on them: for
+//! DMF the server's side (a device under test) and the devices' side (a
+//! server under test); for the Device API, IoT Hub with the platform (a
+//! device under test) and the devices' side (a platform under test).
+//! Brokers and sides are set up on first use, so a run starts only the
+//! brokers its cases need, and a run against a server never declares or
+//! drains the server's own queues.
+
+use tokio::sync::OnceCell;
+
+use super::ability::{AbilityDeviceSide, AbilityPlatformSide};
+use super::dmf::{DmfDeviceSide, DmfServerSide};
+use crate::broker::{Mosquitto, RabbitMq};
+use crate::error::Error;
+use crate::profile::BrokerSpec;
+
+type Lazy<T> = OnceCell<Result<T, Error>>;
+
+/// The brokers of a run and the sides the harness plays on them.
+pub(crate) struct Sides {
+    spec: BrokerSpec,
+    rabbitmq: Lazy<RabbitMq>,
+    mosquitto: Lazy<Mosquitto>,
+    dmf_server: Lazy<DmfServerSide>,
+    dmf_device: Lazy<DmfDeviceSide>,
+    ability_platform: Lazy<AbilityPlatformSide>,
+    ability_device: Lazy<AbilityDeviceSide>,
+}
+
+async fn once<T>(
+    cell: &Lazy<T>,
+    init: impl Future<Output = Result<T, Error>>,
+) -> Result<&T, Error> {
+    cell.get_or_init(|| init)
+        .await
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+impl Sides {
+    /// Nothing started yet.
+    pub(crate) fn new(spec: BrokerSpec) -> Self {
+        Sides {
+            spec,
+            rabbitmq: OnceCell::new(),
+            mosquitto: OnceCell::new(),
+            dmf_server: OnceCell::new(),
+            dmf_device: OnceCell::new(),
+            ability_platform: OnceCell::new(),
+            ability_device: OnceCell::new(),
+        }
+    }
+
+    /// RabbitMQ, started on first use.
+    pub(crate) async fn rabbitmq(&self) -> Result<&RabbitMq, Error> {
+        once(&self.rabbitmq, async {
+            RabbitMq::start(&self.spec).await.map_err(Error::Broker)
+        })
+        .await
+    }
+
+    /// Mosquitto, started on first use.
+    pub(crate) async fn mosquitto(&self) -> Result<&Mosquitto, Error> {
+        once(&self.mosquitto, async {
+            Mosquitto::start(&self.spec).await.map_err(Error::Broker)
+        })
+        .await
+    }
+
+    /// Whether a broker failed to start.
+    pub(crate) fn broker_failed(&self) -> bool {
+        matches!(self.rabbitmq.get(), Some(Err(_))) || matches!(self.mosquitto.get(), Some(Err(_)))
+    }
+
+    /// DMF: the server's side (hawkBit's topology).
+    pub(crate) async fn dmf_server(&self) -> Result<&DmfServerSide, Error> {
+        let url = self.rabbitmq().await?.amqp_url.clone();
+        once(&self.dmf_server, async move {
+            Ok(DmfServerSide::start(&url).await?)
+        })
+        .await
+    }
+
+    /// DMF: the devices' side.
+    pub(crate) async fn dmf_device(&self) -> Result<&DmfDeviceSide, Error> {
+        let url = self.rabbitmq().await?.amqp_url.clone();
+        once(&self.dmf_device, async move {
+            Ok(DmfDeviceSide::start(&url).await?)
+        })
+        .await
+    }
+
+    /// Device API: IoT Hub with the platform.
+    pub(crate) async fn ability_platform(&self) -> Result<&AbilityPlatformSide, Error> {
+        let service = self.mosquitto().await?.service().map_err(Error::Broker)?;
+        once(&self.ability_platform, async move {
+            Ok(AbilityPlatformSide::start(service).await?)
+        })
+        .await
+    }
+
+    /// Device API: the devices' side.
+    pub(crate) async fn ability_device(&self) -> Result<&AbilityDeviceSide, Error> {
+        let devices = self.mosquitto().await?.devices().map_err(Error::Broker)?;
+        once(&self.ability_device, async move {
+            Ok(AbilityDeviceSide::new(devices))
+        })
+        .await
+    }
+
+    /// Removes the brokers this process started.
+    pub(crate) async fn stop(self) {
+        if let Some(Ok(b)) = self.rabbitmq.into_inner() {
+            b.stop().await;
+        }
+        if let Some(Ok(b)) = self.mosquitto.into_inner() {
+            b.stop().await;
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! What the SUT sent in a case and no step has taken yet. Each arrival is
+//! decoded, validated and given its correlation once, when it comes in
+//! ([`Item`]); a waiting step sees each one once, through a [`Scope`]
+//! that says which messages are its to judge and a [`Watch`] that judges
+//! them. Pure: tested by feeding it items, without a broker.
+
+use serde_json::Value;
+
+use crate::matching::View;
+use crate::message::Message;
+use crate::protocol::Protocol;
+use crate::suite::Role;
+
+/// One message from the SUT, or one of the harness's that it refused.
+#[derive(Clone, Debug)]
+pub(crate) struct Item {
+    /// Its transcript entry; entries grow in arrival order.
+    pub entry: usize,
+    /// The message.
+    pub msg: Message,
+    /// `{headers, properties, body}`, the body parsed once.
+    pub view: Value,
+    /// Whether the body is JSON.
+    pub json_body: bool,
+    /// A message of the harness's, handed back because the SUT refused it.
+    pub refused: bool,
+    /// Its correlation (DMF: actionId; the Device API: correlationId).
+    pub correlation: Option<String>,
+    /// What is wrong with it: it does not decode, or violates the schema
+    /// of its kind, or is not a message the SUT may send.
+    pub problem: Option<String>,
+}
+
+impl Item {
+    /// The item as matching sees it.
+    pub(crate) fn view(&self) -> View<'_> {
+        View {
+            value: &self.view,
+            json_body: self.json_body,
+        }
+    }
+}
+
+/// The SUT's own traffic, told apart: a protocol, the SUT's role, and
+/// the correlations that are the case's.
+#[derive(Clone, Debug)]
+pub(crate) struct Own {
+    /// The protocol, which says what is sent of the SUT's own accord.
+    pub protocol: Protocol,
+    /// The role of the SUT.
+    pub role: Role,
+    /// The case's correlations.
+    pub known: Vec<String>,
+}
+
+impl Own {
+    /// Whether the item is the SUT's own traffic.
+    pub(crate) fn is_own(&self, item: &Item) -> bool {
+        self.protocol.own(
+            self.role,
+            &item.msg,
+            item.correlation.as_deref(),
+            &self.known,
+        )
+    }
+}
+
+/// Which messages a step judges.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Scope {
+    /// Only those whose entry is at least this: what arrived after a
+    /// stimulus, or after a named step.
+    pub from: usize,
+    /// When not empty, only those without a correlation or with one of
+    /// these: the answers to the stimuli.
+    pub narrow: Vec<String>,
+    /// Refusals (the harness's messages handed back) rather than the
+    /// SUT's messages.
+    pub refusals: bool,
+    /// Leave out the SUT's own traffic.
+    pub own: Option<Own>,
+}
+
+impl Scope {
+    /// Whether the step judges this item.
+    pub(crate) fn admits(&self, item: &Item) -> bool {
+        item.entry >= self.from
+            && item.refused == self.refusals
+            && (self.narrow.is_empty()
+                || item
+                    .correlation
+                    .as_ref()
+                    .is_none_or(|c| self.narrow.contains(c)))
+            && !self.own.as_ref().is_some_and(|o| o.is_own(item))
+    }
+}
+
+/// What a step makes of one message in its scope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Offer {
+    /// Not its business: leave it for later steps.
+    Skip,
+    /// Take it, and go on waiting.
+    Take,
+    /// Take it, and stop: the step has what it waited for.
+    TakeAndStop,
+    /// Stop without taking it: the step has seen what it must not.
+    Stop,
+}
+
+/// A waiting step, judging messages one at a time.
+pub(crate) trait Watch {
+    /// Judges one message in scope.
+    fn offer(&mut self, item: &Item) -> Offer;
+    /// Receives a message it took.
+    fn take(&mut self, item: Item);
+}
+
+/// Where a watch has got to: every item before `next` has been offered.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Cursor {
+    next: usize,
+}
+
+impl Cursor {
+    /// A cursor at the start of `scope`.
+    pub(crate) fn at(scope: &Scope) -> Self {
+        Cursor { next: scope.from }
+    }
+}
+
+/// What a scan ended with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scanned {
+    /// Every new item was offered; the watch goes on.
+    Open,
+    /// The watch stopped, at this entry.
+    Stopped(usize),
+}
+
+/// Messages waiting to be taken, in arrival order.
+#[derive(Debug, Default)]
+pub(crate) struct Inbox {
+    items: Vec<Item>,
+    arrived: usize,
+}
+
+impl Inbox {
+    /// Keeps an arrival.
+    pub(crate) fn push(&mut self, item: Item) {
+        debug_assert!(self.items.last().is_none_or(|l| l.entry < item.entry));
+        if !item.refused {
+            self.arrived += 1;
+        }
+        self.items.push(item);
+    }
+
+    /// How many messages the SUT has sent so far.
+    pub(crate) fn arrived(&self) -> usize {
+        self.arrived
+    }
+
+    /// The first message that is wrong in itself, if one has arrived.
+    pub(crate) fn malformed(&self) -> Option<&Item> {
+        self.items.iter().find(|i| i.problem.is_some())
+    }
+
+    /// Offers the watch every item in `scope` it has not seen yet, in
+    /// arrival order; each item is offered once.
+    pub(crate) fn scan(
+        &mut self,
+        cursor: &mut Cursor,
+        scope: &Scope,
+        w: &mut dyn Watch,
+    ) -> Scanned {
+        let mut i = self.items.partition_point(|x| x.entry < cursor.next);
+        while i < self.items.len() {
+            let item = &self.items[i];
+            cursor.next = item.entry + 1;
+            if item.problem.is_some() || !scope.admits(item) {
+                i += 1;
+                continue;
+            }
+            let entry = item.entry;
+            match w.offer(item) {
+                Offer::Skip => i += 1,
+                Offer::Take => w.take(self.items.remove(i)),
+                Offer::TakeAndStop => {
+                    w.take(self.items.remove(i));
+                    return Scanned::Stopped(entry);
+                }
+                Offer::Stop => return Scanned::Stopped(entry),
+            }
+        }
+        Scanned::Open
+    }
+
+    /// Items in `scope` that no step took, for reports.
+    pub(crate) fn in_scope<'a>(&'a self, scope: &'a Scope) -> impl Iterator<Item = &'a Item> + 'a {
+        self.items.iter().filter(move |i| scope.admits(i))
+    }
+
+    /// Every item no step took.
+    pub(crate) fn left(&self) -> &[Item] {
+        &self.items
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn item(entry: usize, kind: &str, corr: Option<&str>) -> Item {
+        let mut msg = Message::default();
+        msg.headers.insert("kind".into(), json!(kind));
+        let (view, json_body) = msg.view();
+        Item {
+            entry,
+            msg,
+            view,
+            json_body,
+            refused: false,
+            correlation: corr.map(str::to_owned),
+            problem: None,
+        }
+    }
+
+    /// Takes the first item whose `kind` header is `want`.
+    struct First {
+        want: &'static str,
+        offered: Vec<usize>,
+        took: Vec<usize>,
+    }
+
+    impl Watch for First {
+        fn offer(&mut self, i: &Item) -> Offer {
+            self.offered.push(i.entry);
+            if i.msg.header("kind").as_deref() == Some(self.want) {
+                Offer::TakeAndStop
+            } else {
+                Offer::Skip
+            }
+        }
+        fn take(&mut self, i: Item) {
+            self.took.push(i.entry);
+        }
+    }
+
+    fn first(want: &'static str) -> First {
+        First {
+            want,
+            offered: vec![],
+            took: vec![],
+        }
+    }
+
+    #[test]
+    fn a_step_judges_the_answer_to_its_stimulus_not_what_came_first() {
+        let mut inbox = Inbox::default();
+        // The device's own request at boot, before the stimulus (entry 2).
+        inbox.push(item(1, "model.create", Some("boot")));
+        inbox.push(item(3, "identity.create", Some("periodic")));
+        inbox.push(item(4, "model.create", Some("asked")));
+        let scope = Scope {
+            from: 2,
+            narrow: vec!["asked".into()],
+            ..Default::default()
+        };
+        let mut w = first("model.create");
+        let mut cursor = Cursor::at(&scope);
+        assert_eq!(inbox.scan(&mut cursor, &scope, &mut w), Scanned::Stopped(4));
+        assert_eq!(w.took, vec![4]);
+        assert_eq!(
+            w.offered,
+            vec![4],
+            "the boot and periodic requests are not offered"
+        );
+        assert_eq!(inbox.left().len(), 2, "the SUT's own traffic stays");
+    }
+
+    #[test]
+    fn each_item_is_offered_once_however_many_wait() {
+        let mut inbox = Inbox::default();
+        for e in 0..10_000 {
+            inbox.push(item(e, "noise", None));
+        }
+        let scope = Scope::default();
+        let mut w = first("answer");
+        let mut cursor = Cursor::at(&scope);
+        assert_eq!(inbox.scan(&mut cursor, &scope, &mut w), Scanned::Open);
+        assert_eq!(w.offered.len(), 10_000);
+        inbox.push(item(10_000, "answer", None));
+        assert_eq!(
+            inbox.scan(&mut cursor, &scope, &mut w),
+            Scanned::Stopped(10_000)
+        );
+        assert_eq!(w.offered.len(), 10_001, "only the new arrival was offered");
+        assert_eq!(inbox.arrived(), 10_001);
+    }
+
+    #[test]
+    fn refusals_and_malformed_messages_are_kept_apart() {
+        let mut inbox = Inbox::default();
+        let mut refused = item(0, "answer", None);
+        refused.refused = true;
+        inbox.push(refused);
+        let mut bad = item(1, "answer", None);
+        bad.problem = Some("no type header".into());
+        inbox.push(bad);
+        let scope = Scope::default();
+        let mut w = first("answer");
+        assert_eq!(
+            inbox.scan(&mut Cursor::at(&scope), &scope, &mut w),
+            Scanned::Open
+        );
+        assert_eq!(inbox.malformed().map(|i| i.entry), Some(1));
+        let refusals = Scope {
+            refusals: true,
+            ..Default::default()
+        };
+        let mut w = first("answer");
+        assert_eq!(
+            inbox.scan(&mut Cursor::at(&refusals), &refusals, &mut w),
+            Scanned::Stopped(0)
+        );
+        assert_eq!(
+            inbox.arrived(),
+            1,
+            "a refusal is not a message the SUT sent"
+        );
+    }
+
+    #[test]
+    fn own_traffic_is_left_out_when_the_scope_says_so() {
+        let mut inbox = Inbox::default();
+        let mut telemetry = item(0, "x", None);
+        telemetry
+            .msg
+            .headers
+            .insert("msgType".into(), json!("variable"));
+        inbox.push(telemetry);
+        let mut request = item(1, "x", Some("theirs"));
+        request
+            .msg
+            .headers
+            .insert("msgType".into(), json!("action"));
+        inbox.push(request);
+        let mut ours = item(2, "x", Some("ours"));
+        ours.msg.headers.insert("msgType".into(), json!("action"));
+        inbox.push(ours);
+        let scope = Scope {
+            own: Some(Own {
+                protocol: Protocol::Ability,
+                role: Role::Device,
+                known: vec!["ours".into()],
+            }),
+            ..Default::default()
+        };
+        let seen: Vec<usize> = inbox.in_scope(&scope).map(|i| i.entry).collect();
+        assert_eq!(seen, vec![2]);
+    }
+}

@@ -1,0 +1,58 @@
+//! `expect_none`: no matching message arrives during a window. The SUT's
+//! own traffic is left out unless the step asks for it.
+
+use super::scaled;
+use crate::event::Observed;
+use crate::matching::Bound;
+use crate::run::cx::{Cx, Miss, StepError, observed};
+use crate::run::inbox::{Item, Offer, Watch};
+use crate::run::wait::{Ended, wait};
+use crate::schema::SchemaStore;
+use crate::suite::{ExpectNone, Step};
+use crate::sut::SutInstance;
+
+/// Stops at the first message that matches.
+struct Any<'a> {
+    pattern: &'a Bound,
+    schemas: &'a SchemaStore,
+    seen: Option<Observed>,
+}
+
+impl Watch for Any<'_> {
+    fn offer(&mut self, item: &Item) -> Offer {
+        if self.pattern.matches(&item.view(), self.schemas) {
+            self.seen = Some(observed(item, Vec::new()));
+            Offer::Stop
+        } else {
+            Offer::Skip
+        }
+    }
+
+    fn take(&mut self, _: Item) {}
+}
+
+pub(super) async fn run(
+    e: &ExpectNone,
+    _step: &Step,
+    cx: &mut Cx<'_>,
+    _sut: &mut SutInstance,
+) -> Result<(), StepError> {
+    let pattern = super::bind(&e.message, cx)?;
+    let during = scaled(cx, e.during.0);
+    cx.mandated += during;
+    let scope = cx.quiet_scope(&e.after, e.own);
+    let mut any = Any {
+        pattern: &pattern,
+        schemas: cx.env.schemas,
+        seen: None,
+    };
+    match wait(cx, &scope, &mut any, during).await? {
+        Ended::Window => Ok(()),
+        Ended::Stopped(_) => Err(StepError::Failed(Box::new(Miss {
+            expected: format!("for {during:?}, no message with {}", pattern.describe()),
+            actual: "this one arrived".to_owned(),
+            pattern: Some(pattern.to_json()),
+            observed: any.seen.into_iter().collect(),
+        }))),
+    }
+}

@@ -1,0 +1,336 @@
+//! A session of the harness: the schemas and every suite loaded and
+//! checked, the brokers and server commands started on first use, the
+//! references it may start, and the run's evidence file. It runs one
+//! planned case at a time, on whatever thread asks, and keeps the counts
+//! the run's exit status comes from.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::discover;
+use crate::env;
+use crate::error::{EXIT_FAILED, EXIT_HARNESS_ERROR, EXIT_PASSED, Error};
+use crate::event::{Outcome, RunEvent, SutInfo, Verdict};
+use crate::plan::{self, Planned};
+use crate::profile::{BrokerSpec, Profile, SutSpec};
+use crate::protocol::Sides;
+use crate::report::json::JsonLines;
+use crate::report::text::CaseText;
+use crate::report::{Fanout, json};
+use crate::run::{self, RunEnv};
+use crate::schema::SchemaStore;
+use crate::suite::{Context, Protocol, Role, Suite};
+use crate::sut::{References, Servers};
+
+/// Where the project's data lives.
+#[derive(Clone, Debug)]
+pub(crate) struct Paths {
+    /// The project root; file names in reports are relative to it.
+    pub root: PathBuf,
+    /// `suites/`, or the folder `DMCONF_SUITES` names.
+    pub suites: PathBuf,
+    /// `schemas/`.
+    pub schemas: PathBuf,
+    /// `fixtures/`.
+    pub fixtures: PathBuf,
+}
+
+impl Paths {
+    fn under(root: PathBuf) -> Self {
+        let suites = std::env::var_os(env::SUITES)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("suites"));
+        Paths {
+            suites,
+            schemas: root.join("schemas"),
+            fixtures: root.join("fixtures"),
+            root,
+        }
+    }
+}
+
+/// One case's verdict, and its text when it did not pass.
+#[derive(Clone, Debug)]
+pub struct Judged {
+    /// The verdict.
+    pub verdict: Verdict,
+    /// What the test runner shows for a case that failed or could not be
+    /// judged; empty when it passed.
+    pub text: String,
+}
+
+#[derive(Default)]
+struct Counts {
+    passed: usize,
+    failed: usize,
+    errors: usize,
+}
+
+/// Loaded suites and schemas, and the brokers, started on first use.
+pub struct Harness {
+    paths: Paths,
+    schemas: SchemaStore,
+    suites: Vec<Arc<Suite>>,
+    references: References,
+    runtime: tokio::runtime::Runtime,
+    sides: Sides,
+    servers: Servers,
+    evidence: Option<JsonLines>,
+    counts: Mutex<Counts>,
+    began: Instant,
+}
+
+impl Harness {
+    /// Loads and checks the schemas and every suite under `root`; starts
+    /// nothing.
+    pub fn load(
+        root: impl Into<PathBuf>,
+        broker: BrokerSpec,
+        references: References,
+    ) -> Result<Self, Error> {
+        let paths = Paths::under(root.into());
+        let schemas = SchemaStore::load(&paths.schemas).map_err(Error::Schemas)?;
+        let fixtures = paths.fixtures.clone();
+        let fixture = move |name: &str| {
+            let path = fixtures.join(name);
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
+        };
+        let cx = Context {
+            schemas: &schemas,
+            fixture: &fixture,
+        };
+        let root = paths.root.clone();
+        let suites = discover::load(&paths.suites, &paths.root, &cx)
+            .map_err(|e| Error::Suite(e.render(|f| std::fs::read_to_string(root.join(f)).ok())))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Start(format!("cannot start the async runtime: {e}")))?;
+        Ok(Harness {
+            paths,
+            schemas,
+            suites,
+            references,
+            runtime,
+            sides: Sides::new(broker),
+            servers: Servers::default(),
+            evidence: None,
+            counts: Mutex::default(),
+            began: Instant::now(),
+        })
+    }
+
+    /// Every suite.
+    pub fn suites(&self) -> &[Arc<Suite>] {
+        &self.suites
+    }
+
+    /// Completes a profile: a reference's capabilities and hooks; `Err`
+    /// when it names a reference, fault or variant that does not exist.
+    pub fn resolve(&self, mut profile: Profile) -> Result<Profile, Error> {
+        self.references.resolve(&mut profile)?;
+        Ok(profile)
+    }
+
+    /// The profile of a built-in reference, with a fault or a variant.
+    pub fn reference(
+        &self,
+        protocol: Protocol,
+        role: Role,
+        fault: Option<&str>,
+        variant: Option<&str>,
+    ) -> Result<Profile, Error> {
+        self.resolve(Profile::reference(protocol, role, fault, variant))
+    }
+
+    /// Every built-in reference, correct.
+    pub fn references(&self) -> Vec<Profile> {
+        self.references
+            .all()
+            .filter_map(|r| self.reference(r.protocol(), r.role(), None, None).ok())
+            .collect()
+    }
+
+    /// The faults and variants of the reference of a protocol and role.
+    pub fn catalogue(
+        &self,
+        protocol: Protocol,
+        role: Role,
+    ) -> (Vec<&'static str>, Vec<&'static str>) {
+        self.references
+            .find(protocol, role)
+            .map(|r| (r.faults().to_vec(), r.variants().to_vec()))
+            .unwrap_or_default()
+    }
+
+    /// Lists the cases for `profile`, each ignored with a reason when the
+    /// profile does not let it run.
+    pub fn plan(&self, profile: &Profile) -> Vec<Planned> {
+        plan::plan(&self.suites, profile)
+    }
+
+    /// Opens the evidence file and records the run's start.
+    pub(crate) fn start_evidence(
+        &mut self,
+        profiles: &[Profile],
+        cases: usize,
+    ) -> Result<PathBuf, Error> {
+        let dir = std::env::var_os(env::REPORT_DIR)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.paths.root.join("target").join("dmconf-reports"));
+        let file = json::JsonLines::create(&dir, "conformance")
+            .map_err(|e| Error::Start(format!("no evidence file in {}: {e}", dir.display())))?;
+        let path = file.path().to_owned();
+        file.event(&RunEvent::RunStarted {
+            tool: concat!("dmconf ", env!("CARGO_PKG_VERSION")).to_owned(),
+            suts: profiles.iter().map(sut_info).collect(),
+            suites: self.suites.iter().map(|s| s.origin.clone()).collect(),
+            cases,
+        });
+        self.evidence = Some(file);
+        Ok(path)
+    }
+
+    /// Runs one case against the SUT of `profile`; blocks.
+    pub fn run(&self, profile: &Profile, planned: &Planned) -> Judged {
+        let mut text = CaseText::default();
+        let verdict = self.runtime.block_on(async {
+            let shared_sut = match (&profile.sut, profile.role) {
+                (SutSpec::Command(_), Role::Server) => {
+                    Some(self.servers.get(&self.sides, profile).await)
+                }
+                _ => None,
+            };
+            let mut sink = Fanout {
+                json: self.evidence.as_ref(),
+                text: &mut text,
+            };
+            let shared_sut = match shared_sut.transpose() {
+                Ok(s) => s,
+                Err(unready) => {
+                    return crate::run::unready(planned, unready, &mut sink);
+                }
+            };
+            let env = RunEnv {
+                schemas: &self.schemas,
+                profile,
+                sides: &self.sides,
+                references: &self.references,
+                shared_sut,
+            };
+            run::run_case(&env, planned, &mut sink).await
+        });
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        match &verdict.outcome {
+            Outcome::Passed => counts.passed += 1,
+            Outcome::Failed(_) => counts.failed += 1,
+            Outcome::Error { .. } => counts.errors += 1,
+        }
+        Judged {
+            text: text.render().unwrap_or_default(),
+            verdict,
+        }
+    }
+
+    /// Each broker's start time and where it is (secrets left out),
+    /// starting them if needed.
+    pub fn broker_info(&self) -> Result<Vec<(String, std::time::Duration, String)>, Error> {
+        self.runtime.block_on(async {
+            let rabbit = self.sides.rabbitmq().await?;
+            let mosquitto = self.sides.mosquitto().await?;
+            Ok(vec![
+                (
+                    "RabbitMQ".to_owned(),
+                    rabbit.start_time,
+                    crate::broker::redact(&rabbit.amqp_url),
+                ),
+                (
+                    "Mosquitto".to_owned(),
+                    mosquitto.start_time,
+                    mosquitto.device_url.clone(),
+                ),
+            ])
+        })
+    }
+
+    /// Records the run's end in the evidence file, and the exit status
+    /// its cases give: a failure on the SUT's side first, then a case the
+    /// harness could not judge (or a broker that did not start).
+    pub(crate) fn finish(&self, ignored: usize) -> u8 {
+        let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = &self.evidence {
+            e.event(&RunEvent::RunFinished {
+                passed: counts.passed,
+                failed: counts.failed,
+                errors: counts.errors,
+                ignored,
+                duration: self.began.elapsed(),
+            });
+        }
+        if counts.failed > 0 {
+            EXIT_FAILED
+        } else if counts.errors > 0 || self.sides.broker_failed() {
+            EXIT_HARNESS_ERROR
+        } else {
+            EXIT_PASSED
+        }
+    }
+
+    /// Where the evidence file is, if one is written.
+    pub(crate) fn evidence_path(&self) -> Option<&std::path::Path> {
+        self.evidence.as_ref().map(JsonLines::path)
+    }
+
+    /// Stops the server commands and removes the brokers this process
+    /// started.
+    pub fn shutdown(self) {
+        let Harness {
+            runtime,
+            sides,
+            servers,
+            ..
+        } = self;
+        runtime.block_on(async {
+            servers.stop().await;
+            sides.stop().await;
+        });
+    }
+
+    /// Parses one suite text as the run would load it, for tests of the
+    /// parser's diagnostics; `Err` has every problem, located.
+    pub fn check_suite(&self, text: &str, origin: &str) -> Result<(), crate::suite::SuiteErrors> {
+        let fixtures = self.paths.fixtures.clone();
+        let fixture = move |name: &str| {
+            let path = fixtures.join(name);
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
+        };
+        let cx = Context {
+            schemas: &self.schemas,
+            fixture: &fixture,
+        };
+        crate::suite::parse(text, origin, &cx).map(|_| ())
+    }
+
+    /// The compiled schemas, for measurements.
+    pub(crate) fn schemas(&self) -> &SchemaStore {
+        &self.schemas
+    }
+}
+
+/// What the evidence says of a SUT: never its command line or its
+/// environment.
+fn sut_info(p: &Profile) -> SutInfo {
+    SutInfo {
+        profile: p.origin.clone(),
+        protocol: p.protocol.to_string(),
+        role: p.role.as_str().to_owned(),
+        kind: match p.sut {
+            SutSpec::Reference { .. } => "reference",
+            SutSpec::Command(_) => "command",
+            SutSpec::Running => "running",
+        }
+        .to_owned(),
+        capabilities: p.capabilities.clone(),
+    }
+}
