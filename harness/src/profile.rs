@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::error::Error;
 use crate::mgmt::{self, MgmtSpec};
 use crate::protocol::ability::Limits;
-use crate::suite::ast::{MAX_DURATION, parse_duration};
+use crate::suite::{MAX_DURATION, parse_duration};
 use crate::suite::{Protocol, Role};
 
 /// The most cases a profile may run at once in one process.

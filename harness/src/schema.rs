@@ -113,9 +113,10 @@ impl SchemaStore {
     }
 }
 
+#[cfg(test)]
 impl SchemaStore {
     /// A store with no schemas, for tests.
-    pub fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         SchemaStore {
             validators: HashMap::new(),
         }

@@ -231,16 +231,17 @@ impl Protocol {
         }
     }
 
-    /// Runs the named check `name`; `Err` says what was wrong.
+    /// Runs the named check `name`: `Ok(Err(why))` when the SUT fails
+    /// it, `Err` when the harness could not ask.
     pub(crate) async fn check(
         self,
         name: &str,
         args: &Map<String, Value>,
         cx: CheckCx<'_>,
-    ) -> Result<(), String> {
+    ) -> Result<Result<(), String>, Error> {
         match self {
             Protocol::Dmf => dmf::checks::run(name, args, cx).await,
-            Protocol::Ability => Err(format!("protocol {self} has no check `{name}`")),
+            Protocol::Ability => Ok(Err(format!("protocol {self} has no check `{name}`"))),
         }
     }
 

@@ -8,7 +8,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::RunEnv;
-use super::cx::{Cx, Miss, StepError};
+use super::cx::Cx;
+use super::failure::{Miss, StepError};
 use super::step;
 use crate::event::{Failure, Observed, Outcome, RunEvent, Sink, StepRef, Verdict};
 use crate::matching::{self, Bound};
@@ -244,7 +245,7 @@ fn leftovers(cx: &Cx<'_>) -> Result<(), StepError> {
             actual: "the SUT refused (dead-lettered) a message no step expected it to refuse"
                 .to_owned(),
             pattern: None,
-            observed: vec![super::cx::observed(r, Vec::new())],
+            observed: vec![super::failure::observed(r, Vec::new())],
         })));
     }
     let allow: Vec<Bound> = cx
@@ -261,7 +262,7 @@ fn leftovers(cx: &Cx<'_>) -> Result<(), StepError> {
         .filter(|i| !own.is_own(i))
         .filter(|i| !allow.iter().any(|a| a.matches(&i.view(), cx.env.schemas)))
         .take(6)
-        .map(|i| super::cx::observed(i, Vec::new()))
+        .map(|i| super::failure::observed(i, Vec::new()))
         .collect();
     if unexpected.is_empty() {
         return Ok(());

@@ -10,62 +10,18 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::RunEnv;
+use super::failure::{Miss, StepError, observed, published};
 use super::inbox::{Inbox, Item, Own, Scope};
-use crate::error::Error;
 use crate::event::{Observed, RunEvent, Sink};
-use crate::matching::{Bound, Mismatch};
+use crate::matching::Bound;
 use crate::message::{Arrival, Direction, Entry, Message};
 use crate::protocol::{Link, Protocol, Stimulus};
 use crate::suite::{Role, Suite};
-use crate::transport::TransportError;
 use crate::vars::Vars;
 
 /// How many arrivals are taken in before a waiting step looks at the
 /// clock again: a flood cannot hold a step past its window.
 const DRAIN_BATCH: usize = 256;
-
-/// Why a step did not hold.
-pub(crate) enum StepError {
-    /// The SUT did not do what the step asks.
-    Failed(Box<Miss>),
-    /// The harness could not judge.
-    Harness(Error),
-}
-
-impl From<Error> for StepError {
-    fn from(e: Error) -> Self {
-        StepError::Harness(e)
-    }
-}
-
-/// What a step expected and what happened instead.
-#[derive(Default)]
-pub(crate) struct Miss {
-    pub expected: String,
-    pub actual: String,
-    pub pattern: Option<Value>,
-    pub observed: Vec<Observed>,
-}
-
-/// A step's failure on the SUT's side.
-pub(crate) fn miss(expected: impl Into<String>, actual: impl Into<String>) -> StepError {
-    StepError::Failed(Box::new(Miss {
-        expected: expected.into(),
-        actual: actual.into(),
-        ..Default::default()
-    }))
-}
-
-/// A failed publish: the SUT's failure when the broker refused what the
-/// SUT named, the harness's when the broker did not answer.
-pub(crate) fn published(e: TransportError, to: &str) -> StepError {
-    match e {
-        TransportError::Refused(why) => {
-            miss(format!("the broker accepts a message for `{to}`"), why)
-        }
-        e => StepError::Harness(e.into()),
-    }
-}
 
 /// The stimuli just run (the `send`, `resend` and `trigger` steps since
 /// the last step of another kind): where their answers begin, and the
@@ -412,14 +368,5 @@ impl<'a> Cx<'a> {
                 observed(i, why)
             })
             .collect()
-    }
-}
-
-/// A message as a failure shows it.
-pub(crate) fn observed(item: &Item, mismatches: Vec<Mismatch>) -> Observed {
-    Observed {
-        entry: item.entry,
-        message: item.msg.clone(),
-        mismatches,
     }
 }

@@ -1,11 +1,12 @@
 //! The engine: runs one case against the SUT and yields its verdict,
 //! emitting events as it goes ([`crate::event`]); it never prints and
 //! never names a protocol. [`case`] runs a case from start to verdict;
-//! [`cx`] is a running case's state; [`inbox`] holds what the SUT sent;
+//! [`cx`] is a running case's state and [`failure`] what a step's failure carries; [`inbox`] holds what the SUT sent;
 //! [`wait`] is the one wait loop; [`step`] has one file per step kind.
 
 mod case;
 mod cx;
+mod failure;
 mod inbox;
 mod step;
 mod wait;

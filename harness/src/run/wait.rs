@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::cx::{Cx, StepError, miss};
+use super::cx::Cx;
+use super::failure::{StepError, miss};
 use super::inbox::{Cursor, Scanned, Scope, Watch};
 
 /// How a wait ended, when it did not fail.

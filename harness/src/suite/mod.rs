@@ -1,12 +1,13 @@
-//! Suite files: the typed model ([`ast`]), the located YAML reader
-//! ([`tree`]), the parser and its checks ([`parse`]) and their errors
-//! ([`error`]). Nothing here does I/O.
+//! Suite files: the typed model (`ast`), the located YAML reader
+//! (`tree`), the parser and its checks (`parse`) and their errors
+//! (`error`). Nothing here does I/O; the model is public, for whoever
+//! reads a suite or a verdict.
 
-pub mod ast;
-pub mod error;
-pub mod parse;
-pub mod tree;
+mod ast;
+mod error;
+pub(crate) mod parse;
+mod tree;
 
 pub use ast::*;
 pub use error::{SuiteError, SuiteErrors};
-pub use parse::{Context, parse};
+pub(crate) use parse::{Context, parse};

@@ -9,14 +9,16 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
-use super::ast::{Action, ExpectAccepted, ExpectRefused, Location, Pattern, Role, Step, Suite};
+use super::ast::{
+    Action, ExpectAccepted, ExpectRefused, Location, Pattern, Role, Step, Suite, parse_duration,
+};
 use super::error::{SuiteError, SuiteErrors};
 use super::tree::{self, Tree};
 use crate::schema::SchemaStore;
 
 /// The most bytes a suite may ask `fill` to make: four times IoT Hub's
 /// largest message, so that a limit can be probed from above.
-pub const MAX_FILL: u64 = 1 << 20;
+pub(crate) const MAX_FILL: u64 = 1 << 20;
 
 /// What the parser needs to know about the world.
 pub struct Context<'a> {
@@ -87,7 +89,8 @@ fn unexpected_key(message: &str) -> Option<String> {
     Some(rest[..end].to_owned())
 }
 
-/// Every step names exactly one action.
+/// Every step names exactly one action, and every window it gives is a
+/// duration in range.
 fn step_shapes(tree: &Tree, at: &impl Fn(&str, String) -> SuiteError) -> Vec<SuiteError> {
     let mut errors = Vec::new();
     let mut lists: Vec<(String, &Value)> = vec![("/setup".into(), &tree.value["setup"])];
@@ -116,6 +119,15 @@ fn step_shapes(tree: &Tree, at: &impl Fn(&str, String) -> SuiteError) -> Vec<Sui
                         Action::KINDS.join(", ")
                     ),
                 ));
+            }
+            for kind in kinds {
+                for key in ["within", "during", "for"] {
+                    if let Some(Value::String(d)) = step[kind].get(key)
+                        && let Err(e) = parse_duration(d)
+                    {
+                        errors.push(at(&format!("{base}/{j}/{kind}/{key}"), e));
+                    }
+                }
             }
         }
     }
@@ -260,13 +272,16 @@ fn steps(
             Action::Check(c) => {
                 let known = suite.protocol.checks();
                 if !known.contains(&c.name.as_str()) {
+                    let known = if known.is_empty() {
+                        "it has none".to_owned()
+                    } else {
+                        format!("known checks: {}", known.join(", "))
+                    };
                     errors.push(at(
                         &format!("{here}/check/name"),
                         format!(
-                            "unknown check `{}` for protocol {}; known checks: {}",
-                            c.name,
-                            suite.protocol,
-                            known.join(", ")
+                            "unknown check `{}` for protocol {}; {known}",
+                            c.name, suite.protocol
                         ),
                     ));
                 }

@@ -4,8 +4,10 @@
 
 use serde_json::{Map, Value};
 
+use crate::error::Error;
 use crate::message::Message;
 use crate::protocol::CheckCx;
+use crate::transport::TransportError;
 
 /// Every check a DMF suite may call.
 pub(crate) const NAMES: [&str; 3] = [
@@ -14,12 +16,42 @@ pub(crate) const NAMES: [&str; 3] = [
     "amqp.exchange_is",
 ];
 
-/// Runs the check `name`; `Err` says what was wrong.
+/// Runs the check `name`: `Ok(Err(why))` when the SUT fails it, `Err`
+/// when the broker did not answer.
 pub(crate) async fn run(
     name: &str,
     args: &Map<String, Value>,
     cx: CheckCx<'_>,
-) -> Result<(), String> {
+) -> Result<Result<(), String>, Error> {
+    match judge(name, args, cx).await {
+        Err(Judged::Harness(e)) => Err(e.into()),
+        Err(Judged::Failed(why)) => Ok(Err(why)),
+        Ok(()) => Ok(Ok(())),
+    }
+}
+
+/// Why a check did not pass.
+enum Judged {
+    Failed(String),
+    Harness(TransportError),
+}
+
+impl From<String> for Judged {
+    fn from(why: String) -> Self {
+        Judged::Failed(why)
+    }
+}
+
+impl From<TransportError> for Judged {
+    fn from(e: TransportError) -> Self {
+        match e {
+            TransportError::Refused(why) => Judged::Failed(why),
+            e => Judged::Harness(e),
+        }
+    }
+}
+
+async fn judge(name: &str, args: &Map<String, Value>, cx: CheckCx<'_>) -> Result<(), Judged> {
     let arg = |k: &str| -> Result<&Value, String> {
         args.get(k)
             .ok_or_else(|| format!("check `{name}` needs the argument `{k}`"))
@@ -46,16 +78,16 @@ pub(crate) async fn run(
                 .collected
                 .get(&from)
                 .ok_or_else(|| format!("no `collect` step stored messages into `{from}`"))?;
-            check_lifecycle(flow, messages)
+            Ok(check_lifecycle(flow, messages)?)
         }
         "amqp.exchange_exists" => {
             let exchange = text("exchange")?;
-            match amqp()?.exchange_exists(&exchange).await {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(format!(
+            if amqp()?.exchange_exists(&exchange).await? {
+                Ok(())
+            } else {
+                Err(Judged::Failed(format!(
                     "the exchange `{exchange}` does not exist on the broker: the SUT named it but did not declare it"
-                )),
-                Err(e) => Err(e.to_string()),
+                )))
             }
         }
         "amqp.exchange_is" => {
@@ -65,21 +97,14 @@ pub(crate) async fn run(
                 .as_bool()
                 .ok_or_else(|| format!("argument `durable` of `{name}` must be true or false"))?;
             let client = amqp()?;
-            if !client
-                .exchange_exists(&exchange)
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                return Err(format!(
+            if !client.exchange_exists(&exchange).await? {
+                return Err(Judged::Failed(format!(
                     "the exchange `{exchange}` does not exist on the broker"
-                ));
+                )));
             }
-            client
-                .exchange_is(&exchange, &kind, durable)
-                .await
-                .map_err(|e| e.to_string())
+            Ok(client.exchange_is(&exchange, &kind, durable).await?)
         }
-        other => Err(format!("unknown check `{other}`")),
+        other => Err(Judged::Failed(format!("unknown check `{other}`"))),
     }
 }
 

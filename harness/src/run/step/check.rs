@@ -4,7 +4,8 @@
 use serde_json::Value;
 
 use crate::protocol::CheckCx;
-use crate::run::cx::{Cx, StepError, miss};
+use crate::run::cx::Cx;
+use crate::run::failure::{StepError, miss};
 use crate::suite::{Check, Step};
 use crate::sut::SutInstance;
 
@@ -30,5 +31,5 @@ pub(super) async fn run(
             },
         )
         .await;
-    checked.map_err(|e| miss(format!("check `{}` passes", c.name), e))
+    checked?.map_err(|e| miss(format!("check `{}` passes", c.name), e))
 }

@@ -3,7 +3,8 @@
 
 use super::{bind, mark_after, within};
 use crate::matching::{Bound, lookup};
-use crate::run::cx::{Cx, Miss, StepError, miss};
+use crate::run::cx::Cx;
+use crate::run::failure::{Miss, StepError, miss};
 use crate::run::inbox::{Item, Offer, Watch};
 use crate::run::wait::{Ended, wait};
 use crate::schema::SchemaStore;

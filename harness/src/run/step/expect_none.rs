@@ -4,7 +4,8 @@
 use super::scaled;
 use crate::event::Observed;
 use crate::matching::Bound;
-use crate::run::cx::{Cx, Miss, StepError, observed};
+use crate::run::cx::Cx;
+use crate::run::failure::{Miss, StepError, observed};
 use crate::run::inbox::{Item, Offer, Watch};
 use crate::run::wait::{Ended, wait};
 use crate::schema::SchemaStore;

@@ -16,7 +16,8 @@ mod wait;
 
 use std::time::Duration;
 
-use super::cx::{Cx, StepError, miss};
+use super::cx::Cx;
+use super::failure::{StepError, miss};
 use crate::matching::Bound;
 use crate::suite::{Action, Dur, MAX_DURATION, Pattern, Step};
 use crate::sut::SutInstance;

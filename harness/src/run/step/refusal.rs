@@ -4,7 +4,8 @@
 //! `message_id`).
 
 use super::{scaled, within};
-use crate::run::cx::{Cx, StepError, miss, observed};
+use crate::run::cx::Cx;
+use crate::run::failure::{StepError, miss, observed};
 use crate::run::inbox::{Item, Offer, Scope, Watch};
 use crate::run::wait::{Ended, wait};
 use crate::suite::{ExpectAccepted, ExpectRefused, Step};

@@ -2,7 +2,8 @@
 //! byte, under a message id of its own. A stimulus, like `send`.
 
 use crate::protocol::Stimulus;
-use crate::run::cx::{Cx, StepError, miss};
+use crate::run::cx::Cx;
+use crate::run::failure::{StepError, miss};
 use crate::suite::Step;
 use crate::sut::SutInstance;
 

@@ -6,7 +6,8 @@ use serde_json::Value;
 
 use crate::message::Message;
 use crate::protocol::Stimulus;
-use crate::run::cx::{Cx, StepError, miss};
+use crate::run::cx::Cx;
+use crate::run::failure::{StepError, miss};
 use crate::suite::parse::MAX_FILL;
 use crate::suite::{Send, Step};
 use crate::sut::SutInstance;

@@ -8,7 +8,8 @@ use serde_json::{Map, Value};
 
 use crate::matching::lookup;
 use crate::protocol::Stimulus;
-use crate::run::cx::{Cx, StepError, miss};
+use crate::run::cx::Cx;
+use crate::run::failure::{StepError, miss};
 use crate::suite::{Step, Trigger};
 use crate::sut::SutInstance;
 

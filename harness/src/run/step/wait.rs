@@ -1,7 +1,8 @@
 //! `wait`: lets time pass, taking in (and answering) what arrives.
 
 use super::scaled;
-use crate::run::cx::{Cx, StepError};
+use crate::run::cx::Cx;
+use crate::run::failure::StepError;
 use crate::run::inbox::{Item, Offer, Watch};
 use crate::run::wait::wait;
 use crate::suite::{Step, Wait};
