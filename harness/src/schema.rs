@@ -98,6 +98,9 @@ impl SchemaStore {
                 message: format!("no schema named `{name}` under schemas/"),
             }]);
         };
+        if validator.is_valid(instance) {
+            return Ok(());
+        }
         let violations: Vec<Violation> = validator
             .iter_errors(instance)
             .map(|e| Violation {

@@ -126,9 +126,11 @@ impl Protocol {
     }
 
     /// The schema a message from a SUT of `sut`'s role must satisfy, by
-    /// its kind; `Ok(None)` when the protocol does not judge it (telemetry),
-    /// `Err` when the SUT may not send such a message at all.
-    pub(crate) fn schema_of(self, sut: Role, msg: &Message) -> Result<Option<String>, String> {
+    /// its kind (read from its view); `Ok(None)` when the protocol does
+    /// not judge it (telemetry), `Err` when the SUT may not send such a
+    /// message at all.
+    pub(crate) fn schema_of(self, sut: Role, view: &Value) -> Result<Option<String>, String> {
+        let msg = &view["headers"];
         match (self, sut) {
             (Protocol::Dmf, Role::Device) => {
                 dmf::device_message_schema(msg).map(|s| Some(s.to_owned()))
@@ -141,12 +143,13 @@ impl Protocol {
         }
     }
 
-    /// The correlation a message carries: an answer carries its
-    /// request's (DMF: the actionId; the Device API: the correlationId).
-    pub(crate) fn correlation(self, msg: &Message) -> Option<String> {
+    /// The correlation a message carries, read from its view
+    /// (`{headers, properties, body}`): an answer carries its request's
+    /// (DMF: the actionId; the Device API: the correlationId).
+    pub(crate) fn correlation(self, view: &Value) -> Option<String> {
         match self {
-            Protocol::Dmf => dmf::action_id(msg),
-            Protocol::Ability => ability::correlation_id(msg),
+            Protocol::Dmf => dmf::action_id(view),
+            Protocol::Ability => ability::correlation_id(view),
         }
     }
 
@@ -157,7 +160,7 @@ impl Protocol {
             Protocol::Ability => "correlationId",
         };
         match s {
-            Stimulus::Sent(m) => self.correlation(m),
+            Stimulus::Sent(m) => self.correlation(&m.view().0),
             Stimulus::Hook { args, answer } => answer
                 .get(key)
                 .or_else(|| args.get(key))
@@ -190,16 +193,24 @@ impl Protocol {
     pub(crate) fn own(
         self,
         sut: Role,
-        msg: &Message,
+        view: &Value,
         correlation: Option<&str>,
         known: &[String],
     ) -> bool {
         let foreign = correlation.is_none_or(|c| !known.iter().any(|k| k == c));
+        let header = |k: &str| view["headers"][k].as_str();
         match self {
-            Protocol::Dmf => dmf::unprompted(sut, msg) || (dmf::is_status(msg) && foreign),
-            Protocol::Ability => match sut {
-                Role::Device => ability::is_telemetry(msg) || foreign,
-                Role::Server => ability::is_notification(msg) && correlation.is_some() && foreign,
+            Protocol::Dmf => {
+                dmf::unprompted(sut, header("type"), header("topic"))
+                    || (header("type") == Some("EVENT")
+                        && header("topic") == Some("UPDATE_ACTION_STATUS")
+                        && foreign)
+            }
+            Protocol::Ability => match (sut, header("msgType")) {
+                (Role::Device, Some("variable" | "alarm" | "event")) => true,
+                (Role::Device, _) => foreign,
+                (Role::Server, Some("notification")) => correlation.is_some() && foreign,
+                (Role::Server, _) => false,
             },
         }
     }

@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::time::Instant;
 
 use super::RunEnv;
@@ -153,7 +152,7 @@ impl<'a> Cx<'a> {
             .await
             .map_err(|e| published(e, &msg.channel))?;
         self.record(Direction::ToSut, sent.clone(), None);
-        if let Some(c) = self.protocol().correlation(&sent) {
+        if let Some(c) = self.protocol().correlation(&sent.view().0) {
             self.know(c);
         }
         Ok(sent)
@@ -268,25 +267,18 @@ impl<'a> Cx<'a> {
             Direction::FromSut
         };
         let entry = self.record(direction, msg.clone(), None);
-        let (view, json_body) = msg.view();
-        let problem = match (refused, malformed) {
-            (true, _) => None,
-            (false, Some(why)) => Some(why),
-            (false, None) => self.violation(&msg, &view),
-        };
-        let answer = (!refused && problem.is_none())
+        let answer = (!refused && malformed.is_none())
             .then(|| self.protocol().answer(self.role(), &msg))
             .flatten();
-        let correlation = self.protocol().correlation(&msg);
-        self.inbox.push(Item {
-            entry,
-            msg,
-            view,
-            json_body,
-            refused,
-            correlation,
-            problem,
-        });
+        let mut item = Item::new(entry, msg, self.protocol());
+        item.refused = refused;
+        item.problem = match (refused, malformed) {
+            (true, _) => None,
+            (false, Some(why)) => Some(why),
+            (false, None) => self.violation(&item),
+        };
+        let answer = answer.filter(|_| item.problem.is_none());
+        self.inbox.push(item);
         if let Some(answer) = answer {
             match &mut self.held {
                 Some(held) => held.push((entry, answer)),
@@ -320,17 +312,22 @@ impl<'a> Cx<'a> {
 
     /// What is wrong with a message of the SUT's, by the schema of its
     /// kind.
-    fn violation(&self, msg: &Message, view: &Value) -> Option<String> {
+    fn violation(&self, item: &Item) -> Option<String> {
         let who = self.role().as_str();
-        match self.protocol().schema_of(self.role(), msg) {
+        match self.protocol().schema_of(self.role(), &item.view) {
             Ok(None) => None,
-            Ok(Some(schema)) => self.env.schemas.validate(&schema, view).err().map(|v| {
-                let list: Vec<String> = v.iter().map(|v| format!("  - {v}")).collect();
-                format!(
-                    "it violates schemas/{schema}.schema.json:\n{}",
-                    list.join("\n")
-                )
-            }),
+            Ok(Some(schema)) => self
+                .env
+                .schemas
+                .validate(&schema, &item.view)
+                .err()
+                .map(|v| {
+                    let list: Vec<String> = v.iter().map(|v| format!("  - {v}")).collect();
+                    format!(
+                        "it violates schemas/{schema}.schema.json:\n{}",
+                        list.join("\n")
+                    )
+                }),
             Err(e) => Some(format!("it is not a message a {who} may send: {e}")),
         }
     }

@@ -57,7 +57,7 @@ pub(crate) fn published(e: TransportError, to: &str) -> StepError {
 pub(crate) fn observed(item: &Item, mismatches: Vec<Mismatch>) -> Observed {
     Observed {
         entry: item.entry,
-        message: item.msg.clone(),
+        message: item.message(),
         mismatches,
     }
 }

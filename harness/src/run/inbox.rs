@@ -11,17 +11,22 @@ use crate::message::Message;
 use crate::protocol::Protocol;
 use crate::suite::Role;
 
-/// One message from the SUT, or one of the harness's that it refused.
+/// One message from the SUT, or one of the harness's that it refused,
+/// as the steps read it: its parts as one JSON value, the body parsed
+/// once.
 #[derive(Clone, Debug)]
 pub(crate) struct Item {
     /// Its transcript entry; entries grow in arrival order.
     pub entry: usize,
-    /// The message.
-    pub msg: Message,
-    /// `{headers, properties, body}`, the body parsed once.
+    /// Where it was published.
+    pub channel: String,
+    /// `{headers, properties, body}`: the body parsed when it is JSON,
+    /// as text when it is not, `null` when empty.
     pub view: Value,
     /// Whether the body is JSON.
     pub json_body: bool,
+    /// The body as it came.
+    pub body: Vec<u8>,
     /// A message of the harness's, handed back because the SUT refused it.
     pub refused: bool,
     /// Its correlation (DMF: actionId; the Device API: correlationId).
@@ -32,6 +37,52 @@ pub(crate) struct Item {
 }
 
 impl Item {
+    /// Takes a message in as entry `entry`: its parts move into the view.
+    pub(crate) fn new(entry: usize, msg: Message, protocol: Protocol) -> Self {
+        let (body, json_body) = match serde_json::from_slice::<Value>(&msg.body) {
+            _ if msg.body.is_empty() => (Value::Null, false),
+            Ok(v) => (v, true),
+            Err(_) => (
+                Value::String(String::from_utf8_lossy(&msg.body).into_owned()),
+                false,
+            ),
+        };
+        let mut view = serde_json::Map::new();
+        view.insert("headers".into(), Value::Object(msg.headers));
+        view.insert("properties".into(), Value::Object(msg.properties));
+        view.insert("body".into(), body);
+        let view = Value::Object(view);
+        Item {
+            entry,
+            channel: msg.channel,
+            correlation: protocol.correlation(&view),
+            view,
+            json_body,
+            body: msg.body,
+            refused: false,
+            problem: None,
+        }
+    }
+
+    /// The message again, for reports and checks.
+    pub(crate) fn message(&self) -> Message {
+        let part = |k: &str| self.view[k].as_object().cloned().unwrap_or_default();
+        Message {
+            channel: self.channel.clone(),
+            headers: part("headers"),
+            properties: part("properties"),
+            body: self.body.clone(),
+            raw: false,
+        }
+    }
+
+    /// A property as text.
+    pub(crate) fn property(&self, name: &str) -> Option<String> {
+        self.view["properties"]
+            .get(name)
+            .and_then(crate::message::scalar_text)
+    }
+
     /// The item as matching sees it.
     pub(crate) fn view(&self) -> View<'_> {
         View {
@@ -58,7 +109,7 @@ impl Own {
     pub(crate) fn is_own(&self, item: &Item) -> bool {
         self.protocol.own(
             self.role,
-            &item.msg,
+            &item.view,
             item.correlation.as_deref(),
             &self.known,
         )
@@ -173,7 +224,12 @@ impl Inbox {
         scope: &Scope,
         w: &mut dyn Watch,
     ) -> Scanned {
-        let mut i = self.items.partition_point(|x| x.entry < cursor.next);
+        // What the watch has not seen is at the end: walk back to it, so
+        // that a new arrival costs the same however many items wait.
+        let mut i = self.items.len();
+        while i > 0 && self.items[i - 1].entry >= cursor.next {
+            i -= 1;
+        }
         while i < self.items.len() {
             let item = &self.items[i];
             cursor.next = item.entry + 1;
@@ -214,16 +270,18 @@ mod tests {
     fn item(entry: usize, kind: &str, corr: Option<&str>) -> Item {
         let mut msg = Message::default();
         msg.headers.insert("kind".into(), json!(kind));
-        let (view, json_body) = msg.view();
-        Item {
-            entry,
-            msg,
-            view,
-            json_body,
-            refused: false,
-            correlation: corr.map(str::to_owned),
-            problem: None,
+        if let Some(c) = corr {
+            msg.headers.insert("correlationId".into(), json!(c));
         }
+        Item::new(entry, msg, Protocol::Ability)
+    }
+
+    fn with(entry: usize, headers: Value) -> Item {
+        let msg = Message {
+            headers: serde_json::from_value(headers).unwrap(),
+            ..Default::default()
+        };
+        Item::new(entry, msg, Protocol::Ability)
     }
 
     /// Takes the first item whose `kind` header is `want`.
@@ -236,7 +294,7 @@ mod tests {
     impl Watch for First {
         fn offer(&mut self, i: &Item) -> Offer {
             self.offered.push(i.entry);
-            if i.msg.header("kind").as_deref() == Some(self.want) {
+            if i.view["headers"]["kind"] == self.want {
                 Offer::TakeAndStop
             } else {
                 Offer::Skip
@@ -334,21 +392,15 @@ mod tests {
     #[test]
     fn own_traffic_is_left_out_when_the_scope_says_so() {
         let mut inbox = Inbox::default();
-        let mut telemetry = item(0, "x", None);
-        telemetry
-            .msg
-            .headers
-            .insert("msgType".into(), json!("variable"));
-        inbox.push(telemetry);
-        let mut request = item(1, "x", Some("theirs"));
-        request
-            .msg
-            .headers
-            .insert("msgType".into(), json!("action"));
-        inbox.push(request);
-        let mut ours = item(2, "x", Some("ours"));
-        ours.msg.headers.insert("msgType".into(), json!("action"));
-        inbox.push(ours);
+        inbox.push(with(0, json!({"msgType": "variable"})));
+        inbox.push(with(
+            1,
+            json!({"msgType": "action", "correlationId": "theirs"}),
+        ));
+        inbox.push(with(
+            2,
+            json!({"msgType": "action", "correlationId": "ours"}),
+        ));
         let scope = Scope {
             own: Some(Own {
                 protocol: Protocol::Ability,

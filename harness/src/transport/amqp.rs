@@ -4,7 +4,6 @@
 //! String headers go out as long strings: RabbitMQ closes the connection
 //! on short-string header values.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures_lite::StreamExt;
@@ -469,13 +468,13 @@ fn from_amqp(v: &AMQPValue) -> Value {
 
 /// Turns a delivery's parts into a [`Message`].
 fn decode(exchange: &str, props: &BasicProperties, body: Vec<u8>) -> Message {
-    let mut headers = BTreeMap::new();
+    let mut headers = serde_json::Map::new();
     if let Some(table) = props.headers() {
         for (k, v) in table.inner() {
             headers.insert(k.as_str().to_owned(), from_amqp(v));
         }
     }
-    let mut properties = BTreeMap::new();
+    let mut properties = serde_json::Map::new();
     let mut put = |k: &str, v: Option<&ShortString>| {
         if let Some(v) = v {
             properties.insert(k.to_owned(), Value::String(v.as_str().to_owned()));

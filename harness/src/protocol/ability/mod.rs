@@ -126,23 +126,10 @@ pub(crate) async fn server_env(sides: &Sides, p: &Profile) -> Result<SutEnv, Err
     Ok(env)
 }
 
-/// A message's `correlationId` header, when it has a non-empty one.
-pub(crate) fn correlation_id(msg: &Message) -> Option<String> {
-    msg.header("correlationId").filter(|c| !c.is_empty())
-}
-
-/// Whether a device's message is telemetry (variable, alarm, event).
-pub(crate) fn is_telemetry(msg: &Message) -> bool {
-    matches!(
-        msg.header("msgType").as_deref(),
-        Some("variable" | "alarm" | "event")
-    )
-}
-
-/// Whether a platform's message is a notification.
-pub(crate) fn is_notification(msg: &Message) -> bool {
-    msg.header("msgType").as_deref() == Some("notification")
-        || msg.header("ability-messagetype").is_some()
+/// A message's `correlationId` header, when it has a non-empty one,
+/// from its view.
+pub(crate) fn correlation_id(view: &Value) -> Option<String> {
+    crate::message::scalar_text(view["headers"].get("correlationId")?).filter(|c| !c.is_empty())
 }
 
 /// The acknowledgement a platform sends a device's request whose `ack`
@@ -161,7 +148,10 @@ pub(crate) fn platform_ack(request: &Message) -> Option<Message> {
         channel: devicebound_topic(&device),
         ..Default::default()
     };
-    let correlation = correlation_id(request).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let correlation = request
+        .header("correlationId")
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let mut put = |k: &str, v: String| {
         ack.headers.insert(k.to_owned(), Value::String(v));
     };
@@ -513,10 +503,10 @@ pub fn fill(msg: &mut Message, what: &str, bytes: usize) -> Result<(), String> {
 /// The schema a request from a device must satisfy, by its `msgType` and
 /// `action`; `Ok(None)` for telemetry, which the Device API does not
 /// judge.
-pub fn request_schema(msg: &Message) -> Result<Option<String>, String> {
-    match msg.header("msgType").as_deref() {
-        Some("action") => match msg.header("action") {
-            Some(a) if ACTIONS.contains(&a.as_str()) => Ok(Some(format!("ability/request-{a}"))),
+pub(crate) fn request_schema(headers: &Value) -> Result<Option<String>, String> {
+    match headers["msgType"].as_str() {
+        Some("action") => match headers["action"].as_str() {
+            Some(a) if ACTIONS.contains(&a) => Ok(Some(format!("ability/request-{a}"))),
             Some(a) => Err(format!("`{a}` is not a Device API v2 action")),
             None => Err("a request without an `action` header".to_owned()),
         },
@@ -529,12 +519,12 @@ pub fn request_schema(msg: &Message) -> Result<Option<String>, String> {
 }
 
 /// The schema a cloud-to-device message must satisfy.
-pub fn c2d_schema(msg: &Message) -> Result<Option<String>, String> {
-    match msg.header("msgType").as_deref() {
+pub(crate) fn c2d_schema(headers: &Value) -> Result<Option<String>, String> {
+    match headers["msgType"].as_str() {
         Some("ack") => Ok(Some("ability/ack".to_owned())),
         Some("notification") => Ok(Some("ability/notification".to_owned())),
         // Publish-subscribe notifications keep the v1 layout.
-        None if msg.header("ability-messagetype").is_some() => Ok(None),
+        None if headers.get("ability-messagetype").is_some() => Ok(None),
         Some(t) => Err(format!(
             "msgType `{t}` is not one the platform sends (ack, notification)"
         )),

@@ -113,30 +113,22 @@ pub(crate) async fn server_up(sides: &Sides, p: &Profile) -> Result<bool, Error>
         .await?)
 }
 
-/// The actionId of an action request or status, as text.
-pub(crate) fn action_id(msg: &Message) -> Option<String> {
-    if msg.header("type").as_deref() != Some("EVENT") {
+/// The actionId of an action request or status, as text, from a
+/// message's view.
+pub(crate) fn action_id(view: &Value) -> Option<String> {
+    if view["headers"]["type"] != "EVENT" {
         return None;
     }
-    let body = msg.body_json()?;
-    crate::message::scalar_text(body.get("actionId")?)
+    crate::message::scalar_text(view["body"].get("actionId")?)
 }
 
-/// Whether a message is a device's action status.
-pub(crate) fn is_status(msg: &Message) -> bool {
-    msg.header("type").as_deref() == Some("EVENT")
-        && msg.header("topic").as_deref() == Some("UPDATE_ACTION_STATUS")
-}
-
-/// Whether a message is one a SUT of `sut`'s role sends of its own
-/// accord: a device registers again to poll, PINGs, reports attributes,
+/// Whether a message of this `type` and `topic` is one a SUT of `sut`'s
+/// role sends of its own accord: a device registers again to poll, PINGs, reports attributes,
 /// switches auto-confirmation and removes itself when it likes; hawkBit
 /// asks for attributes when it likes.
-pub(crate) fn unprompted(sut: Role, msg: &Message) -> bool {
-    let kind = msg.header("type");
-    let topic = msg.header("topic");
+pub(crate) fn unprompted(sut: Role, kind: Option<&str>, topic: Option<&str>) -> bool {
     matches!(
-        (sut, kind.as_deref(), topic.as_deref()),
+        (sut, kind, topic),
         (
             Role::Device,
             Some("THING_CREATED" | "PING" | "THING_REMOVED"),
@@ -235,10 +227,10 @@ pub async fn declare_topology(
 /// The schema that a message from a DMF server to a device must satisfy,
 /// by its `type` and `topic` headers; `Err` when the DMF API defines no
 /// such server-to-device message.
-pub fn server_message_schema(msg: &Message) -> Result<&'static str, String> {
-    let kind = msg.header("type");
-    let topic = msg.header("topic");
-    match (kind.as_deref(), topic.as_deref()) {
+pub(crate) fn server_message_schema(headers: &Value) -> Result<&'static str, String> {
+    let kind = headers["type"].as_str();
+    let topic = headers["topic"].as_str();
+    match (kind, topic) {
         (Some("THING_DELETED"), _) => Ok("dmf/thing-deleted"),
         (Some("PING_RESPONSE"), _) => Ok("dmf/ping-response"),
         (Some("EVENT"), Some("DOWNLOAD_AND_INSTALL" | "DOWNLOAD" | "CONFIRM")) => {
@@ -275,10 +267,10 @@ pub const ACTION_STATUSES: [&str; 11] = [
 /// The schema that a message from a DMF device must satisfy, by its
 /// `type` and `topic` headers; `Err` when the DMF API defines no such
 /// device-to-server message.
-pub fn device_message_schema(msg: &Message) -> Result<&'static str, String> {
-    let kind = msg.header("type");
-    let topic = msg.header("topic");
-    match (kind.as_deref(), topic.as_deref()) {
+pub(crate) fn device_message_schema(headers: &Value) -> Result<&'static str, String> {
+    let kind = headers["type"].as_str();
+    let topic = headers["topic"].as_str();
+    match (kind, topic) {
         (Some("THING_CREATED"), _) => Ok("dmf/thing-created"),
         (Some("THING_REMOVED"), _) => Ok("dmf/thing-removed"),
         (Some("PING"), _) => Ok("dmf/ping"),

@@ -60,7 +60,7 @@ pub(super) async fn run(
     match ended {
         Ended::Stopped(at) => {
             mark_after(cx, step, at);
-            let got: Vec<Message> = seq.took.into_iter().map(|i| i.msg).collect();
+            let got: Vec<Message> = seq.took.iter().map(Item::message).collect();
             cx.collected.insert(c.into.clone(), got);
             Ok(())
         }

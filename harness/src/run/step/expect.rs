@@ -58,7 +58,7 @@ pub(super) async fn run(
                 let value = lookup(&item.view, path).ok_or_else(|| {
                     miss(
                         format!("the matched message has `{path}` (to capture into `{var}`)"),
-                        format!("it does not:\n{}", item.msg.render("    ")),
+                        format!("it does not:\n{}", item.message().render("    ")),
                     )
                 })?;
                 cx.vars.set(var, value);

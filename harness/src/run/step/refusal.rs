@@ -20,7 +20,7 @@ struct Refusal {
 
 impl Watch for Refusal {
     fn offer(&mut self, item: &Item) -> Offer {
-        if item.msg.property("message_id").as_deref() != Some(self.message_id.as_str()) {
+        if item.property("message_id").as_deref() != Some(self.message_id.as_str()) {
             return Offer::Skip;
         }
         self.seen = Some(item.clone());
