@@ -19,6 +19,10 @@ pub(crate) enum Link {
     AbilityToDevice(AbilityPlatformLink),
     /// Device API: the harness is a device; the platform is under test.
     AbilityToPlatform(AbilityDeviceLink),
+    /// No broker: a scripted SUT answers each message the harness
+    /// publishes, for the engine's tests.
+    #[cfg(test)]
+    Memory(memory::MemoryLink),
 }
 
 impl Link {
@@ -29,6 +33,8 @@ impl Link {
             Link::DmfToServer(l) => l.publish(msg).await,
             Link::AbilityToDevice(l) => l.publish(msg).await.map(|()| msg.clone()),
             Link::AbilityToPlatform(l) => l.publish(msg).await.map(|()| msg.clone()),
+            #[cfg(test)]
+            Link::Memory(l) => Ok(l.publish(msg)),
         }
     }
 
@@ -39,6 +45,8 @@ impl Link {
             Link::DmfToServer(l) => l.recv().await,
             Link::AbilityToDevice(l) => l.recv().await,
             Link::AbilityToPlatform(l) => l.recv().await,
+            #[cfg(test)]
+            Link::Memory(l) => l.rx.recv().await,
         }
     }
 
@@ -49,6 +57,8 @@ impl Link {
             Link::DmfToServer(l) => l.try_recv(),
             Link::AbilityToDevice(l) => l.try_recv(),
             Link::AbilityToPlatform(l) => l.try_recv(),
+            #[cfg(test)]
+            Link::Memory(l) => l.rx.try_recv().ok(),
         }
     }
 
@@ -76,6 +86,54 @@ impl Link {
             Link::DmfToServer(l) => l.close().await,
             Link::AbilityToDevice(l) => l.close().await,
             Link::AbilityToPlatform(l) => l.close().await,
+            #[cfg(test)]
+            Link::Memory(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod memory {
+    //! A link without a broker, for the engine's tests: what the harness
+    //! publishes goes to a script, which plays the SUT and says what
+    //! arrives in answer.
+
+    use tokio::sync::mpsc;
+
+    use crate::message::{Arrival, Message};
+
+    /// What the scripted SUT does with a message of the harness's.
+    pub(crate) type Script = Box<dyn FnMut(&Message) -> Vec<Arrival> + Send>;
+
+    /// A link whose other end is a script.
+    pub(crate) struct MemoryLink {
+        pub(crate) rx: mpsc::UnboundedReceiver<Arrival>,
+        tx: mpsc::UnboundedSender<Arrival>,
+        script: Script,
+        /// Everything the harness published.
+        pub(crate) published: Vec<Message>,
+    }
+
+    impl MemoryLink {
+        /// A link to `script`; the sender puts arrivals in of the SUT's
+        /// own accord.
+        pub(crate) fn new(script: Script) -> (Self, mpsc::UnboundedSender<Arrival>) {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let link = MemoryLink {
+                rx,
+                tx: tx.clone(),
+                script,
+                published: Vec::new(),
+            };
+            (link, tx)
+        }
+
+        pub(super) fn publish(&mut self, msg: &Message) -> Message {
+            for a in (self.script)(msg) {
+                let _ = self.tx.send(a);
+            }
+            self.published.push(msg.clone());
+            msg.clone()
         }
     }
 }

@@ -9,7 +9,7 @@
 
 pub(crate) mod ability;
 pub(crate) mod dmf;
-mod link;
+pub(crate) mod link;
 mod sides;
 
 use std::collections::HashMap;

@@ -191,7 +191,7 @@ pub(crate) fn unready(planned: &Planned, why: Unready, sink: &mut dyn Sink) -> V
 }
 
 /// Runs the steps in order; then judges what no step took.
-async fn run_steps(
+pub(super) async fn run_steps(
     cx: &mut Cx<'_>,
     steps: &[&Step],
     sut: &mut SutInstance,

@@ -9,6 +9,8 @@ mod cx;
 mod failure;
 mod inbox;
 mod step;
+#[cfg(test)]
+mod tests;
 mod wait;
 
 pub(crate) use case::{run_case, unready};

@@ -140,6 +140,18 @@ impl SutInstance {
         })
     }
 
+    /// A SUT with nothing to start and no hooks, for the engine's tests.
+    #[cfg(test)]
+    pub(crate) fn none() -> Self {
+        SutInstance {
+            kind: Kind::Running,
+            hooks: BTreeMap::new(),
+            hook_dir: std::path::PathBuf::from("."),
+            mgmt: None,
+            log: Arc::default(),
+        }
+    }
+
     /// Asks the SUT to perform `name` with `args`, and returns its JSON
     /// answer (`null` when it gives none). A command hook of the profile
     /// comes first; then the reference's own hooks; then the Management

@@ -1,0 +1,396 @@
+//! The engine driven without a broker: a scripted SUT behind a memory
+//! link answers what the harness sends, and sends of its own accord what
+//! a test puts in. Each test runs a small suite's steps and judges where
+//! the case ends.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::RunEnv;
+use super::case::run_steps;
+use super::cx::Cx;
+use super::failure::StepError;
+use crate::event::{RunEvent, StepRef};
+use crate::message::{Arrival, Message};
+use crate::profile::{BrokerSpec, Profile};
+use crate::protocol::Link;
+use crate::protocol::Sides;
+use crate::protocol::link::memory::{MemoryLink, Script};
+use crate::schema::SchemaStore;
+use crate::suite::{Context, Protocol, Role, Step, Suite};
+use crate::sut::{References, SutInstance};
+
+fn schemas() -> SchemaStore {
+    SchemaStore::load(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../schemas"
+    )))
+    .expect("the schemas")
+}
+
+/// A suite of one case with these steps.
+fn suite(protocol: &str, role: &str, steps: &str, schemas: &SchemaStore) -> Suite {
+    let text = format!(
+        "id: t\ntitle: t\nprotocol: {protocol}\nrole: {role}\nrequirements:\n  - {{id: X-1, level: MUST, source: s, section: s, text: t}}\ncases:\n  - id: c\n    title: c\n    requirements: [X-1]\n    steps:\n{steps}"
+    );
+    let no_fixtures = |_: &str| Err("no fixtures here".to_owned());
+    let cx = Context {
+        schemas,
+        fixture: &no_fixtures,
+    };
+    crate::suite::parse(&text, "test.yaml", &cx).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+fn message(headers: Value, properties: Value, body: Value) -> Message {
+    Message {
+        channel: "x".into(),
+        headers: serde_json::from_value(headers).expect("headers"),
+        properties: serde_json::from_value(properties).expect("properties"),
+        body: if body.is_null() {
+            Vec::new()
+        } else {
+            body.to_string().into_bytes()
+        },
+        raw: false,
+    }
+}
+
+/// A DMF device's status of action `id`.
+fn status(id: u64, s: &str) -> Arrival {
+    Arrival::Message(message(
+        json!({"type": "EVENT", "topic": "UPDATE_ACTION_STATUS", "tenant": "T", "thingId": "t1"}),
+        json!({"content_type": "application/json"}),
+        json!({"actionId": id, "actionStatus": s}),
+    ))
+}
+
+/// A DMF device's poll.
+fn poll() -> Arrival {
+    Arrival::Message(message(
+        json!({"type": "THING_CREATED", "tenant": "T", "thingId": "t1"}),
+        json!({"reply_to": "r"}),
+        Value::Null,
+    ))
+}
+
+/// A Device API device's request with a correlation of its own.
+fn request(action: &str, correlation: &str) -> Arrival {
+    Arrival::Message(message(
+        json!({"msgType": "action", "action": action, "version": "2", "correlationId": correlation}),
+        json!({"$.ct": "application/json", "$.ce": "utf-8", "iothub-connection-device-id": "d1"}),
+        json!({"identity": "x"}),
+    ))
+}
+
+/// How a case ended: `Ok`, or the step it failed at (`None`: after the
+/// last step) and what it says.
+type Ended = Result<(), (Option<String>, String)>;
+
+/// Runs the case's steps against `script`, with `before` already sent by
+/// the SUT, and `limit` for the whole case.
+async fn run(
+    protocol: Protocol,
+    role: Role,
+    steps: &str,
+    script: Script,
+    before: Vec<Arrival>,
+    limit: Duration,
+) -> (Ended, Vec<Message>) {
+    let schemas = schemas();
+    let suite = suite(protocol.name(), role.as_str(), steps, &schemas);
+    let mut profile = Profile::reference(protocol, role, None, None);
+    profile.timeouts.case = limit;
+    let sides = Sides::new(BrokerSpec::default());
+    let references = References::default();
+    let env = RunEnv {
+        schemas: &schemas,
+        profile: &profile,
+        sides: &sides,
+        references: &references,
+        shared_sut: None,
+    };
+    let (link, own) = MemoryLink::new(script);
+    for a in before {
+        own.send(a).expect("the link is open");
+    }
+    let mut sink = |_: &RunEvent| {};
+    let now = Instant::now();
+    let mut cx = Cx::new(
+        &env,
+        &suite,
+        "t::c".into(),
+        Link::Memory(link),
+        Ok(()),
+        now,
+        now + limit,
+        &mut sink,
+    );
+    for (k, v) in [("tenant", "T"), ("thingId", "t1"), ("replyTo", "r")] {
+        cx.vars.set(k, json!(v));
+    }
+    let steps: Vec<&Step> = suite.cases[0].steps.iter().collect();
+    let mut sut = SutInstance::none();
+    let ended = run_steps(&mut cx, &steps, &mut sut).await.map_err(
+        |(at, e): (Option<StepRef>, StepError)| {
+            let why = match e {
+                StepError::Failed(m) => format!("{}: {}", m.expected, m.actual),
+                StepError::Harness(e) => e.to_string(),
+            };
+            (at.map(|s| s.name.unwrap_or(s.kind.to_owned())), why)
+        },
+    );
+    let Link::Memory(link) = cx.link else {
+        unreachable!("a memory link")
+    };
+    (ended, link.published)
+}
+
+const DEPLOY: &str = r#"      - name: deploy
+        send:
+          to: r
+          headers: {type: EVENT, topic: DOWNLOAD_AND_INSTALL, thingId: t1, tenant: T}
+          properties: {content_type: application/json}
+          body: {actionId: 7}
+"#;
+
+/// A device that answers action 7 with RUNNING, then FINISHED.
+fn installs() -> Script {
+    Box::new(|m: &Message| {
+        if m.header("topic").as_deref() == Some("DOWNLOAD_AND_INSTALL") {
+            vec![status(7, "RUNNING"), status(7, "FINISHED")]
+        } else {
+            Vec::new()
+        }
+    })
+}
+
+#[tokio::test]
+async fn an_expect_takes_the_answer_to_its_stimulus_not_what_came_first() {
+    let steps = format!(
+        "{DEPLOY}      - name: first\n        expect:\n          message: {{headers: {{topic: UPDATE_ACTION_STATUS}}, body: {{actionStatus: {{$one_of: [RUNNING, FINISHED]}}}}}}\n          capture: {{s: body.actionStatus}}\n      - expect:\n          message: {{body: {{actionStatus: FINISHED}}}}\n"
+    );
+    // Before the stimulus, the device polled and reported another action.
+    let before = vec![poll(), status(99, "FINISHED")];
+    let (ended, _) = run(
+        Protocol::Dmf,
+        Role::Device,
+        &steps,
+        installs(),
+        before,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(
+        ended,
+        Ok(()),
+        "the earlier status and the poll are the SUT's own"
+    );
+}
+
+#[tokio::test]
+async fn a_message_no_step_expected_still_fails_the_case() {
+    let steps = format!(
+        "{DEPLOY}      - expect:\n          message: {{body: {{actionStatus: RUNNING}}}}\n"
+    );
+    let (ended, _) = run(
+        Protocol::Dmf,
+        Role::Device,
+        &steps,
+        installs(),
+        Vec::new(),
+        Duration::from_secs(5),
+    )
+    .await;
+    let (at, why) = ended.expect_err("FINISHED of action 7 was not expected");
+    assert_eq!(at, None);
+    assert!(why.contains("no step expected"), "{why}");
+}
+
+#[tokio::test]
+async fn a_flood_cannot_hold_a_step_past_the_case_limit() {
+    // 50,000 polls, then nothing the step waits for.
+    let before: Vec<Arrival> = (0..50_000).map(|_| poll()).collect();
+    let steps = "      - expect:\n          message: {headers: {type: THING_REMOVED}}\n          within: 1m\n";
+    let began = std::time::Instant::now();
+    let (ended, _) = run(
+        Protocol::Dmf,
+        Role::Device,
+        steps,
+        Box::new(|_| Vec::new()),
+        before,
+        Duration::from_millis(500),
+    )
+    .await;
+    let (at, why) = ended.expect_err("the case limit");
+    assert_eq!(at.as_deref(), Some("expect"));
+    assert!(why.contains("within 500ms (timeouts.case"), "{why}");
+    assert!(why.contains("the SUT had sent"), "{why}");
+    assert!(
+        began.elapsed() < Duration::from_secs(10),
+        "bounded: {:?}",
+        began.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn after_names_the_stimulus_a_collect_answers() {
+    // The statuses of `deploy` arrive before the repeated request.
+    let steps = format!(
+        "{DEPLOY}      - resend: deploy\n      - collect:\n          after: deploy\n          into: statuses\n          message: {{body: {{actionId: 7}}}}\n          until: {{body: {{actionId: 7, actionStatus: FINISHED}}}}\n          within: 1s\n"
+    );
+    let once = std::sync::atomic::AtomicBool::new(false);
+    let script: Script = Box::new(move |m: &Message| {
+        let first = !once.swap(true, std::sync::atomic::Ordering::SeqCst);
+        if first && m.header("topic").as_deref() == Some("DOWNLOAD_AND_INSTALL") {
+            vec![status(7, "RUNNING"), status(7, "FINISHED")]
+        } else {
+            Vec::new()
+        }
+    });
+    let (ended, published) = run(
+        Protocol::Dmf,
+        Role::Device,
+        &steps,
+        script,
+        Vec::new(),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(ended, Ok(()));
+    assert_eq!(published.len(), 2);
+}
+
+#[tokio::test]
+async fn without_after_a_collect_judges_only_what_follows_its_stimuli() {
+    let steps = format!(
+        "{DEPLOY}      - wait: {{for: 50ms}}\n      - resend: deploy\n      - collect:\n          into: statuses\n          message: {{body: {{actionId: 7}}}}\n          until: {{body: {{actionId: 7, actionStatus: FINISHED}}}}\n          within: 300ms\n"
+    );
+    let once = std::sync::atomic::AtomicBool::new(false);
+    let script: Script = Box::new(move |_: &Message| {
+        if once.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            Vec::new()
+        } else {
+            vec![status(7, "RUNNING"), status(7, "FINISHED")]
+        }
+    });
+    let (ended, _) = run(
+        Protocol::Dmf,
+        Role::Device,
+        &steps,
+        script,
+        Vec::new(),
+        Duration::from_secs(5),
+    )
+    .await;
+    let (at, _) = ended.expect_err("the statuses came before the resend");
+    assert_eq!(at.as_deref(), Some("collect"));
+}
+
+#[tokio::test]
+async fn expect_none_leaves_the_devices_own_requests_alone() {
+    let steps = "      - send:\n          to: \"devices/d1/messages/devicebound/\"\n          headers: {msgType: ack, version: \"2\", action: identity.create, correlationId: c-1}\n          properties: {\"$.ct\": application/json, \"$.ce\": utf-8}\n          body: {success: true, code: ok, details: \"\"}\n      - expect_none:\n          message: {headers: {msgType: action}}\n          during: 200ms\n";
+    // The device's own identity.create, with a correlation of its own.
+    let own: Script = Box::new(|_| vec![request("identity.create", "own-1")]);
+    let (ended, _) = run(
+        Protocol::Ability,
+        Role::Device,
+        steps,
+        own,
+        Vec::new(),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(ended, Ok(()));
+    // A request that answers the case's own correlation is not.
+    let answer: Script = Box::new(|_| vec![request("identity.create", "c-1")]);
+    let (ended, _) = run(
+        Protocol::Ability,
+        Role::Device,
+        steps,
+        answer,
+        Vec::new(),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(ended.expect_err("caught").0.as_deref(), Some("expect_none"));
+}
+
+#[tokio::test]
+async fn a_request_that_asks_for_acks_is_answered_as_the_platform_would() {
+    let steps = "      - wait: {for: 100ms}\n";
+    let mut asks = request("model.create", "own-2");
+    if let Arrival::Message(m) = &mut asks {
+        m.headers.insert("ack".into(), json!("all"));
+        m.body = br#"{"model":"abb.ability.device","type":"t@1","properties":{}}"#.to_vec();
+    }
+    let (ended, published) = run(
+        Protocol::Ability,
+        Role::Device,
+        steps,
+        Box::new(|_| Vec::new()),
+        vec![asks],
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(ended, Ok(()));
+    let ack = published.first().expect("an ack");
+    assert_eq!(ack.header("msgType").as_deref(), Some("ack"));
+    assert_eq!(ack.header("correlationId").as_deref(), Some("own-2"));
+}
+
+#[tokio::test]
+async fn a_malformed_message_fails_the_first_step_that_reads() {
+    let steps = format!("{DEPLOY}      - wait: {{for: 100ms}}\n");
+    let bad: Script = Box::new(|_| {
+        vec![Arrival::Message(message(
+            json!({"type": "EVENT", "topic": "UPDATE_ACTION_STATUS", "tenant": "T"}),
+            json!({}),
+            json!({"actionId": 7, "actionStatus": "DONE"}),
+        ))]
+    });
+    let (ended, _) = run(
+        Protocol::Dmf,
+        Role::Device,
+        &steps,
+        bad,
+        Vec::new(),
+        Duration::from_secs(5),
+    )
+    .await;
+    let (at, why) = ended.expect_err("malformed");
+    assert_eq!(at.as_deref(), Some("wait"));
+    assert!(why.contains("malformed"), "{why}");
+}
+
+#[tokio::test]
+async fn refusals_are_judged_by_the_message_id_of_what_was_sent() {
+    let steps = "      - name: reg\n        send:\n          to: dmf.exchange\n          headers: {type: THING_CREATED, tenant: T, thingId: t1}\n          properties: {message_id: m-0}\n      - expect_refused: {of: reg, within: 1s}\n";
+    let refuses: Script = Box::new(|m: &Message| vec![Arrival::Refused(m.clone())]);
+    let (ended, _) = run(
+        Protocol::Dmf,
+        Role::Server,
+        steps,
+        refuses,
+        Vec::new(),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(ended, Ok(()));
+    let accepted = "      - name: reg\n        send:\n          to: dmf.exchange\n          headers: {type: THING_CREATED, tenant: T, thingId: t1}\n          properties: {message_id: m-1}\n      - expect_accepted: {of: reg, during: 200ms}\n";
+    let refuses: Script = Box::new(|m: &Message| vec![Arrival::Refused(m.clone())]);
+    let (ended, _) = run(
+        Protocol::Dmf,
+        Role::Server,
+        accepted,
+        refuses,
+        Vec::new(),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(
+        ended.expect_err("refused").0.as_deref(),
+        Some("expect_accepted")
+    );
+}
