@@ -423,21 +423,34 @@ impl Device {
         };
         let (phase_tx, phase_rx) = watch::channel(Phase::Running);
         let (cancel_tx, cancel_rx) = watch::channel(false);
-        {
-            let mut actions = self.actions.lock().await;
-            if actions.contains_key(&id) && !self.has(DeviceFault::DoubleInstall) {
-                return;
-            }
-            actions.insert(
-                id,
-                Action {
-                    phase: phase_rx,
-                    cancel: cancel_tx,
-                },
-            );
-        }
+        let action = Action {
+            phase: phase_rx,
+            cancel: cancel_tx,
+        };
         let install = !download_only || self.has(DeviceFault::DownloadInstalls);
-        tokio::spawn(async move { self.run_action(id, install, phase_tx, cancel_rx).await });
+        let mut earlier = {
+            let mut actions = self.actions.lock().await;
+            let earlier = actions.get(&id).map(|a| a.phase.clone());
+            match earlier {
+                Some(_) if !self.has(DeviceFault::DoubleInstall) => return,
+                Some(e) => e,
+                None => {
+                    actions.insert(id, action);
+                    drop(actions);
+                    tokio::spawn(
+                        async move { self.run_action(id, install, phase_tx, cancel_rx).await },
+                    );
+                    return;
+                }
+            }
+        };
+        // The double-install fault: the request is queued and the action
+        // installed again once the first installation is over.
+        tokio::spawn(async move {
+            let _ = earlier.wait_for(|p| *p == Phase::Done).await;
+            self.actions.lock().await.insert(id, action);
+            self.run_action(id, install, phase_tx, cancel_rx).await
+        });
     }
 
     async fn run_action(

@@ -27,34 +27,7 @@ pub(crate) async fn run_case(env: &RunEnv<'_>, planned: &Planned, sink: &mut dyn
     let started = Instant::now();
     let suite = &*planned.suite;
     let case = &suite.cases[planned.case];
-    sink.event(&RunEvent::CaseStarted {
-        case: planned.name.clone(),
-        title: case.title.clone(),
-        location: case.location.to_string(),
-    });
-    let mut verdict = Verdict {
-        case: planned.name.clone(),
-        outcome: Outcome::Passed,
-        tenant: String::new(),
-        thing_id: String::new(),
-        arrived: 0,
-        own: Vec::new(),
-        taken: Vec::new(),
-        sut_output: String::new(),
-        duration: Duration::ZERO,
-        mandated_wait: Duration::ZERO,
-    };
-    let failure = |expected: &str, actual: String| {
-        Outcome::Failed(Box::new(Failure {
-            requirements: requirements(planned),
-            step: None,
-            expected: expected.to_owned(),
-            actual,
-            pattern: None,
-            observed: Vec::new(),
-            notes: Vec::new(),
-        }))
-    };
+    let mut verdict = begin(planned, sink);
     let isolated = env.references.isolates(env.profile);
     let open = Open {
         sides: env.sides,
@@ -80,7 +53,7 @@ pub(crate) async fn run_case(env: &RunEnv<'_>, planned: &Planned, sink: &mut dyn
                     opened.link.close().await;
                 }
                 Started::Failed(why) => {
-                    verdict.outcome = failure("the SUT starts", why);
+                    verdict.outcome = failed_early(planned, "the SUT starts", why);
                     opened.link.close().await;
                 }
                 Started::Running(mut sut) => {
@@ -152,29 +125,32 @@ pub(crate) async fn run_case(env: &RunEnv<'_>, planned: &Planned, sink: &mut dyn
 /// The verdict of a case whose server command never got ready (it is
 /// started once for the run, before any case can open).
 pub(crate) fn unready(planned: &Planned, why: Unready, sink: &mut dyn Sink) -> Verdict {
+    let mut verdict = begin(planned, sink);
+    verdict.outcome = match why {
+        Unready::Harness(e) => Outcome::Error {
+            error: e.to_string(),
+        },
+        Unready::Sut(why) => {
+            failed_early(planned, "the server under test starts and is ready", why)
+        }
+    };
+    sink.event(&RunEvent::CaseFinished {
+        verdict: Box::new(verdict.clone()),
+    });
+    verdict
+}
+
+/// Emits the case's start; its verdict, passed so far.
+fn begin(planned: &Planned, sink: &mut dyn Sink) -> Verdict {
     let case = &planned.suite.cases[planned.case];
     sink.event(&RunEvent::CaseStarted {
         case: planned.name.clone(),
         title: case.title.clone(),
         location: case.location.to_string(),
     });
-    let outcome = match why {
-        Unready::Harness(e) => Outcome::Error {
-            error: e.to_string(),
-        },
-        Unready::Sut(why) => Outcome::Failed(Box::new(Failure {
-            requirements: requirements(planned),
-            step: None,
-            expected: "the server under test starts and is ready".to_owned(),
-            actual: why,
-            pattern: None,
-            observed: Vec::new(),
-            notes: Vec::new(),
-        })),
-    };
-    let verdict = Verdict {
+    Verdict {
         case: planned.name.clone(),
-        outcome,
+        outcome: Outcome::Passed,
         tenant: String::new(),
         thing_id: String::new(),
         arrived: 0,
@@ -183,11 +159,20 @@ pub(crate) fn unready(planned: &Planned, why: Unready, sink: &mut dyn Sink) -> V
         sut_output: String::new(),
         duration: Duration::ZERO,
         mandated_wait: Duration::ZERO,
-    };
-    sink.event(&RunEvent::CaseFinished {
-        verdict: Box::new(verdict.clone()),
-    });
-    verdict
+    }
+}
+
+/// A failure of the SUT's before any step ran.
+fn failed_early(planned: &Planned, expected: &str, actual: String) -> Outcome {
+    Outcome::Failed(Box::new(Failure {
+        requirements: requirements(planned),
+        step: None,
+        expected: expected.to_owned(),
+        actual,
+        pattern: None,
+        observed: Vec::new(),
+        notes: Vec::new(),
+    }))
 }
 
 /// Runs the steps in order; then judges what no step took.

@@ -165,6 +165,22 @@ impl<'a> Cx<'a> {
         }
     }
 
+    /// Sends `msg` as a stimulus (see [`Cx::begin_stimulus`]), and keeps
+    /// it under the step's name for `resend` and refusals.
+    pub(crate) async fn stimulate(
+        &mut self,
+        msg: &Message,
+        step: Option<&String>,
+    ) -> Result<(), StepError> {
+        self.begin_stimulus().await;
+        let sent = self.publish(msg).await?;
+        self.end_stimulus(&Stimulus::Sent(&sent));
+        if let Some(n) = step {
+            self.sent.insert(n.clone(), sent);
+        }
+        Ok(())
+    }
+
     /// Takes in everything that has arrived and, unless the step before
     /// was a stimulus too, marks the start of the stimuli's answers: what
     /// arrives from here on.

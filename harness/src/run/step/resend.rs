@@ -1,7 +1,6 @@
 //! `resend`: publishes an earlier `send` step's message again, byte for
 //! byte, under a message id of its own. A stimulus, like `send`.
 
-use crate::protocol::Stimulus;
 use crate::run::cx::Cx;
 use crate::run::failure::{StepError, miss};
 use crate::suite::Step;
@@ -27,11 +26,5 @@ pub(super) async fn run(
     {
         msg.properties.remove("message_id");
     }
-    cx.begin_stimulus().await;
-    let sent = cx.publish(&msg).await?;
-    cx.end_stimulus(&Stimulus::Sent(&sent));
-    if let Some(n) = &step.name {
-        cx.sent.insert(n.clone(), sent);
-    }
-    Ok(())
+    cx.stimulate(&msg, step.name.as_ref()).await
 }

@@ -5,7 +5,6 @@
 use serde_json::Value;
 
 use crate::message::Message;
-use crate::protocol::Stimulus;
 use crate::run::cx::Cx;
 use crate::run::failure::{StepError, miss};
 use crate::suite::parse::MAX_FILL;
@@ -38,13 +37,7 @@ pub(super) async fn run(
             .map_err(|e| miss("a message the harness can fill", e))?;
         cx.notes.push(note);
     }
-    cx.begin_stimulus().await;
-    let sent = cx.publish(&msg).await?;
-    cx.end_stimulus(&Stimulus::Sent(&sent));
-    if let Some(n) = &step.name {
-        cx.sent.insert(n.clone(), sent);
-    }
-    Ok(())
+    cx.stimulate(&msg, step.name.as_ref()).await
 }
 
 /// The message a `send` step describes, variables expanded.
