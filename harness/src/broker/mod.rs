@@ -25,6 +25,10 @@ use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, ContainerRequest, GenericImage, ImageExt, ReuseDirective};
 
 /// A broker URL with its password left out, for anything printed.
+///
+/// ```text
+/// amqp://guest:secret@host:5672/%2f  ->  amqp://guest:***@host:5672/%2f
+/// ```
 pub(crate) fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
@@ -127,5 +131,17 @@ async fn stop_container(c: Option<ContainerAsync<GenericImage>>) {
         && std::env::var("NEXTEST_RUN_ID").is_err()
     {
         let _ = c.rm().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_left_out() {
+        assert_eq!(
+            super::redact("amqp://u:secretpw@127.0.0.1:1/%2f"),
+            "amqp://u:***@127.0.0.1:1/%2f"
+        );
+        assert_eq!(super::redact("mqtts://host:8883"), "mqtts://host:8883");
     }
 }

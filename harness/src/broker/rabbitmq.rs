@@ -91,7 +91,8 @@ async fn wait_ready(url: &str) -> Result<(), String> {
             }
             Err(e) if Instant::now() >= deadline => {
                 return Err(format!(
-                    "the broker at {url} did not accept an AMQP login within {READY_WITHIN:?}: {e}"
+                    "the broker at {} did not accept an AMQP login within {READY_WITHIN:?}: {e}",
+                    super::redact(url)
                 ));
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,

@@ -368,10 +368,18 @@ impl<'a> Cx<'a> {
     }
 
     /// Why the messages in `scope` did not match `pattern`, for a failure.
+    /// The SUT's own traffic comes last: it is rarely the answer that went
+    /// wrong.
     pub(crate) fn near_misses(&self, pattern: &Bound, scope: &Scope) -> Vec<Observed> {
-        self.inbox
+        let own = self.own();
+        let (mut shown, theirs): (Vec<&Item>, Vec<&Item>) = self
+            .inbox
             .in_scope(scope)
             .filter(|i| i.problem.is_none())
+            .partition(|i| !own.is_own(i));
+        shown.extend(theirs);
+        shown
+            .into_iter()
             .take(6)
             .map(|i| {
                 let why = pattern
