@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::RunEnv;
-use super::cx::Cx;
+use super::cx::{Cx, DRAIN_BATCH};
 use super::failure::{Miss, StepError};
 use super::step;
 use crate::event::{Failure, Observed, Outcome, RunEvent, Sink, StepRef, Verdict};
@@ -204,7 +204,7 @@ pub(super) async fn run_steps(
         let began = Instant::now();
         let mut result = step::run(step, cx, sut).await;
         if result.is_ok() && step::reads(&step.action) {
-            cx.drain(256).await;
+            cx.drain(DRAIN_BATCH).await;
             result = cx.fail_on_malformed();
         }
         if !step.action.is_stimulus() {
@@ -219,7 +219,7 @@ pub(super) async fn run_steps(
         });
         result.map_err(|e| (Some(at), e))?;
     }
-    while cx.drain(256).await {}
+    cx.drain_all().await;
     cx.fail_on_malformed().map_err(|e| (None, e))?;
     leftovers(cx).map_err(|e| (None, e))
 }

@@ -20,7 +20,7 @@ use crate::vars::Vars;
 
 /// How many arrivals are taken in before a waiting step looks at the
 /// clock again: a flood cannot hold a step past its window.
-const DRAIN_BATCH: usize = 256;
+pub(crate) const DRAIN_BATCH: usize = 256;
 
 /// The stimuli just run (the `send`, `resend` and `trigger` steps since
 /// the last step of another kind): where their answers begin, and the
@@ -185,7 +185,7 @@ impl<'a> Cx<'a> {
     /// was a stimulus too, marks the start of the stimuli's answers: what
     /// arrives from here on.
     pub(crate) async fn begin_stimulus(&mut self) {
-        while self.drain(DRAIN_BATCH).await {}
+        self.drain_all().await;
         if !self.stimuli.open {
             self.stimuli = Stimuli {
                 from: self.entries,
@@ -253,6 +253,14 @@ impl<'a> Cx<'a> {
             protocol: self.protocol(),
             role: self.role(),
             known: self.known.clone(),
+        }
+    }
+
+    /// Takes in what has arrived, until none is left or the case's time
+    /// is up: a SUT that floods the link cannot hold the case.
+    pub(crate) async fn drain_all(&mut self) {
+        while Instant::now() < self.deadline && self.drain(DRAIN_BATCH).await {
+            tokio::task::yield_now().await;
         }
     }
 

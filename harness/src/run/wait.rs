@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::cx::Cx;
+use super::cx::{Cx, DRAIN_BATCH};
 use super::failure::{StepError, miss};
 use super::inbox::{Cursor, Scanned, Scope, Watch};
 
@@ -34,7 +34,7 @@ pub(crate) async fn wait(
     let until = window_ends.min(cx.deadline);
     let mut cursor = Cursor::at(scope);
     loop {
-        let more = cx.drain(64).await;
+        let more = cx.drain(DRAIN_BATCH).await;
         if let Scanned::Stopped(at) = cx.inbox.scan(&mut cursor, scope, watch) {
             return Ok(Ended::Stopped(at));
         }

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::trigger::{call, expand};
 use super::within;
 use crate::matching::check_value;
-use crate::run::cx::Cx;
+use crate::run::cx::{Cx, DRAIN_BATCH};
 use crate::run::failure::{StepError, miss};
 use crate::run::wait::case_deadline;
 use crate::suite::{Query, Step};
@@ -49,7 +49,7 @@ async fn ask(q: &Query, cx: &mut Cx<'_>, sut: &mut SutInstance) -> Result<(), St
         };
         // Take in what arrived meanwhile, so that it is answered and
         // validated in time.
-        cx.drain(256).await;
+        cx.drain(DRAIN_BATCH).await;
         if Instant::now() >= until {
             if until < window_ends {
                 return Err(case_deadline(cx));
