@@ -184,6 +184,15 @@ impl Protocol {
         }
     }
 
+    /// Whether an answer that a stimulus narrows to always carries the
+    /// correlation: a Device API request the device was asked to send
+    /// has the correlationId it was given or answered, so one without any
+    /// is a request of its own; a DMF device's messages other than
+    /// statuses (a THING_CREATED, attributes) carry no actionId at all.
+    pub(crate) fn answers_carry_correlation(self) -> bool {
+        matches!(self, Protocol::Ability)
+    }
+
     /// Whether a message, with its `correlation`, is the SUT's own
     /// traffic: something it sends of its own accord (a poll, a PING,
     /// telemetry, a request of its own), or an answer to a correlation

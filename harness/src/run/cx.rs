@@ -227,6 +227,7 @@ impl<'a> Cx<'a> {
             } else {
                 self.stimuli.narrow.clone()
             },
+            strict: self.protocol().answers_carry_correlation(),
             refusals: false,
             own: None,
         }
@@ -242,6 +243,7 @@ impl<'a> Cx<'a> {
                 .and_then(|n| self.marks.get(n).copied())
                 .unwrap_or(0),
             narrow: Vec::new(),
+            strict: false,
             refusals: false,
             own: (!own).then(|| self.own()),
         }

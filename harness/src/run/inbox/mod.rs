@@ -122,9 +122,11 @@ pub(crate) struct Scope {
     /// Only those whose entry is at least this: what arrived after a
     /// stimulus, or after a named step.
     pub from: usize,
-    /// When not empty, only those without a correlation or with one of
-    /// these: the answers to the stimuli.
+    /// When not empty, only those with one of these correlations (or,
+    /// unless `strict`, with none): the answers to the stimuli.
     pub narrow: Vec<String>,
+    /// An answer must carry the correlation: one without any is not it.
+    pub strict: bool,
     /// Refusals (the harness's messages handed back) rather than the
     /// SUT's messages.
     pub refusals: bool,
@@ -138,10 +140,10 @@ impl Scope {
         item.entry >= self.from
             && item.refused == self.refusals
             && (self.narrow.is_empty()
-                || item
-                    .correlation
-                    .as_ref()
-                    .is_none_or(|c| self.narrow.contains(c)))
+                || match &item.correlation {
+                    Some(c) => self.narrow.contains(c),
+                    None => !self.strict,
+                })
             && !self.own.as_ref().is_some_and(|o| o.is_own(item))
     }
 }

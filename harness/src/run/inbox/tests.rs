@@ -54,23 +54,22 @@ fn a_step_judges_the_answer_to_its_stimulus_not_what_came_first() {
     let mut inbox = Inbox::default();
     // The device's own request at boot, before the stimulus (entry 2).
     inbox.push(item(1, "model.create", Some("boot")));
-    inbox.push(item(3, "identity.create", Some("periodic")));
-    inbox.push(item(4, "model.create", Some("asked")));
+    // After it: requests of its own, one without any correlation.
+    inbox.push(item(3, "model.create", None));
+    inbox.push(item(4, "identity.create", Some("periodic")));
+    inbox.push(item(5, "model.create", Some("asked")));
     let scope = Scope {
         from: 2,
         narrow: vec!["asked".into()],
+        strict: true,
         ..Default::default()
     };
     let mut w = first("model.create");
     let mut cursor = Cursor::at(&scope);
-    assert_eq!(inbox.scan(&mut cursor, &scope, &mut w), Scanned::Stopped(4));
-    assert_eq!(w.took, vec![4]);
-    assert_eq!(
-        w.offered,
-        vec![4],
-        "the boot and periodic requests are not offered"
-    );
-    assert_eq!(inbox.left().len(), 2, "the SUT's own traffic stays");
+    assert_eq!(inbox.scan(&mut cursor, &scope, &mut w), Scanned::Stopped(5));
+    assert_eq!(w.took, vec![5]);
+    assert_eq!(w.offered, vec![5], "the SUT's own requests are not offered");
+    assert_eq!(inbox.left().len(), 3, "the SUT's own traffic stays");
 }
 
 #[test]
