@@ -50,8 +50,9 @@ pub const HOOKS: [&str; 2] = ["perform", "received"];
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Variant {
     /// Sends a request of its own when it comes up (a model.create that
-    /// asks for every ack), and another every 2 s (an identity.create),
-    /// each with a correlationId of its own.
+    /// asks for every ack, with a correlationId of its own), and another
+    /// every 2 s (an identity.create, every other one without a
+    /// correlationId).
     RequestsOfItsOwn,
 }
 
@@ -221,8 +222,14 @@ pub async fn start(cfg: AbilityDeviceConfig) -> Result<AbilityDeviceHandle, Stri
 }
 
 /// A request a device sends of its own accord, with a correlationId of
-/// its own.
-fn own_request(device: &str, action: &str, ack: Option<&str>, body: Value) -> Message {
+/// its own when `correlated`.
+fn own_request(
+    device: &str,
+    action: &str,
+    ack: Option<&str>,
+    correlated: bool,
+    body: Value,
+) -> Message {
     let mut m = Message {
         channel: ability::events_topic(device),
         ..Default::default()
@@ -237,10 +244,12 @@ fn own_request(device: &str, action: &str, ack: Option<&str>, body: Value) -> Me
             m.headers.insert(k.into(), json!(v));
         }
     }
-    m.headers.insert(
-        "correlationId".into(),
-        json!(format!("own-{}", uuid::Uuid::new_v4())),
-    );
+    if correlated {
+        m.headers.insert(
+            "correlationId".into(),
+            json!(format!("own-{}", uuid::Uuid::new_v4())),
+        );
+    }
     m.properties
         .insert("$.ct".into(), json!("application/json"));
     m.properties.insert("$.ce".into(), json!("utf-8"));
@@ -255,6 +264,7 @@ fn boot_request(device: &str) -> Message {
         device,
         "model.create",
         Some("all"),
+        true,
         json!({
             "objectId": uuid::Uuid::new_v4().to_string(),
             "model": "abb.ability.device",
@@ -265,16 +275,21 @@ fn boot_request(device: &str) -> Message {
 }
 
 /// What a device of the `requests-of-its-own` variant sends once it is
-/// up: an identity.create every 2 s, asking for no ack.
+/// up: an identity.create half a second after the boot request and every
+/// 2 s from then, asking for no ack, every other one (the first among
+/// them) without a correlationId.
 async fn requests_of_its_own(inner: &Inner) {
     let every = Duration::from_secs(2);
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    loop {
+    // The first soon after the boot request, so that short cases see one.
+    let first = tokio::time::Instant::now() + Duration::from_millis(500);
+    let mut tick = tokio::time::interval_at(first, every);
+    for n in 0u64.. {
         tick.tick().await;
         let msg = own_request(
             &inner.cfg.device_id,
             "identity.create",
             None,
+            n % 2 == 1,
             json!({"identity": "child-own"}),
         );
         let (topic, payload) = ability::to_wire(&msg);
