@@ -147,6 +147,12 @@ async fn run(
     (ended, link.published)
 }
 
+/// Runs a DMF device case, with five seconds for the whole case.
+async fn device(steps: &str, script: Script, before: Vec<Arrival>) -> (Ended, Vec<Message>) {
+    let limit = Duration::from_secs(5);
+    run(Protocol::Dmf, Role::Device, steps, script, before, limit).await
+}
+
 const DEPLOY: &str = r#"      - name: deploy
         send:
           to: r
@@ -173,15 +179,7 @@ async fn an_expect_takes_the_answer_to_its_stimulus_not_what_came_first() {
     );
     // Before the stimulus, the device polled and reported another action.
     let before = vec![poll(), status(99, "FINISHED")];
-    let (ended, _) = run(
-        Protocol::Dmf,
-        Role::Device,
-        &steps,
-        installs(),
-        before,
-        Duration::from_secs(5),
-    )
-    .await;
+    let (ended, _) = device(&steps, installs(), before).await;
     assert_eq!(
         ended,
         Ok(()),
@@ -194,15 +192,7 @@ async fn a_message_no_step_expected_still_fails_the_case() {
     let steps = format!(
         "{DEPLOY}      - expect:\n          message: {{body: {{actionStatus: RUNNING}}}}\n"
     );
-    let (ended, _) = run(
-        Protocol::Dmf,
-        Role::Device,
-        &steps,
-        installs(),
-        Vec::new(),
-        Duration::from_secs(5),
-    )
-    .await;
+    let (ended, _) = device(&steps, installs(), Vec::new()).await;
     let (at, why) = ended.expect_err("FINISHED of action 7 was not expected");
     assert_eq!(at, None);
     assert!(why.contains("no step expected"), "{why}");
@@ -264,15 +254,7 @@ async fn after_names_the_stimulus_a_collect_answers() {
             Vec::new()
         }
     });
-    let (ended, published) = run(
-        Protocol::Dmf,
-        Role::Device,
-        &steps,
-        script,
-        Vec::new(),
-        Duration::from_secs(5),
-    )
-    .await;
+    let (ended, published) = device(&steps, script, Vec::new()).await;
     assert_eq!(ended, Ok(()));
     assert_eq!(published.len(), 2);
 }
@@ -290,15 +272,7 @@ async fn without_after_a_collect_judges_only_what_follows_its_stimuli() {
             vec![status(7, "RUNNING"), status(7, "FINISHED")]
         }
     });
-    let (ended, _) = run(
-        Protocol::Dmf,
-        Role::Device,
-        &steps,
-        script,
-        Vec::new(),
-        Duration::from_secs(5),
-    )
-    .await;
+    let (ended, _) = device(&steps, script, Vec::new()).await;
     let (at, _) = ended.expect_err("the statuses came before the resend");
     assert_eq!(at.as_deref(), Some("collect"));
 }
@@ -365,15 +339,7 @@ async fn a_malformed_message_fails_the_first_step_that_reads() {
             json!({"actionId": 7, "actionStatus": "DONE"}),
         ))]
     });
-    let (ended, _) = run(
-        Protocol::Dmf,
-        Role::Device,
-        &steps,
-        bad,
-        Vec::new(),
-        Duration::from_secs(5),
-    )
-    .await;
+    let (ended, _) = device(&steps, bad, Vec::new()).await;
     let (at, why) = ended.expect_err("malformed");
     assert_eq!(at.as_deref(), Some("wait"));
     assert!(why.contains("malformed"), "{why}");

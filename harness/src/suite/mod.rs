@@ -1,5 +1,5 @@
-//! Suite files: the typed model (`ast`), the located YAML reader
-//! (`tree`), the parser and its checks (`parse`) and their errors
+//! Suite files: the typed model (`ast`, with `value` for durations and
+//! regular expressions), the located YAML reader (`tree`), the parser and its checks (`parse`) and their errors
 //! (`error`). Nothing here does I/O; the model is public, for whoever
 //! reads a suite or a verdict.
 
@@ -7,6 +7,7 @@ mod ast;
 mod error;
 pub(crate) mod parse;
 mod tree;
+mod value;
 
 pub use ast::*;
 pub use error::{SuiteError, SuiteErrors};
