@@ -7,8 +7,14 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-/// A message as the engine sees it, whatever the transport.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+/// How much of a body reports and evidence keep; a longer one is shown
+/// by its start, its size and its SHA-256.
+pub const BODY_KEPT: usize = 4096;
+
+/// A message as the engine sees it, whatever the transport. In evidence
+/// its body is text, cut at [`BODY_KEPT`] bytes (then `body_bytes` and
+/// `body_sha256` say what it was).
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Message {
     /// Where it was published: an AMQP exchange or an MQTT topic.
     pub channel: String,
@@ -18,12 +24,42 @@ pub struct Message {
     pub properties: Map<String, Value>,
     /// The body: as sent, or, where the protocol compresses bodies, as
     /// decompressed.
-    #[serde(serialize_with = "body_as_text")]
     pub body: Vec<u8>,
     /// The body is already in its wire form: the protocol must not encode
     /// (compress) it again. Set by a suite's `raw: true`.
-    #[serde(skip)]
     pub raw: bool,
+}
+
+impl Serialize for Message {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let cut = self.body.len() > BODY_KEPT;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("channel", &self.channel)?;
+        m.serialize_entry("headers", &self.headers)?;
+        m.serialize_entry("properties", &self.properties)?;
+        m.serialize_entry("body", &body_text(&self.body))?;
+        if cut {
+            m.serialize_entry("body_bytes", &self.body.len())?;
+            m.serialize_entry("body_sha256", &sha256(&self.body))?;
+        }
+        m.end()
+    }
+}
+
+/// The start of a body as text, at most [`BODY_KEPT`] bytes of it.
+fn body_text(body: &[u8]) -> String {
+    let kept = &body[..body.len().min(BODY_KEPT)];
+    String::from_utf8_lossy(kept).into_owned()
+}
+
+/// The SHA-256 of `bytes`, in hex.
+pub fn sha256(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// What reaches a case from the SUT's side of the broker.
@@ -38,10 +74,6 @@ pub enum Arrival {
     /// property bag that does not decode, a body that does not
     /// decompress, a message over a size limit), with why.
     Malformed(Message, String),
-}
-
-fn body_as_text<S: serde::Serializer>(body: &[u8], s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&String::from_utf8_lossy(body))
 }
 
 impl Message {
@@ -89,16 +121,15 @@ impl Message {
         let _ = writeln!(out, "{indent}channel: {:?}", self.channel);
         let _ = writeln!(out, "{indent}headers: {}", compact(&self.headers));
         let _ = writeln!(out, "{indent}properties: {}", compact(&self.properties));
-        let body = String::from_utf8_lossy(&self.body);
-        let body = if body.len() > 2000 {
-            format!(
-                "{}... ({} bytes)",
-                &body[..body.floor_char_boundary(2000)],
-                self.body.len()
-            )
-        } else {
-            body.into_owned()
-        };
+        let mut body = body_text(&self.body);
+        if self.body.len() > BODY_KEPT {
+            let _ = write!(
+                body,
+                "... ({} bytes, sha256 {})",
+                self.body.len(),
+                sha256(&self.body)
+            );
+        }
         let _ = writeln!(out, "{indent}body: {body}");
         out
     }

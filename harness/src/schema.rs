@@ -33,6 +33,21 @@ impl std::fmt::Display for Violation {
     }
 }
 
+/// How many violations of one value are reported.
+const MAX_VIOLATIONS: usize = 10;
+/// How much of a violation's text is kept: the validator quotes the
+/// value, which may be a whole body.
+const MAX_MESSAGE: usize = 300;
+
+fn cut(mut text: String) -> String {
+    if text.len() > MAX_MESSAGE {
+        let n = text.len();
+        text.truncate(text.floor_char_boundary(MAX_MESSAGE));
+        text.push_str(&format!("... ({n} bytes)"));
+    }
+    text
+}
+
 /// Compiled schemas by name.
 pub struct SchemaStore {
     validators: HashMap<String, jsonschema::Validator>,
@@ -103,9 +118,10 @@ impl SchemaStore {
         }
         let violations: Vec<Violation> = validator
             .iter_errors(instance)
+            .take(MAX_VIOLATIONS)
             .map(|e| Violation {
                 pointer: e.instance_path().as_str().to_owned(),
-                message: e.to_string(),
+                message: cut(e.to_string()),
             })
             .collect();
         if violations.is_empty() {

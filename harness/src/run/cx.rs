@@ -22,6 +22,11 @@ use crate::vars::Vars;
 /// clock again: a flood cannot hold a step past its window.
 pub(crate) const DRAIN_BATCH: usize = 256;
 
+/// The most body bytes a case keeps of what the SUT sends; past that the
+/// case fails, and what else arrives is dropped, so that no SUT can grow
+/// the test process without bound.
+pub(crate) const CASE_BYTES: usize = 32 << 20;
+
 /// The stimuli just run (the `send`, `resend` and `trigger` steps since
 /// the last step of another kind): where their answers begin, and the
 /// correlations those carry, when the protocol narrows to them.
@@ -61,6 +66,10 @@ pub(crate) struct Cx<'a> {
     /// Answers to the SUT's messages held back while a `query` asks the
     /// SUT what it received, with the entries they answer.
     held: Option<Vec<(usize, Message)>>,
+    /// Body bytes kept so far, and how many messages came past
+    /// [`CASE_BYTES`].
+    kept: usize,
+    dropped: usize,
     started: Instant,
     entries: usize,
     case: String,
@@ -97,6 +106,8 @@ impl<'a> Cx<'a> {
             notes: Vec::new(),
             step: 0,
             held: None,
+            kept: 0,
+            dropped: 0,
             started,
             entries: 0,
             case,
@@ -282,6 +293,14 @@ impl<'a> Cx<'a> {
     /// of its kind, keeps it for the steps, and answers it as the
     /// opposite role would.
     pub(crate) async fn ingest(&mut self, arrival: Arrival) {
+        let size = match &arrival {
+            Arrival::Message(m) | Arrival::Refused(m) | Arrival::Malformed(m, _) => m.body.len(),
+        };
+        if self.kept + size > CASE_BYTES {
+            self.dropped += 1;
+            return;
+        }
+        self.kept += size;
         let (msg, refused, malformed) = match arrival {
             Arrival::Message(m) => (m, false, None),
             Arrival::Refused(m) => (m, true, None),
@@ -358,8 +377,20 @@ impl<'a> Cx<'a> {
         }
     }
 
-    /// Fails when a message that is wrong in itself has arrived.
+    /// Fails when a message that is wrong in itself has arrived, or the
+    /// SUT has sent more than a case keeps.
     pub(crate) fn fail_on_malformed(&self) -> Result<(), StepError> {
+        if self.dropped > 0 {
+            return Err(super::failure::miss(
+                format!("the SUT sends at most {CASE_BYTES} bytes of bodies in one case"),
+                format!(
+                    "it sent more: after {} bytes in {} message(s), {} more message(s) were dropped",
+                    self.kept,
+                    self.inbox.arrived(),
+                    self.dropped
+                ),
+            ));
+        }
         let Some(bad) = self.inbox.malformed() else {
             return Ok(());
         };

@@ -375,3 +375,34 @@ async fn refusals_are_judged_by_the_message_id_of_what_was_sent() {
         Some("expect_accepted")
     );
 }
+
+#[tokio::test]
+async fn a_case_keeps_a_bounded_amount_of_what_the_sut_sends() {
+    // Forty attribute updates of 1 MiB each.
+    let big = || {
+        Arrival::Message(message(
+            json!({"type": "EVENT", "topic": "UPDATE_ATTRIBUTES", "tenant": "T", "thingId": "t1"}),
+            json!({"content_type": "application/json"}),
+            json!({"attributes": {"blob": "x".repeat(1 << 20)}}),
+        ))
+    };
+    let before: Vec<Arrival> = (0..40).map(|_| big()).collect();
+    let steps = "      - wait: {for: 100ms}\n";
+    let (ended, _) = device(steps, Box::new(|_| Vec::new()), before).await;
+    let (at, why) = ended.expect_err("past the case's bytes");
+    assert_eq!(at.as_deref(), Some("wait"));
+    assert!(why.contains("more message(s) were dropped"), "{why}");
+}
+
+#[test]
+fn evidence_keeps_the_start_of_a_long_body_with_its_size_and_hash() {
+    let m = message(json!({}), json!({}), json!({"blob": "y".repeat(10_000)}));
+    let v = serde_json::to_value(&m).expect("serializable");
+    assert_eq!(
+        v["body"].as_str().map(str::len),
+        Some(crate::message::BODY_KEPT)
+    );
+    assert_eq!(v["body_bytes"], json!(m.body.len()));
+    assert_eq!(v["body_sha256"].as_str().map(str::len), Some(64));
+    assert!(m.render("").contains("sha256"));
+}

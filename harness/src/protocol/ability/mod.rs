@@ -323,26 +323,33 @@ pub fn compress(encoding: &str, body: &[u8]) -> Vec<u8> {
     out.unwrap_or_else(|_| body.to_vec())
 }
 
-/// Decompresses a body as `encoding` says; `deflate` is taken both
-/// zlib-wrapped and raw.
-pub fn decompress(encoding: &str, body: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
+/// The most a compressed body may inflate to: sixteen times IoT Hub's
+/// largest message. A body that inflates further is a compression bomb,
+/// or past every limit; decompression stops there.
+pub const MAX_INFLATED: usize = 4 << 20;
+
+/// Decompresses a body as `encoding` says, to at most `max` bytes;
+/// `deflate` is taken both zlib-wrapped and raw.
+pub fn decompress(encoding: &str, body: &[u8], max: usize) -> Result<Vec<u8>, String> {
+    let bounded = |r: &mut dyn Read| {
+        let mut out = Vec::new();
+        r.take(max as u64 + 1).read_to_end(&mut out).map(|_| out)
+    };
     let read = match encoding.to_ascii_lowercase().as_str() {
-        "gzip" => flate2::read::MultiGzDecoder::new(body).read_to_end(&mut out),
-        "deflate" => {
-            let zlib = flate2::read::ZlibDecoder::new(body).read_to_end(&mut out);
-            if zlib.is_err() {
-                out.clear();
-                flate2::read::DeflateDecoder::new(body).read_to_end(&mut out)
-            } else {
-                zlib
-            }
-        }
+        "gzip" => bounded(&mut flate2::read::MultiGzDecoder::new(body)),
+        "deflate" => bounded(&mut flate2::read::ZlibDecoder::new(body))
+            .or_else(|_| bounded(&mut flate2::read::DeflateDecoder::new(body))),
         e if is_identity(e) => return Ok(body.to_vec()),
         other => return Err(format!("unknown content encoding `{other}`")),
     };
-    read.map(|_| out)
-        .map_err(|e| format!("the body is not {encoding} data: {e}"))
+    match read {
+        Ok(out) if out.len() > max => Err(format!(
+            "its {} bytes inflate past {max} bytes, where decompression stops (a compression bomb, or a body past every limit)",
+            body.len()
+        )),
+        Ok(out) => Ok(out),
+        Err(e) => Err(format!("the body is not {encoding} data: {e}")),
+    }
 }
 
 /// A message as it goes on the wire: topic with property bag, payload.
@@ -415,7 +422,7 @@ pub fn from_wire(topic: &str, payload: &[u8]) -> Decoded {
     }
     message.body = payload.to_vec();
     if let Some(e) = content_encoding(&message) {
-        match decompress(&e, payload) {
+        match decompress(&e, payload, MAX_INFLATED) {
             Ok(b) => message.body = b,
             Err(why) => {
                 problem.get_or_insert(format!("it declares content-encoding `{e}`, and {why}"));
@@ -559,6 +566,27 @@ mod tests {
         assert_eq!(d.message.properties[DEVICE_ID_PROPERTY], json!("dev1"));
         let bad = from_wire("devices/dev1/messages/events/%24.ce=gzip", b"{\"plain\":1}");
         assert!(bad.problem.unwrap().contains("not gzip"));
+    }
+
+    #[test]
+    fn a_compression_bomb_stops_at_the_limit() {
+        let zeros = vec![0u8; MAX_INFLATED * 4];
+        for encoding in ["gzip", "deflate"] {
+            let bomb = compress(encoding, &zeros);
+            assert!(bomb.len() < 100_000, "{} bytes", bomb.len());
+            let why = decompress(encoding, &bomb, MAX_INFLATED).unwrap_err();
+            assert!(why.contains("inflate past"), "{why}");
+            let d = from_wire(
+                &format!("devices/d/messages/events/%24.ce={encoding}"),
+                &bomb,
+            );
+            assert!(d.problem.unwrap().contains("compression bomb"));
+            assert!(d.message.body.len() <= bomb.len());
+        }
+        assert_eq!(
+            decompress("gzip", &compress("gzip", b"{}"), 2),
+            Ok(b"{}".to_vec())
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::{CaseIds, Link, Open, Opened, Sides};
 use crate::env::{self, SutEnv};
 use crate::error::Error;
-use crate::message::Message;
+use crate::message::{Arrival, Message};
 use crate::profile::Profile;
 use crate::suite::Role;
 use crate::transport::TransportError;
@@ -90,6 +90,27 @@ pub(crate) async fn open(o: Open<'_>) -> Result<Opened, Error> {
         env,
         refusals,
     })
+}
+
+/// The largest DMF message dmconf takes in. No source sets a limit;
+/// hawkBit's messages are a few KiB, and a larger one is judged, not
+/// kept.
+pub(crate) const MAX_BODY: usize = 1 << 20;
+
+/// A message from the SUT as the engine takes it: malformed when its
+/// body is past [`MAX_BODY`], and then kept only by its start, size and
+/// SHA-256.
+pub(crate) fn admit(mut msg: Message) -> Arrival {
+    if msg.body.len() <= MAX_BODY {
+        return Arrival::Message(msg);
+    }
+    let why = format!(
+        "its body is {} bytes (sha256 {}); dmconf takes DMF messages of at most {MAX_BODY} bytes, no source sets a larger one, and hawkBit's are a few KiB",
+        msg.body.len(),
+        crate::message::sha256(&msg.body)
+    );
+    msg.body.truncate(crate::message::BODY_KEPT);
+    Arrival::Malformed(msg, why)
 }
 
 /// What a server started once for the run finds in its environment.
@@ -285,5 +306,31 @@ pub(crate) fn device_message_schema(headers: &Value) -> Result<&'static str, Str
             "type `{t}` is not a device-to-server message (THING_CREATED, THING_REMOVED, EVENT, PING)"
         )),
         (None, _) => Err("no `type` header".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_past_the_limit_is_judged_by_its_size_not_kept() {
+        let big = Message {
+            body: vec![b'x'; MAX_BODY + 1],
+            ..Default::default()
+        };
+        let Arrival::Malformed(kept, why) = admit(big) else {
+            panic!("malformed")
+        };
+        assert_eq!(kept.body.len(), crate::message::BODY_KEPT);
+        assert!(
+            why.contains(&format!("{} bytes (sha256 ", MAX_BODY + 1)),
+            "{why}"
+        );
+        let small = Message {
+            body: b"{}".to_vec(),
+            ..Default::default()
+        };
+        assert!(matches!(admit(small), Arrival::Message(_)));
     }
 }
