@@ -304,6 +304,12 @@ impl Mosquitto {
                         c.close().await;
                         break;
                     }
+                    Err(crate::transport::TransportError::Refused(e)) => {
+                        return Err(format!(
+                            "the MQTT broker at {}:{} refused, and trying again will not help: {e}",
+                            endpoint.host, endpoint.port
+                        ));
+                    }
                     Err(e) if Instant::now() >= deadline => {
                         return Err(format!(
                             "the MQTT broker at {}:{} did not accept a login within {READY_WITHIN:?}: {e}",

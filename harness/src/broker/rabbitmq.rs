@@ -10,6 +10,7 @@ use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
 use super::READY_WITHIN;
 use crate::profile::BrokerSpec;
+use crate::transport::TransportError;
 use crate::transport::amqp::AmqpClient;
 
 /// The image built offline by `scripts/build-images.sh`.
@@ -80,19 +81,24 @@ impl RabbitMq {
     }
 }
 
-/// Waits until an AMQP login succeeds, at most [`READY_WITHIN`].
+/// Waits until an AMQP login succeeds, at most [`READY_WITHIN`]; a
+/// refusal that trying again will not change (the login, a host that
+/// does not exist) ends the wait at once.
 async fn wait_ready(url: &str) -> Result<(), String> {
     let deadline = Instant::now() + READY_WITHIN;
+    let shown = super::redact(url);
     loop {
         match AmqpClient::connect(url).await {
             Ok(c) => {
                 c.close().await;
                 return Ok(());
             }
+            Err(TransportError::Refused(e)) => {
+                return Err(format!("the broker at {shown} refused, and trying again will not help: {e}"));
+            }
             Err(e) if Instant::now() >= deadline => {
                 return Err(format!(
-                    "the broker at {} did not accept an AMQP login within {READY_WITHIN:?}: {e}",
-                    super::redact(url)
+                    "the broker at {shown} did not accept an AMQP login within {READY_WITHIN:?}: {e}"
                 ));
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,

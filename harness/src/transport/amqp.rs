@@ -67,6 +67,8 @@ fn classify(what: &str, e: &lapin::Error) -> TransportError {
         "ACCESS_REFUSED",
         "PRECONDITION_FAILED",
         "RESOURCE_LOCKED",
+        "lookup address",
+        "Name or service not known",
     ]
     .iter()
     .any(|code| text.contains(code));

@@ -19,6 +19,25 @@ fn unavailable(text: String) -> TransportError {
     TransportError::Unavailable(text)
 }
 
+/// A refusal that trying again will not change (credentials refused, a
+/// certificate not trusted, a host that does not exist), or trouble that
+/// may pass.
+fn classify(e: &rumqttc::ConnectionError) -> TransportError {
+    use rumqttc::ConnectionError as C;
+    let text = e.to_string();
+    // A TLS error that names no certificate may be a listener not up
+    // yet (Docker's proxy takes the connection and drops it): transient.
+    let permanent = matches!(e, C::ConnectionRefused(_))
+        || ["certificate", "lookup address", "Name or service not known"]
+            .iter()
+            .any(|t| text.contains(t));
+    if permanent {
+        TransportError::Refused(text)
+    } else {
+        TransportError::Unavailable(text)
+    }
+}
+
 /// Bound on every broker operation.
 const OP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest packet either way: 1 MiB, four times IoT Hub's largest message.
@@ -133,7 +152,7 @@ struct Acks {
 pub struct MqttClient {
     client: AsyncClient,
     acks: watch::Receiver<Acks>,
-    closed: watch::Receiver<Option<String>>,
+    closed: watch::Receiver<Option<TransportError>>,
     task: JoinHandle<()>,
     subscribed: std::sync::atomic::AtomicU64,
     published: std::sync::atomic::AtomicU64,
@@ -204,7 +223,7 @@ impl MqttClient {
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        let _ = closed_tx.send(Some(e.to_string()));
+                        let _ = closed_tx.send(Some(classify(&e)));
                         break;
                     }
                 }
@@ -236,7 +255,10 @@ impl MqttClient {
                     return Ok(());
                 }
                 if let Some(e) = closed.borrow().clone() {
-                    return Err(unavailable(format!("{what}: the connection closed: {e}")));
+                    return Err(match e {
+                        TransportError::Refused(e) => TransportError::Refused(format!("{what}: {e}")),
+                        e => unavailable(format!("{what}: the connection closed: {e}")),
+                    });
                 }
                 tokio::select! {
                     r = acks.changed() => if r.is_err() { return Err(unavailable(format!("{what}: the connection closed"))); },
@@ -292,7 +314,7 @@ impl MqttClient {
 
     /// Why the connection closed, if it has.
     pub fn closed(&self) -> Option<String> {
-        self.closed.borrow().clone()
+        self.closed.borrow().as_ref().map(ToString::to_string)
     }
 
     /// Disconnects.
