@@ -170,6 +170,17 @@ pub struct BrokerSpec {
     /// One more name for the device listener's certificate, for devices
     /// that connect by another host name.
     pub mqtt_host: Option<String>,
+    /// The address a started broker's ports are published on: this
+    /// machine only (127.0.0.1) unless a SUT on another host or in another
+    /// container must reach it.
+    pub listen: Option<String>,
+}
+
+impl BrokerSpec {
+    /// The address a started broker listens on.
+    pub fn listen(&self) -> &str {
+        self.listen.as_deref().unwrap_or(crate::broker::LOOPBACK)
+    }
 }
 
 #[derive(Deserialize)]
@@ -269,6 +280,7 @@ struct RawBroker {
     mosquitto_image: Option<String>,
     mqtt_tls_port: Option<u16>,
     mqtt_host: Option<String>,
+    listen: Option<std::net::IpAddr>,
 }
 
 impl Profile {
@@ -474,6 +486,7 @@ impl Profile {
                 mosquitto_image: raw.broker.mosquitto_image,
                 mqtt_tls_port: raw.broker.mqtt_tls_port,
                 mqtt_host: raw.broker.mqtt_host,
+                listen: raw.broker.listen.map(|a| a.to_string()),
             },
             parallel,
         })

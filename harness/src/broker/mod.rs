@@ -42,6 +42,40 @@ pub(crate) fn redact(url: &str) -> String {
     }
 }
 
+/// Where a started broker's ports are published unless the profile says
+/// otherwise: this machine only.
+pub(crate) const LOOPBACK: &str = "127.0.0.1";
+
+/// Publishes the container's `ports` on `address` only, each on a free
+/// host port unless the request maps one, instead of on every interface.
+fn publish_on(
+    request: ContainerRequest<GenericImage>,
+    address: &str,
+    ports: &[u16],
+) -> ContainerRequest<GenericImage> {
+    use bollard::models::PortBinding;
+    let address = address.to_owned();
+    let ports = ports.to_vec();
+    request.with_host_config_modifier(move |host| {
+        let mut bindings = host.port_bindings.take().unwrap_or_default();
+        for p in &ports {
+            bindings.entry(format!("{p}/tcp")).or_insert_with(|| {
+                Some(vec![PortBinding {
+                    host_ip: None,
+                    host_port: Some(String::new()),
+                }])
+            });
+        }
+        for list in bindings.values_mut().flatten() {
+            for b in list {
+                b.host_ip = Some(address.clone());
+            }
+        }
+        host.port_bindings = Some(bindings);
+        host.publish_all_ports = Some(false);
+    })
+}
+
 /// How long a broker may take to accept a login.
 pub const READY_WITHIN: Duration = Duration::from_secs(120);
 

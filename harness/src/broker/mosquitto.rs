@@ -205,6 +205,7 @@ impl Mosquitto {
                 .with_mapped_port(port, DEVICE_PORT.tcp())
                 .with_mapped_port(free, SERVICE_PORT.tcp());
         }
+        let request = super::publish_on(request, spec.listen(), &[SERVICE_PORT, DEVICE_PORT]);
         let (c, _) = super::start_container(&docker, "mosquitto", request, Some(&secrets.dir))
             .await
             .map_err(|e| super::no_start("Mosquitto", &image, e))?;

@@ -58,6 +58,7 @@ impl RabbitMq {
             .with_exposed_port(5672.tcp())
             .with_wait_for(WaitFor::Nothing)
             .with_label("dmconf.broker", "rabbitmq");
+        let request = super::publish_on(request, spec.listen(), &[5672]);
         let (c, _) = super::start_container(&docker, "rabbitmq", request, None)
             .await
             .map_err(|e| super::no_start("RabbitMQ", &image, e))?;
@@ -94,7 +95,9 @@ async fn wait_ready(url: &str) -> Result<(), String> {
                 return Ok(());
             }
             Err(TransportError::Refused(e)) => {
-                return Err(format!("the broker at {shown} refused, and trying again will not help: {e}"));
+                return Err(format!(
+                    "the broker at {shown} refused, and trying again will not help: {e}"
+                ));
             }
             Err(e) if Instant::now() >= deadline => {
                 return Err(format!(
