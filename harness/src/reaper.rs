@@ -78,7 +78,7 @@ pub fn reap(spec: &str) {
 /// turns at setting up what they share.
 pub fn lock(path: &Path) -> Result<std::fs::File, String> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        crate::broker::private_dir(dir)?;
     }
     let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
     file.lock()

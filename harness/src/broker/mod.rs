@@ -42,6 +42,54 @@ pub(crate) fn redact(url: &str) -> String {
     }
 }
 
+/// Makes `dir`, and any parent it lacks, as folders only this user may
+/// enter; folders that exist are left as they are.
+pub(crate) fn private_dir(dir: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))
+}
+
+/// Writes `text` to a file only this user may read.
+pub(crate) fn private_file(path: &std::path::Path, text: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// A secret made for this run: a fresh one for this process, or, under
+/// nextest, the one the run's first process made, kept in a private
+/// folder (returned, for the reaper to remove) under a lock.
+pub(crate) fn run_secret(kind: &str) -> Result<(String, Option<std::path::PathBuf>), String> {
+    let fresh = || uuid::Uuid::new_v4().simple().to_string();
+    let Ok(run) = std::env::var("NEXTEST_RUN_ID") else {
+        return Ok((fresh(), None));
+    };
+    let dir = std::env::temp_dir().join(format!("dmconf-{kind}-secret-{run}"));
+    private_dir(&dir)?;
+    let _held = crate::reaper::lock(&dir.join("lock"))?;
+    let path = dir.join("secret");
+    let secret = match std::fs::read_to_string(&path) {
+        Ok(s) => s,
+        Err(_) => {
+            let s = fresh();
+            private_file(&path, &s)?;
+            s
+        }
+    };
+    Ok((secret, Some(dir)))
+}
+
 /// Where a started broker's ports are published unless the profile says
 /// otherwise: this machine only.
 pub(crate) const LOOPBACK: &str = "127.0.0.1";

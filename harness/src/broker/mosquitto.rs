@@ -102,7 +102,7 @@ fn make_secrets(dir: PathBuf, hosts: Vec<String>) -> Result<Secrets, String> {
         .push(DnType::CommonName, "localhost");
     let key = KeyPair::generate().map_err(e)?;
     let cert = server.signed_by(&key, &ca).map_err(e)?;
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    super::private_dir(&dir)?;
     let secrets = Secrets {
         ca_pem: ca.pem(),
         server_pem: cert.pem(),
@@ -112,7 +112,7 @@ fn make_secrets(dir: PathBuf, hosts: Vec<String>) -> Result<Secrets, String> {
     };
     for (name, text) in [("ca.pem", &secrets.ca_pem), ("password", &secrets.password)] {
         let path = secrets.dir.join(name);
-        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        super::private_file(&path, text)?;
     }
     Ok(secrets)
 }

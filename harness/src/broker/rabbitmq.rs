@@ -18,9 +18,12 @@ pub const OFFLINE_IMAGE: &str = "dmconf/rabbitmq:offline";
 /// The official image, for machines that reach a registry.
 pub const OFFICIAL_IMAGE: &str = "rabbitmq:4.1";
 
+/// The user a started RabbitMQ makes for the run.
+const USER: &str = "dmconf";
+
 /// A RabbitMQ broker ready for AMQP.
 pub struct RabbitMq {
-    /// `amqp://guest:guest@host:port/%2f`.
+    /// `amqp://dmconf:<password of this run>@host:port/%2f`.
     pub amqp_url: String,
     /// Time from the start request to the first AMQP login.
     pub start_time: Duration,
@@ -54,12 +57,17 @@ impl RabbitMq {
             OFFICIAL_IMAGE,
         )
         .await;
+        // A login of this run's own, not guest/guest: RabbitMQ (3.9 and
+        // later) makes this user, and no other, on its first boot.
+        let (password, secret_dir) = super::run_secret("rabbitmq")?;
         let request = super::generic(&image)
             .with_exposed_port(5672.tcp())
             .with_wait_for(WaitFor::Nothing)
-            .with_label("dmconf.broker", "rabbitmq");
+            .with_label("dmconf.broker", "rabbitmq")
+            .with_env_var("RABBITMQ_DEFAULT_USER", USER)
+            .with_env_var("RABBITMQ_DEFAULT_PASS", password.clone());
         let request = super::publish_on(request, spec.listen(), &[5672]);
-        let (c, _) = super::start_container(&docker, "rabbitmq", request, None)
+        let (c, _) = super::start_container(&docker, "rabbitmq", request, secret_dir.as_deref())
             .await
             .map_err(|e| super::no_start("RabbitMQ", &image, e))?;
         let port = c
@@ -67,7 +75,7 @@ impl RabbitMq {
             .await
             .map_err(|e| e.to_string())?;
         let host = c.get_host().await.map_err(|e| e.to_string())?;
-        let url = format!("amqp://guest:guest@{host}:{port}/%2f");
+        let url = format!("amqp://{USER}:{password}@{host}:{port}/%2f");
         wait_ready(&url).await?;
         Ok(RabbitMq {
             amqp_url: url,
