@@ -16,6 +16,10 @@ pub const EXIT_BROKEN_SUITE: u8 = 2;
 pub const EXIT_HARNESS_ERROR: u8 = 3;
 /// Exit status when a case failed, as libtest uses.
 pub const EXIT_FAILED: u8 = 101;
+/// Exit status of a run stopped by SIGINT (128 + 2, as shells report).
+pub const EXIT_INTERRUPTED: u8 = 130;
+/// Exit status of a run stopped by SIGTERM (128 + 15).
+pub const EXIT_TERMINATED: u8 = 143;
 
 /// Why the harness cannot run, or cannot go on with a case.
 #[derive(Clone, Debug, thiserror::Error)]

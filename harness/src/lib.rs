@@ -54,7 +54,9 @@ mod transport;
 mod trials;
 mod vars;
 
-pub use error::{EXIT_BROKEN_SUITE, EXIT_FAILED, EXIT_HARNESS_ERROR, Error};
+pub use error::{
+    EXIT_BROKEN_SUITE, EXIT_FAILED, EXIT_HARNESS_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED, Error,
+};
 pub use plan::Planned;
 pub use profile::{BrokerSpec, Profile, SutSpec};
 pub use session::{Harness, Judged};

@@ -1,12 +1,20 @@
-//! What outlives one test process under `cargo nextest run`, where every
-//! case is a process of its own: a broker container and a server command
-//! are started once for the nextest run and shared. The process that
-//! starts one also starts a reaper, this test binary again, detached,
-//! which waits for nextest to exit and then removes the container or
-//! stops the server, and deletes the files left beside it.
+//! What must not outlive a test process, and what must outlive one only
+//! as long as the run. A reaper is this test binary started again,
+//! detached, in a process group of its own, with `DMCONF_REAP` saying
+//! what to watch and what to remove once the watched process is gone:
+//!
+//! - the guard of every test process ([`guard`]) watches that process and
+//!   removes what it registered and did not remove itself (broker
+//!   containers, SUT process groups, secret folders), so that an
+//!   interrupt, a panic or `kill -9` leaves nothing behind;
+//! - under `cargo nextest run`, where every case is a process of its own,
+//!   a broker container and a server command are shared by the run: the
+//!   process that starts one starts a reaper that watches nextest instead.
 
+use std::io::Write;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use bollard::Docker;
@@ -23,17 +31,8 @@ pub enum Target<'a> {
     Process(u32),
 }
 
-/// Starts this test binary again, detached, as a reaper of `target`
-/// (and of the files and folders `leftovers`) once the parent of this
-/// process (nextest) has exited.
-pub fn spawn(target: Target<'_>, leftovers: &[&Path]) {
-    let ppid = std::os::unix::process::parent_id();
-    let what = match target {
-        Target::Container(id) => format!("container={id}"),
-        Target::Process(pid) => format!("process={pid}"),
-    };
-    let paths: Vec<String> = leftovers.iter().map(|p| p.display().to_string()).collect();
-    let spec = format!("{what}:{ppid}:{}", paths.join("\n"));
+/// Starts this test binary again, detached, as a reaper with `spec`.
+fn start(spec: String) {
     if let Ok(exe) = std::env::current_exe() {
         let _ = std::process::Command::new(exe)
             .env(ENV, spec)
@@ -45,30 +44,145 @@ pub fn spawn(target: Target<'_>, leftovers: &[&Path]) {
     }
 }
 
+/// Starts a reaper of `target` (and of the files and folders `leftovers`)
+/// that acts once the parent of this process (nextest) has exited.
+pub fn spawn(target: Target<'_>, leftovers: &[&Path]) {
+    let ppid = std::os::unix::process::parent_id();
+    let what = match target {
+        Target::Container(id) => format!("container={id}"),
+        Target::Process(pid) => format!("process={pid}"),
+    };
+    let paths: Vec<String> = leftovers.iter().map(|p| p.display().to_string()).collect();
+    start(format!("{what}:{ppid}:{}", paths.join("\n")));
+}
+
+/// The guard of this process: a ledger, in a folder of its own, of what
+/// the process started, read by a reaper once the process is gone.
+pub(crate) struct Guard {
+    ledger: Mutex<std::fs::File>,
+}
+
+/// The guard of this process, started on first use; `None` when it could
+/// not be (then nothing is guarded, and the run goes on).
+pub(crate) fn guard() -> Option<&'static Guard> {
+    static GUARD: OnceLock<Option<Guard>> = OnceLock::new();
+    GUARD
+        .get_or_init(|| {
+            let dir = std::env::temp_dir().join(format!(
+                "dmconf-guard-{}-{}",
+                std::process::id(),
+                uuid::Uuid::new_v4().simple()
+            ));
+            crate::broker::private_dir(&dir).ok()?;
+            let ledger = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("ledger"))
+                .ok()?;
+            start(format!("guard:{}:{}", std::process::id(), dir.display()));
+            Some(Guard {
+                ledger: Mutex::new(ledger),
+            })
+        })
+        .as_ref()
+}
+
+impl Guard {
+    fn note(&self, line: &str) {
+        let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = writeln!(ledger, "{line}");
+    }
+
+    /// A container to remove.
+    pub(crate) fn container(&self, id: &str) {
+        self.note(&format!("container {id}"));
+    }
+
+    /// A process group to end (its leader's id), known by its start time
+    /// so that a reused id is left alone.
+    pub(crate) fn process(&self, pid: u32) {
+        if let Some(started) = start_time(pid as i32) {
+            self.note(&format!("process {pid} {started}"));
+        }
+    }
+
+    /// A file or folder to delete.
+    pub(crate) fn path(&self, path: &Path) {
+        self.note(&format!("path {}", path.display()));
+    }
+}
+
+/// When process `pid` started, in clock ticks since boot (the 22nd field
+/// of `/proc/<pid>/stat`).
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The name, field 2, is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
 /// The reaper's body: waits for the watched process to exit, then
 /// removes what `spec` names. Returns at once when `spec` is malformed.
 pub fn reap(spec: &str) {
     let mut parts = spec.splitn(3, ':');
-    let (Some(what), Some(pid)) = (parts.next(), parts.next()) else {
+    let (Some(what), Some(pid), rest) = (parts.next(), parts.next(), parts.next()) else {
         return;
     };
-    let leftovers = parts.next();
     let Ok(watched) = pid.parse::<i32>() else {
         return;
     };
     while alive(watched) {
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let rest = rest.unwrap_or_default();
+    if what == "guard" {
+        return reap_ledger(Path::new(rest));
     }
     if let Some(id) = what.strip_prefix("container=") {
-        remove_container(id);
+        remove_containers(&[id.to_owned()]);
     } else if let Some(Ok(pid)) = what.strip_prefix("process=").map(str::parse::<i32>) {
-        stop_group(pid);
+        stop_groups(&[pid]);
     }
-    for path in leftovers.unwrap_or_default().lines().map(Path::new) {
+    remove_paths(rest.lines().map(PathBuf::from));
+}
+
+/// Ends what a guard's ledger names, then deletes the guard's folder.
+fn reap_ledger(dir: &Path) {
+    let ledger = std::fs::read_to_string(dir.join("ledger")).unwrap_or_default();
+    let (mut containers, mut groups, mut paths) = (Vec::new(), Vec::new(), Vec::new());
+    for line in ledger.lines() {
+        let mut words = line.splitn(3, ' ');
+        match (words.next(), words.next(), words.next()) {
+            (Some("container"), Some(id), _) => containers.push(id.to_owned()),
+            (Some("process"), Some(pid), Some(started)) => {
+                if let (Ok(pid), Ok(started)) = (pid.parse::<i32>(), started.parse::<u64>())
+                    && start_time(pid) == Some(started)
+                {
+                    groups.push(pid);
+                }
+            }
+            (Some("path"), Some(first), rest) => {
+                let path = match rest {
+                    Some(r) => format!("{first} {r}"),
+                    None => first.to_owned(),
+                };
+                paths.push(PathBuf::from(path));
+            }
+            _ => {}
+        }
+    }
+    stop_groups(&groups);
+    remove_containers(&containers);
+    paths.push(dir.to_owned());
+    remove_paths(paths.into_iter());
+}
+
+fn remove_paths(paths: impl Iterator<Item = PathBuf>) {
+    for path in paths {
         if path.is_dir() {
-            let _ = std::fs::remove_dir_all(path);
+            let _ = std::fs::remove_dir_all(&path);
         } else {
-            let _ = std::fs::remove_file(path);
+            let _ = std::fs::remove_file(&path);
         }
     }
 }
@@ -92,21 +206,28 @@ pub fn alive(pid: i32) -> bool {
     unsafe { libc::kill(pid, 0) == 0 }
 }
 
-/// SIGTERM to the group, then SIGKILL after five seconds.
-fn stop_group(pid: i32) {
-    // SAFETY: signals to a process group this run started.
-    unsafe { libc::kill(-pid, libc::SIGTERM) };
+/// SIGTERM to each group, then SIGKILL to those left after five seconds.
+fn stop_groups(pids: &[i32]) {
+    for pid in pids {
+        // SAFETY: signals to a process group this run started.
+        unsafe { libc::kill(-pid, libc::SIGTERM) };
+    }
     for _ in 0..50 {
-        if !alive(pid) {
+        if !pids.iter().any(|p| alive(*p)) {
             return;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    // SAFETY: as above.
-    unsafe { libc::kill(-pid, libc::SIGKILL) };
+    for pid in pids {
+        // SAFETY: as above.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+    }
 }
 
-fn remove_container(id: &str) {
+fn remove_containers(ids: &[String]) {
+    if ids.is_empty() {
+        return;
+    }
     let Ok(rt) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -115,16 +236,28 @@ fn remove_container(id: &str) {
     };
     rt.block_on(async {
         if let Ok(docker) = Docker::connect_with_local_defaults() {
-            let _ = docker
-                .remove_container(
-                    id,
-                    Some(RemoveContainerOptions {
-                        force: true,
-                        v: true,
-                        ..Default::default()
-                    }),
-                )
-                .await;
+            for id in ids {
+                let _ = docker
+                    .remove_container(
+                        id,
+                        Some(RemoveContainerOptions {
+                            force: true,
+                            v: true,
+                            ..Default::default()
+                        }),
+                    )
+                    .await;
+            }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_process_is_known_by_its_start_time() {
+        let me = std::process::id() as i32;
+        assert!(super::start_time(me).is_some());
+        assert_eq!(super::start_time(me), super::start_time(me));
+    }
 }

@@ -107,6 +107,7 @@ impl Harness {
             .enable_all()
             .build()
             .map_err(|e| Error::Start(format!("cannot start the async runtime: {e}")))?;
+        runtime.spawn(interrupted());
         Ok(Harness {
             paths,
             schemas,
@@ -316,6 +317,26 @@ impl Harness {
     pub(crate) fn schemas(&self) -> &SchemaStore {
         &self.schemas
     }
+}
+
+/// Ends the run on SIGINT or SIGTERM, at once, with 130 or 143: the guard
+/// of this process (see `reaper`) then removes the brokers, SUT processes
+/// and secrets the run started. An interrupt is never counted as a SUT's
+/// failure.
+async fn interrupted() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    let code = tokio::select! {
+        _ = int.recv() => crate::error::EXIT_INTERRUPTED,
+        _ = term.recv() => crate::error::EXIT_TERMINATED,
+    };
+    eprintln!("dmconf: interrupted; what the run started is being removed");
+    std::process::exit(code.into());
 }
 
 /// What the evidence says of a SUT: never its command line or its

@@ -175,7 +175,14 @@ async fn start_container(
     leftovers: Option<&std::path::Path>,
 ) -> Result<(ContainerAsync<GenericImage>, bool), String> {
     let Ok(run) = std::env::var("NEXTEST_RUN_ID") else {
-        let c = request.start().await.map_err(|e| e.to_string())?;
+        let c = request
+            .with_label("dmconf.owner", std::process::id().to_string())
+            .start()
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(g) = crate::reaper::guard() {
+            g.container(c.id());
+        }
         return Ok((c, true));
     };
     let lock_path = std::env::temp_dir().join(format!("dmconf-{kind}-{run}.lock"));

@@ -125,6 +125,9 @@ fn secrets_for_run(hosts: Vec<String>) -> Result<(Secrets, bool), String> {
             "dmconf-mosquitto-{}",
             uuid::Uuid::new_v4().simple()
         ));
+        if let Some(g) = crate::reaper::guard() {
+            g.path(&dir);
+        }
         return make_secrets(dir, hosts).map(|s| (s, true));
     };
     let dir = std::env::temp_dir().join(format!("dmconf-mosquitto-{run}"));

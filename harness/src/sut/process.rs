@@ -24,8 +24,12 @@ pub(crate) struct Process {
 }
 
 enum Run {
-    /// A child of this process; its output is collected as it comes.
-    Owned(Box<tokio::sync::Mutex<Child>>),
+    /// A child of this process, leader of a process group of its own;
+    /// its output is collected as it comes.
+    Owned {
+        child: Box<tokio::sync::Mutex<Child>>,
+        group: u32,
+    },
     /// A process several test processes share (a server command under
     /// nextest): its output goes to `log`, and the run's reaper stops it.
     Shared { pid: u32, log: PathBuf },
@@ -54,13 +58,21 @@ fn not_started(spec: &CommandSpec, e: std::io::Error) -> String {
 
 impl Process {
     /// Starts `spec` with the extra environment `env`.
+    ///
+    /// It runs in a process group of its own, which the guard of this
+    /// process ends if the process is gone before it stopped the SUT.
     pub(crate) fn spawn(spec: &CommandSpec, env: &[(&str, String)]) -> Result<Self, String> {
         let mut child = command(spec, env)?
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
+            .process_group(0)
             .spawn()
             .map_err(|e| not_started(spec, e))?;
+        let group = child.id().ok_or("the SUT exited at once")?;
+        if let Some(g) = crate::reaper::guard() {
+            g.process(group);
+        }
         let output = Arc::new(Mutex::new(String::new()));
         if let Some(out) = child.stdout.take() {
             tokio::spawn(read_lines(out, output.clone()));
@@ -69,7 +81,10 @@ impl Process {
             tokio::spawn(read_lines(err, output.clone()));
         }
         Ok(Process {
-            run: Run::Owned(Box::new(tokio::sync::Mutex::new(child))),
+            run: Run::Owned {
+                child: Box::new(tokio::sync::Mutex::new(child)),
+                group,
+            },
             output,
             stop_timeout: spec.stop_timeout,
         })
@@ -111,7 +126,7 @@ impl Process {
     /// If the process has ended, how.
     pub(crate) async fn exited(&self) -> Option<String> {
         match &self.run {
-            Run::Owned(child) => match child.lock().await.try_wait() {
+            Run::Owned { child, .. } => match child.lock().await.try_wait() {
                 Ok(Some(status)) => Some(format!("the SUT process exited: {status}")),
                 _ => None,
             },
@@ -123,7 +138,7 @@ impl Process {
     /// Its output so far (the last of it, for a shared process).
     pub(crate) fn output(&self) -> String {
         match &self.run {
-            Run::Owned(_) => self.output.lock().map(|o| o.clone()).unwrap_or_default(),
+            Run::Owned { .. } => self.output.lock().map(|o| o.clone()).unwrap_or_default(),
             Run::Shared { log, .. } => {
                 let bytes = std::fs::read(log).unwrap_or_default();
                 let tail = &bytes[bytes.len().saturating_sub(OUTPUT_KEPT)..];
@@ -135,31 +150,35 @@ impl Process {
     /// SIGTERM, then kill after the grace period; returns the output. A
     /// shared process is left to the reaper.
     pub(crate) async fn stop(&self) -> String {
-        let Run::Owned(child) = &self.run else {
+        let Run::Owned { child, group } = &self.run else {
             return self.output();
         };
-        if self.exited().await.is_none() {
-            let mut child = child.lock().await;
-            if let Some(pid) = child.id() {
-                // SAFETY: kill(2) on a child we spawned and have not reaped.
-                unsafe {
-                    libc::kill(pid as libc::pid_t, libc::SIGTERM);
-                }
-            }
-            if tokio::time::timeout(self.stop_timeout, child.wait())
-                .await
-                .is_err()
-            {
-                let _ = child.kill().await;
-                append(
-                    &self.output,
-                    "[dmconf] the SUT ignored SIGTERM and was killed\n",
-                );
-            }
+        // The whole group: what the SUT started goes with it.
+        signal(*group, libc::SIGTERM);
+        let mut child = child.lock().await;
+        if tokio::time::timeout(self.stop_timeout, child.wait())
+            .await
+            .is_err()
+        {
+            let _ = child.kill().await;
+            append(
+                &self.output,
+                "[dmconf] the SUT ignored SIGTERM and was killed\n",
+            );
         }
+        // Whatever of its group outlived it.
+        signal(*group, libc::SIGKILL);
         // Give the output readers a moment to reach end of file.
         tokio::time::sleep(Duration::from_millis(20)).await;
         self.output()
+    }
+}
+
+/// Sends `sig` to the process group `group`.
+fn signal(group: u32, sig: libc::c_int) {
+    // SAFETY: kill(2) on a process group this process started.
+    unsafe {
+        libc::kill(-(group as libc::pid_t), sig);
     }
 }
 
