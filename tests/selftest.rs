@@ -549,9 +549,107 @@ fn all_pass(h: &Arc<Harness>, profile: Profile, cases: Vec<Planned>) -> Result<(
     Ok(())
 }
 
+/// The variable that makes this binary the victim of the kill test: a
+/// run with a hanging device command, which writes its pid to the file
+/// the variable names.
+const VICTIM: &str = "DMCONF_SELFTEST_VICTIM";
+
+/// The victim's body: one case against a device that hangs (and starts a
+/// child of its own), until it is killed.
+fn victim(marker: &str) -> ExitCode {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let Ok(h) = Harness::load(root, BrokerSpec::default(), dmconf_reference::all()) else {
+        return ExitCode::FAILURE;
+    };
+    let text = format!(
+        "[sut]\ncommand = [\"sh\", \"-c\", \"echo $$ > {marker}.tmp && mv {marker}.tmp {marker}; sleep 1000 & sleep 1001\"]\n"
+    );
+    let Ok(profile) = Profile::parse(&text, Path::new("victim.toml")) else {
+        return ExitCode::FAILURE;
+    };
+    let case = h
+        .plan(&profile)
+        .into_iter()
+        .find(|p| p.name == "dmf::device::registration::thing-created");
+    if let Some(case) = case {
+        h.run(&profile, &case);
+    }
+    ExitCode::SUCCESS
+}
+
+/// Whether `docker ps` shows a container of process `owner`.
+fn containers_of(owner: u32) -> Result<bool, String> {
+    let out = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=dmconf.owner={owner}"),
+        ])
+        .output()
+        .map_err(|e| format!("docker ps: {e}"))?;
+    Ok(!out.stdout.trim_ascii().is_empty())
+}
+
+/// Whether process group `group` has a member left.
+fn group_alive(group: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("kill -0 -{group} 2>/dev/null")])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A run killed with SIGKILL leaves no container and no SUT process.
+fn kill_leaves_nothing() -> Result<(), Failed> {
+    let marker = std::env::temp_dir().join(format!("dmconf-victim-{}", std::process::id()));
+    let marker_text = marker.display().to_string();
+    let mut victim =
+        std::process::Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
+            .env(VICTIM, &marker_text)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+    let started = std::time::Instant::now();
+    let group = loop {
+        if let Ok(pid) = std::fs::read_to_string(&marker) {
+            break pid.trim().to_owned();
+        }
+        if started.elapsed() > std::time::Duration::from_secs(180) {
+            let _ = victim.kill();
+            return Err("the victim's SUT never started".into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let _ = std::fs::remove_file(&marker);
+    let owner = victim.id();
+    if !containers_of(owner)? || !group_alive(&group) {
+        let _ = victim.kill();
+        return Err("the victim runs no broker or no SUT to leave behind".into());
+    }
+    victim.kill().map_err(|e| e.to_string())?;
+    let _ = victim.wait();
+    let killed = std::time::Instant::now();
+    while killed.elapsed() < std::time::Duration::from_secs(30) {
+        if !containers_of(owner)? && !group_alive(&group) {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    Err(format!(
+        "30 s after SIGKILL: container left: {}, SUT group {group} left: {}",
+        containers_of(owner)?,
+        group_alive(&group)
+    )
+    .into())
+}
+
 fn main() -> ExitCode {
     if dmconf_harness::reaped() {
         return ExitCode::SUCCESS;
+    }
+    if let Ok(marker) = std::env::var(VICTIM) {
+        return victim(&marker);
     }
     let mut args = Arguments::from_args();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -700,6 +798,11 @@ fn main() -> ExitCode {
             all_pass(&h, profile, cases)
         }));
     }
+
+    list.push(Trial::test(
+        "interrupt::kill-9-leaves-nothing",
+        kill_leaves_nothing,
+    ));
 
     let broken = root.join("fixtures/broken-suites");
     let mut files: Vec<_> = std::fs::read_dir(&broken)
