@@ -11,7 +11,6 @@
 //!   against the critical path: the longest case, and the longest chain
 //!   of waits the suites mandate.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +24,7 @@ fn main() {
     // `cargo bench` passes `--bench`; `cargo bench -- throughput` measures
     // only what needs no broker.
     let only_throughput = std::env::args().any(|a| a == "throughput");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = dmconf_harness::root().expect("a dmconf checkout");
     let harness = Arc::new(
         Harness::load(root, BrokerSpec::default(), dmconf_reference::all()).expect("suites load"),
     );

@@ -2,5 +2,5 @@
 //! profile named by `DMCONF_PROFILE`, or against each built-in reference.
 
 fn main() -> std::process::ExitCode {
-    dmconf_harness::main(env!("CARGO_MANIFEST_DIR"), dmconf_reference::all())
+    dmconf_harness::main(dmconf_reference::all())
 }

@@ -557,7 +557,7 @@ const VICTIM: &str = "DMCONF_SELFTEST_VICTIM";
 /// The victim's body: one case against a device that hangs (and starts a
 /// child of its own), until it is killed.
 fn victim(marker: &str) -> ExitCode {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = dmconf_harness::root().expect("a dmconf checkout");
     let Ok(h) = Harness::load(root, BrokerSpec::default(), dmconf_reference::all()) else {
         return ExitCode::FAILURE;
     };
@@ -652,8 +652,8 @@ fn main() -> ExitCode {
         return victim(&marker);
     }
     let mut args = Arguments::from_args();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let harness = match Harness::load(root, BrokerSpec::default(), dmconf_reference::all()) {
+    let root = dmconf_harness::root().expect("a dmconf checkout");
+    let harness = match Harness::load(&root, BrokerSpec::default(), dmconf_reference::all()) {
         Ok(h) => Arc::new(h),
         Err(e) => {
             eprintln!("selftest: {e}");

@@ -3,6 +3,9 @@
 
 // What a user sets.
 
+/// The checkout whose suites, schemas and fixtures a run reads; the
+/// working folder by default.
+pub const ROOT: &str = "DMCONF_ROOT";
 /// The profile file of the SUT; none runs every built-in reference.
 pub const PROFILE: &str = "DMCONF_PROFILE";
 /// Another folder of suites than `suites/`.

@@ -45,6 +45,10 @@ pub enum Error {
     /// A broker operation of the harness's own failed.
     #[error("broker: {0}")]
     Transport(#[from] TransportError),
+    /// The run cannot be set up: no checkout to read, no runtime, no
+    /// evidence file.
+    #[error("cannot run: {0}")]
+    Setup(String),
     /// The SUT could not even be started (its program does not exist, a
     /// reference refused its configuration).
     #[error("cannot start the SUT: {0}")]

@@ -61,4 +61,4 @@ pub use plan::Planned;
 pub use profile::{BrokerSpec, Profile, SutSpec};
 pub use session::{Harness, Judged};
 pub use sut::{BoxFuture, Instance, Reference, References, Setup};
-pub use trials::{default_threads, main, reaped};
+pub use trials::{default_threads, main, reaped, root};

@@ -106,7 +106,7 @@ impl Harness {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
-            .map_err(|e| Error::Start(format!("cannot start the async runtime: {e}")))?;
+            .map_err(|e| Error::Setup(format!("no async runtime: {e}")))?;
         runtime.spawn(interrupted());
         Ok(Harness {
             paths,
@@ -181,7 +181,7 @@ impl Harness {
             .map(PathBuf::from)
             .unwrap_or_else(|| self.paths.root.join("target").join("dmconf-reports"));
         let file = json::JsonLines::create(&dir, "conformance")
-            .map_err(|e| Error::Start(format!("no evidence file in {}: {e}", dir.display())))?;
+            .map_err(|e| Error::Setup(format!("no evidence file in {}: {e}", dir.display())))?;
         let path = file.path().to_owned();
         file.event(&RunEvent::RunStarted {
             tool: concat!("dmconf ", env!("CARGO_PKG_VERSION")).to_owned(),

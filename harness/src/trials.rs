@@ -17,13 +17,12 @@ use crate::sut::References;
 
 /// The conformance run: every suite against the SUT of the profile that
 /// `DMCONF_PROFILE` names, or, with none, each suite against the built-in
-/// reference of its protocol and role. `root` holds `suites/`,
-/// `schemas/` and `fixtures/`.
-pub fn main(root: impl Into<PathBuf>, references: References) -> ExitCode {
+/// reference of its protocol and role, from the checkout [`root`] finds.
+pub fn main(references: References) -> ExitCode {
     if reaped() {
         return ExitCode::SUCCESS;
     }
-    match conformance(root.into(), references) {
+    match root().and_then(|root| conformance(root, references)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("dmconf: {e}");
@@ -113,6 +112,29 @@ fn conformance(root: PathBuf, references: References) -> Result<u8, Error> {
         h.shutdown();
     }
     Ok(code)
+}
+
+/// The checkout a run reads its suites, schemas and fixtures from, and
+/// writes its evidence under: `DMCONF_ROOT`, else the working folder
+/// (where `cargo test` runs a test binary: the package's root). Never a
+/// path from the time the binary was built, so that a copied checkout or
+/// an installed binary reads its own tree.
+pub fn root() -> Result<PathBuf, Error> {
+    let root = match std::env::var_os(env::ROOT) {
+        Some(r) => PathBuf::from(r),
+        None => {
+            std::env::current_dir().map_err(|e| Error::Setup(format!("no working folder: {e}")))?
+        }
+    };
+    if root.join("schemas").is_dir() {
+        Ok(root)
+    } else {
+        Err(Error::Setup(format!(
+            "{} holds no schemas/: run from a dmconf checkout, or name one in {}",
+            root.display(),
+            env::ROOT
+        )))
+    }
 }
 
 /// Does a reaper's work when this test binary was started again as one
