@@ -13,6 +13,11 @@ use tokio::time::Instant;
 use super::cx::{Cx, DRAIN_BATCH};
 use super::failure::{StepError, miss};
 use super::inbox::{Cursor, Scanned, Scope, Watch};
+use crate::sut::SutInstance;
+
+/// How often a step that waits for an answer looks whether the SUT is
+/// still there.
+const EXIT_POLL: Duration = Duration::from_millis(200);
 
 /// How a wait ended, when it did not fail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,9 +28,12 @@ pub(crate) enum Ended {
     Window,
 }
 
-/// Runs `watch` over the messages in `scope` for at most `window`.
+/// Runs `watch` over the messages in `scope` for at most `window`. A
+/// watch that waits for an answer ends at once if the SUT has exited:
+/// it can no longer come.
 pub(crate) async fn wait(
     cx: &mut Cx<'_>,
+    sut: &SutInstance,
     scope: &Scope,
     watch: &mut dyn Watch,
     window: Duration,
@@ -47,11 +55,24 @@ pub(crate) async fn wait(
             tokio::task::yield_now().await;
             continue;
         }
-        match tokio::time::timeout_at(until, cx.link.recv()).await {
+        let look = until.min(Instant::now() + EXIT_POLL);
+        match tokio::time::timeout_at(look, cx.link.recv()).await {
             Ok(Some(arrival)) => cx.ingest(arrival).await,
             // The link closed: nothing more will come.
-            Ok(None) => tokio::time::sleep_until(until).await,
+            Ok(None) => tokio::time::sleep_until(look).await,
             Err(_) => {}
+        }
+        if watch.awaits_answer()
+            && let Some(how) = sut.exited().await
+        {
+            cx.drain(DRAIN_BATCH).await;
+            if let Scanned::Stopped(at) = cx.inbox.scan(&mut cursor, scope, watch) {
+                return Ok(Ended::Stopped(at));
+            }
+            return Err(miss(
+                "the SUT is there to answer",
+                format!("{how}; it can no longer answer this step"),
+            ));
         }
     }
     if until < window_ends {

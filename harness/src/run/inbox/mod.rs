@@ -167,6 +167,11 @@ pub(crate) trait Watch {
     fn offer(&mut self, item: &Item) -> Offer;
     /// Receives a message it took.
     fn take(&mut self, item: Item);
+    /// Whether the step waits for something the SUT must send (then a
+    /// SUT that has exited ends it), rather than watching a quiet window.
+    fn awaits_answer(&self) -> bool {
+        true
+    }
 }
 
 /// Where a watch has got to: every item before `next` has been offered.

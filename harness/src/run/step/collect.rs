@@ -41,7 +41,7 @@ pub(super) async fn run(
     c: &Collect,
     step: &Step,
     cx: &mut Cx<'_>,
-    _sut: &mut SutInstance,
+    sut: &mut SutInstance,
 ) -> Result<(), StepError> {
     let message = bind(&c.message, cx)?;
     let until = bind(&c.until, cx)?;
@@ -53,7 +53,7 @@ pub(super) async fn run(
         schemas: cx.env.schemas,
         took: Vec::new(),
     };
-    let ended = wait(cx, &scope, &mut seq, window).await?;
+    let ended = wait(cx, sut, &scope, &mut seq, window).await?;
     let step_index = cx.step;
     cx.taken
         .extend(seq.took.iter().map(|i| (i.entry, step_index)));

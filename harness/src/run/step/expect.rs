@@ -36,7 +36,7 @@ pub(super) async fn run(
     e: &Expect,
     step: &Step,
     cx: &mut Cx<'_>,
-    _sut: &mut SutInstance,
+    sut: &mut SutInstance,
 ) -> Result<(), StepError> {
     let pattern = bind(&e.message, cx)?;
     let scope = cx.answer_scope(&e.after, e.own);
@@ -47,7 +47,7 @@ pub(super) async fn run(
         schemas,
         took: None,
     };
-    match wait(cx, &scope, &mut first, window).await? {
+    match wait(cx, sut, &scope, &mut first, window).await? {
         Ended::Stopped(at) => {
             cx.taken.push((at, cx.step));
             mark_after(cx, step, at);

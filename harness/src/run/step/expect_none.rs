@@ -30,13 +30,17 @@ impl Watch for Any<'_> {
     }
 
     fn take(&mut self, _: Item) {}
+
+    fn awaits_answer(&self) -> bool {
+        false
+    }
 }
 
 pub(super) async fn run(
     e: &ExpectNone,
     _step: &Step,
     cx: &mut Cx<'_>,
-    _sut: &mut SutInstance,
+    sut: &mut SutInstance,
 ) -> Result<(), StepError> {
     let pattern = super::bind(&e.message, cx)?;
     let during = scaled(cx, e.during.0);
@@ -47,7 +51,7 @@ pub(super) async fn run(
         schemas: cx.env.schemas,
         seen: None,
     };
-    match wait(cx, &scope, &mut any, during).await? {
+    match wait(cx, sut, &scope, &mut any, during).await? {
         Ended::Window => Ok(()),
         Ended::Stopped(_) => Err(StepError::Failed(Box::new(Miss {
             expected: format!("for {during:?}, no message with {}", pattern.describe()),

@@ -32,6 +32,10 @@ impl Watch for Refusal {
     }
 
     fn take(&mut self, _: Item) {}
+
+    fn awaits_answer(&self) -> bool {
+        self.take
+    }
 }
 
 /// The message id of what step `of` sent, when refusals can be observed.
@@ -64,7 +68,7 @@ pub(super) async fn refused(
     r: &ExpectRefused,
     _step: &Step,
     cx: &mut Cx<'_>,
-    _sut: &mut SutInstance,
+    sut: &mut SutInstance,
 ) -> Result<(), StepError> {
     let window = within(cx, r.within);
     let mut watch = Refusal {
@@ -72,7 +76,7 @@ pub(super) async fn refused(
         take: true,
         seen: None,
     };
-    match wait(cx, &refusals(), &mut watch, window).await? {
+    match wait(cx, sut, &refusals(), &mut watch, window).await? {
         Ended::Stopped(at) => {
             cx.taken.push((at, cx.step));
             Ok(())
@@ -91,7 +95,7 @@ pub(super) async fn accepted(
     a: &ExpectAccepted,
     _step: &Step,
     cx: &mut Cx<'_>,
-    _sut: &mut SutInstance,
+    sut: &mut SutInstance,
 ) -> Result<(), StepError> {
     let during = scaled(cx, a.during.0);
     cx.mandated += during;
@@ -100,7 +104,7 @@ pub(super) async fn accepted(
         take: false,
         seen: None,
     };
-    match wait(cx, &refusals(), &mut watch, during).await? {
+    match wait(cx, sut, &refusals(), &mut watch, during).await? {
         Ended::Window => Ok(()),
         Ended::Stopped(_) => {
             let mut e = miss(

@@ -17,16 +17,20 @@ impl Watch for Idle {
     }
 
     fn take(&mut self, _: Item) {}
+
+    fn awaits_answer(&self) -> bool {
+        false
+    }
 }
 
 pub(super) async fn run(
     w: &Wait,
     _step: &Step,
     cx: &mut Cx<'_>,
-    _sut: &mut SutInstance,
+    sut: &mut SutInstance,
 ) -> Result<(), StepError> {
     let d = scaled(cx, w.duration.0);
     cx.mandated += d;
     let scope = cx.quiet_scope(&None, true);
-    wait(cx, &scope, &mut Idle, d).await.map(|_| ())
+    wait(cx, sut, &scope, &mut Idle, d).await.map(|_| ())
 }
