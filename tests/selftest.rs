@@ -644,6 +644,49 @@ fn kill_leaves_nothing() -> Result<(), Failed> {
     .into())
 }
 
+/// A SUT that prints its secrets, and the broker's password, where a
+/// failure shows its output: none of them may be shown.
+fn secrets_never_shown(h: &Harness) -> Result<(), Failed> {
+    let secrets = ["tok-5f1c0a", "pw-8e2a91", "sp-77d0b3"];
+    let text = format!(
+        r#"
+        [sut]
+        command = ["sh", "-c", "echo \"$API_TOKEN $DB_PASSWORD $SPECIAL $DMCONF_AMQP_URL\"; env; exit 1"]
+        env = {{ API_TOKEN = "{}", DB_PASSWORD = "{}", SPECIAL = "{}" }}
+        secret_env = ["SPECIAL"]
+        "#,
+        secrets[0], secrets[1], secrets[2]
+    );
+    let profile = Profile::parse(&text, Path::new("secrets.toml"))
+        .and_then(|p| h.resolve(p))
+        .map_err(|e| Failed::from(e.to_string()))?;
+    let case = h
+        .plan(&profile)
+        .into_iter()
+        .find(|p| p.name == "dmf::device::registration::thing-created")
+        .ok_or("no registration case")?;
+    let judged = h.run(&profile, &case);
+    let shown = format!(
+        "{}\n{}",
+        judged.text,
+        serde_json::to_string(&judged.verdict).map_err(|e| e.to_string())?
+    );
+    if !shown.contains("API_TOKEN=***") {
+        return Err(format!("the SUT's output is not in the verdict:\n{shown}").into());
+    }
+    for s in secrets {
+        if shown.contains(s) {
+            return Err(format!("`{s}` is shown:\n{shown}").into());
+        }
+    }
+    let logins = shown.matches("amqp://dmconf:").count();
+    let hidden = shown.matches("amqp://dmconf:***@").count();
+    if logins != hidden || logins == 0 {
+        return Err(format!("a broker password is shown:\n{shown}").into());
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     if dmconf_harness::reaped() {
         return ExitCode::SUCCESS;
@@ -803,6 +846,10 @@ fn main() -> ExitCode {
         "interrupt::kill-9-leaves-nothing",
         kill_leaves_nothing,
     ));
+    let h = harness.clone();
+    list.push(Trial::test("secrets::never-shown", move || {
+        secrets_never_shown(&h)
+    }));
 
     let broken = root.join("fixtures/broken-suites");
     let mut files: Vec<_> = std::fs::read_dir(&broken)

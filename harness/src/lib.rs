@@ -47,6 +47,7 @@ mod reaper;
 mod report;
 mod run;
 mod schema;
+mod secrets;
 mod session;
 pub mod suite;
 mod sut;

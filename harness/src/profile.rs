@@ -55,6 +55,9 @@ pub struct Profile {
     /// What every thing and device id of the run starts with; twelve hex
     /// digits follow.
     pub id_prefix: String,
+    /// Names of the SUT's environment variables whose values are secrets
+    /// (beside those whose names say so), never shown.
+    pub secret_env: Vec<String>,
 }
 
 /// The default start of thing and device ids.
@@ -232,6 +235,8 @@ struct RawSut {
     capabilities: Vec<String>,
     #[serde(default)]
     hooks: BTreeMap<String, Hook>,
+    #[serde(default)]
+    secret_env: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -313,6 +318,7 @@ impl Profile {
             dmf: DmfNames::default(),
             limits: Limits::default(),
             id_prefix: ID_PREFIX.to_owned(),
+            secret_env: Vec::new(),
         }
     }
 
@@ -464,6 +470,7 @@ impl Profile {
             limits,
             role,
             id_prefix,
+            secret_env: raw.sut.secret_env.clone(),
             tenant: raw.sut.tenant,
             mgmt: raw.sut.mgmt.map(|m| MgmtSpec {
                 url: m.url,

@@ -210,7 +210,7 @@ impl Harness {
             let shared_sut = match shared_sut.transpose() {
                 Ok(s) => s,
                 Err(unready) => {
-                    return crate::run::unready(planned, unready, &mut sink);
+                    return crate::run::unready(planned, profile, unready, &mut sink);
                 }
             };
             let env = RunEnv {

@@ -15,6 +15,7 @@ use crate::event::{Failure, Observed, Outcome, RunEvent, Sink, StepRef, Verdict}
 use crate::matching::{self, Bound};
 use crate::plan::Planned;
 use crate::protocol::{Open, short_id};
+use crate::secrets::Secrets;
 use crate::suite::{Generator, Step, VarSpec};
 use crate::sut::{Started, SutInstance, Unready};
 
@@ -46,17 +47,18 @@ pub(crate) async fn run_case(env: &RunEnv<'_>, planned: &Planned, sink: &mut dyn
         }
         Ok(opened) => {
             started = Instant::now();
+            let secrets = Secrets::of(env.profile, &opened.env);
             verdict.tenant = opened.ids.tenant.clone();
             verdict.thing_id = opened.ids.thing_id.clone();
             match SutInstance::start(env, &opened.env).await {
                 Started::Harness(e) => {
                     verdict.outcome = Outcome::Error {
-                        error: e.to_string(),
+                        error: secrets.hide(&e.to_string()),
                     };
                     opened.link.close().await;
                 }
                 Started::Failed(why) => {
-                    verdict.outcome = failed_early(planned, "the SUT starts", why);
+                    verdict.outcome = failed_early(planned, "the SUT starts", secrets.hide(&why));
                     opened.link.close().await;
                 }
                 Started::Running(mut sut) => {
@@ -90,7 +92,7 @@ pub(crate) async fn run_case(env: &RunEnv<'_>, planned: &Planned, sink: &mut dyn
                     verdict.outcome = match ended {
                         Ok(()) => Outcome::Passed,
                         Err((_, StepError::Harness(e))) => Outcome::Error {
-                            error: e.to_string(),
+                            error: secrets.hide(&e.to_string()),
                         },
                         Err((at, StepError::Failed(miss))) => {
                             let mut notes = std::mem::take(&mut cx.notes);
@@ -99,11 +101,11 @@ pub(crate) async fn run_case(env: &RunEnv<'_>, planned: &Planned, sink: &mut dyn
                             Outcome::Failed(Box::new(Failure {
                                 requirements: requirements(planned),
                                 step: at,
-                                expected: miss.expected,
-                                actual: miss.actual,
+                                expected: secrets.hide(&miss.expected),
+                                actual: secrets.hide(&miss.actual),
                                 pattern: miss.pattern,
                                 observed: miss.observed,
-                                notes,
+                                notes: notes.iter().map(|n| secrets.hide(n)).collect(),
                             }))
                         }
                     };
@@ -112,7 +114,7 @@ pub(crate) async fn run_case(env: &RunEnv<'_>, planned: &Planned, sink: &mut dyn
                     verdict.taken = std::mem::take(&mut cx.taken);
                     verdict.mandated_wait = cx.mandated;
                     let Cx { link, .. } = cx;
-                    verdict.sut_output = sut.stop().await;
+                    verdict.sut_output = secrets.hide(&sut.stop().await);
                     link.close().await;
                 }
             }
@@ -127,15 +129,23 @@ pub(crate) async fn run_case(env: &RunEnv<'_>, planned: &Planned, sink: &mut dyn
 
 /// The verdict of a case whose server command never got ready (it is
 /// started once for the run, before any case can open).
-pub(crate) fn unready(planned: &Planned, why: Unready, sink: &mut dyn Sink) -> Verdict {
+pub(crate) fn unready(
+    planned: &Planned,
+    profile: &crate::profile::Profile,
+    why: Unready,
+    sink: &mut dyn Sink,
+) -> Verdict {
+    let secrets = Secrets::of(profile, &[]);
     let mut verdict = begin(planned, sink);
     verdict.outcome = match why {
         Unready::Harness(e) => Outcome::Error {
-            error: e.to_string(),
+            error: secrets.hide(&e.to_string()),
         },
-        Unready::Sut(why) => {
-            failed_early(planned, "the server under test starts and is ready", why)
-        }
+        Unready::Sut(why) => failed_early(
+            planned,
+            "the server under test starts and is ready",
+            secrets.hide(&why),
+        ),
     };
     sink.event(&RunEvent::CaseFinished {
         verdict: Box::new(verdict.clone()),
