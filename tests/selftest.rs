@@ -1,10 +1,14 @@
-//! The self-test: proves that the suites can fail. Each row of the fault
-//! tables starts a reference implementation (the device for device
-//! suites, the server for server suites) with one realistic mistake and
-//! runs one case against it; the row passes only if the case fails, at
-//! the step the row names. Two more checks keep the table honest: every case
-//! has a row, and every fault of the catalogue is used. Broken suite files
-//! under `fixtures/broken-suites/` must be reported at the line and column
+//! The self-test: proves that the suites can fail, and only when they
+//! should. Each row of the fault tables starts a reference implementation
+//! with one mistake (realistic, or hostile: bombs, floods, huge or
+//! malformed messages) and runs one case against it; the row passes only
+//! if the case fails, at the step the row names. Two checks keep the table
+//! honest: every case has a row, and every fault of the catalogue is used.
+//! Each legal variant of a reference (requests of its own, polls) must
+//! pass every case of its role. Then: the references run as commands, a
+//! run killed with SIGKILL leaves nothing behind, secrets are never shown,
+//! hostile SUTs keep the process's memory bounded, and broken suite files
+//! under `fixtures/broken-suites/` are reported at the line and column
 //! their first line announces.
 
 use std::path::Path;
@@ -137,6 +141,31 @@ const DEVICE_FAULTS: &[(&str, &str, &str)] = &[
         "double-install",
         "dmf::device::idempotency::reregistration",
         "installed-once",
+    ),
+    (
+        "huge-registration",
+        "dmf::device::registration::thing-created",
+        "registration",
+    ),
+    (
+        "exits-at-once",
+        "dmf::device::registration::thing-created",
+        "registration",
+    ),
+    (
+        "never-registers",
+        "dmf::device::registration::thing-created",
+        "registration",
+    ),
+    (
+        "floods-instead-of-registering",
+        "dmf::device::registration::thing-created",
+        "registration",
+    ),
+    (
+        "deeply-nested-status",
+        "dmf::device::download-and-install::lifecycle",
+        "statuses",
     ),
 ];
 
@@ -368,6 +397,26 @@ const ABILITY_DEVICE_FAULTS: &[(&str, &str, &str)] = &[
     ),
     (
         "publishes-qos2",
+        "ability::device::requests::well-formed-request",
+        "expect",
+    ),
+    (
+        "sends-gzip-bomb",
+        "ability::device::compression::gzip-declared-is-gzip",
+        "expect",
+    ),
+    (
+        "sends-deflate-bomb",
+        "ability::device::compression::deflate-declared-is-deflate",
+        "expect",
+    ),
+    (
+        "malformed-property-bag",
+        "ability::device::requests::context-as-given",
+        "expect",
+    ),
+    (
+        "non-utf8-body",
         "ability::device::requests::well-formed-request",
         "expect",
     ),
@@ -687,6 +736,74 @@ fn secrets_never_shown(h: &Harness) -> Result<(), Failed> {
     Ok(())
 }
 
+/// The resident memory of this process, in KiB.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The largest this process may grow while hostile SUTs run: 1 GiB.
+const RSS_BOUND_KIB: u64 = 1 << 20;
+
+/// Hostile SUTs at once (a 50 MB message, two compression bombs of 64 MiB,
+/// a flood): each case fails, and the test process stays under
+/// [`RSS_BOUND_KIB`] throughout.
+fn bounded_memory(h: &Arc<Harness>, planned: &[Planned]) -> Result<(), Failed> {
+    let hostile = [
+        (
+            "huge-registration",
+            "dmf::device::registration::thing-created",
+        ),
+        (
+            "floods-instead-of-registering",
+            "dmf::device::registration::thing-created",
+        ),
+        (
+            "sends-gzip-bomb",
+            "ability::device::compression::gzip-declared-is-gzip",
+        ),
+        (
+            "sends-deflate-bomb",
+            "ability::device::compression::deflate-declared-is-deflate",
+        ),
+    ];
+    let mut runs = Vec::new();
+    for (fault, case) in hostile {
+        let p = planned
+            .iter()
+            .find(|p| p.name == case)
+            .cloned()
+            .ok_or_else(|| format!("no case named {case}"))?;
+        let (protocol, role) = protocol_and_role(case);
+        let profile = h
+            .reference(protocol, role, Some(fault), None)
+            .map_err(|e| Failed::from(e.to_string()))?;
+        let h = h.clone();
+        runs.push((fault, std::thread::spawn(move || h.run(&profile, &p))));
+    }
+    let mut peak = rss_kib();
+    while runs.iter().any(|(_, r)| !r.is_finished()) {
+        peak = peak.max(rss_kib());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    for (fault, run) in runs {
+        let judged = run.join().map_err(|_| "a case panicked")?;
+        if judged.verdict.failure().is_none() {
+            return Err(format!("the case did not fail against `{fault}`").into());
+        }
+    }
+    if peak > RSS_BOUND_KIB {
+        return Err(format!("the test process grew to {peak} KiB").into());
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     if dmconf_harness::reaped() {
         return ExitCode::SUCCESS;
@@ -849,6 +966,10 @@ fn main() -> ExitCode {
     let h = harness.clone();
     list.push(Trial::test("secrets::never-shown", move || {
         secrets_never_shown(&h)
+    }));
+    let (h, cases) = (harness.clone(), planned.clone());
+    list.push(Trial::test("hostile::bounded-memory", move || {
+        bounded_memory(&h, &cases)
     }));
 
     let broken = root.join("fixtures/broken-suites");

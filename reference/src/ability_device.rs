@@ -40,8 +40,20 @@ crate::fault_catalogue! {
         DeflateSendsGzip = "deflate-sends-gzip",
         /// Publishes its requests at QoS 2.
         PublishesQos2 = "publishes-qos2",
+        /// Pads a gzip body with 64 MiB of whitespace: a compression bomb
+        /// of about 64 KiB on the wire.
+        SendsGzipBomb = "sends-gzip-bomb",
+        /// The same with deflate.
+        SendsDeflateBomb = "sends-deflate-bomb",
+        /// Writes a property bag with a broken percent-escape.
+        MalformedPropertyBag = "malformed-property-bag",
+        /// Sends a body that is not UTF-8.
+        NonUtf8Body = "non-utf8-body",
     }
 }
+
+/// How much whitespace a bomb inflates to.
+const BOMB: usize = 64 << 20;
 
 /// The hooks the reference device offers.
 pub const HOOKS: [&str; 2] = ["perform", "received"];
@@ -370,6 +382,20 @@ impl AbilityDeviceHandle {
             msg.body = ability::compress("gzip", &msg.body);
             msg.raw = true;
         }
+        let bomb = match fault {
+            Some(AbilityDeviceFault::SendsGzipBomb) => encoding == "gzip",
+            Some(AbilityDeviceFault::SendsDeflateBomb) => encoding == "deflate",
+            _ => false,
+        };
+        if bomb {
+            let mut padded = std::mem::take(&mut msg.body);
+            padded.resize(padded.len() + BOMB, b' ');
+            msg.body = ability::compress(encoding, &padded);
+            msg.raw = true;
+        }
+        if fault == Some(AbilityDeviceFault::NonUtf8Body) {
+            msg.body.splice(1..1, [0xff, 0xfe]);
+        }
         let size = ability::iothub_size(&msg);
         let limit = self.inner.cfg.limits.d2c;
         if size > limit && fault != Some(AbilityDeviceFault::SendsOversizedD2c) {
@@ -387,7 +413,10 @@ impl AbilityDeviceHandle {
                 }
             }
         }
-        let (topic, payload) = ability::to_wire(&msg);
+        let (mut topic, payload) = ability::to_wire(&msg);
+        if fault == Some(AbilityDeviceFault::MalformedPropertyBag) {
+            topic.push_str("&broken=%G1");
+        }
         let mut client = self.inner.client.lock().await;
         let client = client.as_mut().ok_or("the device is stopped")?;
         if fault == Some(AbilityDeviceFault::PublishesQos2) {

@@ -72,6 +72,17 @@ crate::fault_catalogue! {
         IgnoresAttributeRequest = "ignores-attribute-request",
         /// Sends UPDATE_ATTRIBUTES without the `thingId` header.
         AttributesWithoutThingId = "attributes-without-thing-id",
+        /// Registers with a 50 MB body.
+        HugeRegistration = "huge-registration",
+        /// Reports statuses whose body nests 10,000 levels deep.
+        DeeplyNestedStatus = "deeply-nested-status",
+        /// Exits at once, before it registers.
+        ExitsAtOnce = "exits-at-once",
+        /// Connects, and never registers.
+        NeverRegisters = "never-registers",
+        /// Sends attribute updates as fast as it can, for ever, and never
+        /// registers.
+        FloodsInsteadOfRegistering = "floods-instead-of-registering",
     }
 }
 
@@ -266,7 +277,33 @@ pub async fn start(cfg: DeviceConfig) -> Result<DeviceHandle, String> {
             device.report_attributes(i).await?;
         }
     }
-    device.register().await?;
+    match device.cfg.fault {
+        Some(DeviceFault::ExitsAtOnce) => {
+            device.client.close().await;
+            return Ok(DeviceHandle {
+                task: tokio::spawn(async {}),
+                chatter: None,
+                device,
+            });
+        }
+        Some(DeviceFault::NeverRegisters) => {}
+        Some(DeviceFault::FloodsInsteadOfRegistering) => {
+            let d = device.clone();
+            let flood = tokio::spawn(async move {
+                for n in 0.. {
+                    if d.report_attributes(n).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            return Ok(DeviceHandle {
+                task: tokio::spawn(std::future::pending()),
+                chatter: Some(flood),
+                device,
+            });
+        }
+        _ => device.register().await?,
+    }
     let chatter = (device.cfg.variant == Some(Variant::PollsAndReports)).then(|| {
         let d = device.clone();
         tokio::spawn(async move { d.chatter().await })
@@ -303,7 +340,14 @@ impl Device {
         if !self.has(DeviceFault::NoReplyTo) {
             props["reply_to"] = json!(self.reply_to);
         }
-        self.send(headers, props, Vec::new()).await
+        let body = if self.has(DeviceFault::HugeRegistration) {
+            props["content_type"] = json!("application/json");
+            let name = "x".repeat(50_000_000);
+            json!({"name": name}).to_string().into_bytes()
+        } else {
+            Vec::new()
+        };
+        self.send(headers, props, body).await
     }
 
     /// What a device of the `polls-and-reports` variant sends of its own
@@ -367,11 +411,24 @@ impl Device {
         } else {
             status
         };
+        if self.has(DeviceFault::DeeplyNestedStatus) {
+            let depth = 10_000;
+            let nested = format!(
+                "{{\"actionId\":{id},\"actionStatus\":\"{status}\",\"message\":{}{}}}",
+                "[".repeat(depth),
+                "]".repeat(depth)
+            );
+            return self.send_status(nested.into_bytes()).await;
+        }
         let body = json!({"actionId": id, "actionStatus": status, "message": [text]});
         self.event_status(body).await;
     }
 
     async fn event_status(&self, body: Value) {
+        self.send_status(body.to_string().into_bytes()).await
+    }
+
+    async fn send_status(&self, body: Vec<u8>) {
         let headers = json!({
             "type": "EVENT",
             "topic": "UPDATE_ACTION_STATUS",
@@ -383,9 +440,7 @@ impl Device {
         } else {
             json!({"content_type": "application/json"})
         };
-        let _ = self
-            .send(headers, props, body.to_string().into_bytes())
-            .await;
+        let _ = self.send(headers, props, body).await;
     }
 
     /// Handles one message; `false` ends the device's message loop.

@@ -26,6 +26,20 @@ type Result<T> = std::result::Result<T, TransportError>;
 /// Bound on every broker operation.
 const OP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The largest AMQP frame the harness's connections ask for: the AMQP
+/// minimum's double, well above any DMF message's headers; bodies span
+/// frames.
+pub const FRAME_MAX: u32 = 16_384;
+
+/// `url` with `frame_max` set to [`FRAME_MAX`] unless it sets one.
+fn with_frame_max(url: &str) -> String {
+    if url.contains("frame_max=") {
+        return url.to_owned();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}frame_max={FRAME_MAX}")
+}
+
 /// How a queue is declared.
 #[derive(Clone, Debug, Default)]
 pub struct QueueSpec {
@@ -81,10 +95,15 @@ fn classify(what: &str, e: &lapin::Error) -> TransportError {
 
 impl AmqpClient {
     /// Connects to `url` (`amqp://user:pass@host:port/vhost`).
+    ///
+    /// Unless the URL says otherwise, frames are at most [`FRAME_MAX`]
+    /// bytes: lapin keeps buffers of a few dozen frames per connection,
+    /// and a run holds a hundred connections and more.
     pub async fn connect(url: &str) -> Result<Self> {
+        let url = with_frame_max(url);
         let conn = bounded(
             "connect",
-            Connection::connect(url, ConnectionProperties::default()),
+            Connection::connect(&url, ConnectionProperties::default()),
         )
         .await?;
         let channel = Self::open_channel(&conn).await?;
