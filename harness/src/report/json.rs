@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use crate::event::RunEvent;
 
-/// Writes events to `<dir>/<prefix>-<time>-<pid>.jsonl`.
+/// Writes events to `<dir>/<prefix>-<time>-<random>.jsonl`.
 pub(crate) struct JsonLines {
     path: PathBuf,
     out: Mutex<BufWriter<File>>,
@@ -23,26 +23,15 @@ impl JsonLines {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis())
             .unwrap_or_default();
-        let stem = format!("{prefix}-{millis}-{}", std::process::id());
-        let mut n = 0;
-        loop {
-            let name = if n == 0 {
-                format!("{stem}.jsonl")
-            } else {
-                format!("{stem}-{n}.jsonl")
-            };
-            let path = dir.join(name);
-            match File::create_new(&path) {
-                Ok(file) => {
-                    return Ok(JsonLines {
-                        path,
-                        out: Mutex::new(BufWriter::new(file)),
-                    });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 100 => n += 1,
-                Err(e) => return Err(e),
-            }
-        }
+        // Time and randomness, not a process id: two runs in separate pid
+        // namespaces must not meet; created exclusively all the same.
+        let random = &uuid::Uuid::new_v4().simple().to_string()[..8];
+        let path = dir.join(format!("{prefix}-{millis}-{random}.jsonl"));
+        let file = File::create_new(&path)?;
+        Ok(JsonLines {
+            path,
+            out: Mutex::new(BufWriter::new(file)),
+        })
     }
 
     /// Where the file is.
