@@ -453,6 +453,54 @@ fn body_regexes(v: &Value, path: &str, out: &mut Vec<(String, String)>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn schemas() -> &'static SchemaStore {
+        static STORE: std::sync::LazyLock<SchemaStore> = std::sync::LazyLock::new(|| {
+            let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas");
+            SchemaStore::load(std::path::Path::new(dir)).expect("the schemas")
+        });
+        &STORE
+    }
+
+    fn check(text: &str, schemas: &SchemaStore) {
+        let fixture = |_: &str| Err("no fixtures".to_owned());
+        let cx = Context {
+            schemas,
+            fixture: &fixture,
+        };
+        if let Err(errors) = parse(text, "fuzz.yaml", &cx) {
+            for e in errors.0 {
+                assert!(e.location.line >= 1 && e.location.column >= 1, "{e}");
+            }
+        }
+    }
+
+    /// A real suite, to cut and splice.
+    const SUITE: &str = include_str!("../../../suites/dmf/device/cancel.yaml");
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// Any text is a suite or a list of located errors: never a panic.
+        #[test]
+        fn any_text_loads_or_is_located(text in "\\PC{0,300}") {
+            check(&text, schemas());
+        }
+
+        /// A real suite with a piece cut out and other text put in.
+        #[test]
+        fn a_damaged_suite_loads_or_is_located(
+            at in 0..SUITE.len(),
+            cut in 0usize..80,
+            put in "[ -~\n]{0,40}",
+        ) {
+            let at = SUITE.floor_char_boundary(at);
+            let end = SUITE.floor_char_boundary((at + cut).min(SUITE.len()));
+            let text = format!("{}{put}{}", &SUITE[..at], &SUITE[end..]);
+            check(&text, schemas());
+        }
+    }
 
     /// The schema's step keys are the step kinds the engine knows.
     #[test]

@@ -516,3 +516,57 @@ fn decode(exchange: &str, props: &BasicProperties, body: Vec<u8>) -> Message {
         raw: false,
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Any AMQP field value, nested a few levels.
+    fn value() -> impl Strategy<Value = AMQPValue> {
+        let leaf = prop_oneof![
+            any::<bool>().prop_map(AMQPValue::Boolean),
+            any::<i64>().prop_map(AMQPValue::LongLongInt),
+            any::<f64>().prop_map(AMQPValue::Double),
+            any::<i8>().prop_map(AMQPValue::ShortShortInt),
+            proptest::collection::vec(any::<u8>(), 0..40)
+                .prop_map(|b| AMQPValue::LongString(LongString::from(b))),
+            any::<u64>().prop_map(AMQPValue::Timestamp),
+            Just(AMQPValue::Void),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4)
+                    .prop_map(|v| AMQPValue::FieldArray(v.into())),
+                proptest::collection::btree_map("[a-z]{1,6}", inner, 0..4).prop_map(|m| {
+                    let mut t = FieldTable::default();
+                    for (k, v) in m {
+                        t.insert(k.as_str().into(), v);
+                    }
+                    AMQPValue::FieldTable(t)
+                }),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Whatever a delivery carries, it becomes a message, and its view
+        /// and correlation are read without a panic.
+        #[test]
+        fn any_delivery_becomes_a_message(
+            headers in proptest::collection::btree_map("\\PC{1,10}", value(), 0..6),
+            body in proptest::collection::vec(any::<u8>(), 0..200),
+        ) {
+            let mut table = FieldTable::default();
+            for (k, v) in headers {
+                table.insert(k.as_str().into(), v);
+            }
+            let props = BasicProperties::default().with_headers(table);
+            let msg = decode("x", &props, body);
+            let (view, _) = msg.view();
+            let _ = crate::protocol::Protocol::Dmf.correlation(&view);
+            let _ = crate::protocol::Protocol::Dmf.schema_of(crate::suite::Role::Device, &view);
+            let _ = msg.render("");
+        }
+    }
+}

@@ -150,3 +150,30 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a topic carries, decoding it answers, and never panics.
+        #[test]
+        fn any_bag_decodes_or_says_why(bag in "\\PC{0,200}") {
+            let _ = decode(&bag);
+        }
+
+        /// Whatever the properties, they come back as they were sent (in
+        /// any order: a bag's order means nothing).
+        #[test]
+        fn properties_round_trip(
+            app in proptest::collection::btree_map("[a-zA-Z][\\PC]{0,12}", proptest::option::of("\\PC{0,24}"), 0..6)
+        ) {
+            let app: Vec<Property> = app.into_iter().collect();
+            let bag = encode(&[], &app);
+            let mut back = decode(&bag).expect("a bag dmconf wrote decodes");
+            back.sort();
+            prop_assert_eq!(back, app);
+        }
+    }
+}
