@@ -76,7 +76,55 @@ fn throughput(harness: &Harness) {
     println!("  pending / empty:             {:>10.2}", pending / empty);
 }
 
-/// The time to a verdict for a device that floods before it registers.
+/// The resident memory of this process, in MiB.
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map(|kib| kib / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// Runs one case, sampling this process's memory meanwhile: the verdict,
+/// the wall time, the memory before and at its peak.
+fn measured(harness: &Harness, profile: &Profile, case: &str) -> (bool, usize, Duration, f64, f64) {
+    let planned = harness
+        .plan(profile)
+        .into_iter()
+        .find(|p| p.name == case)
+        .expect("the case");
+    let before = rss_mib();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (judged, took, peak) = std::thread::scope(|s| {
+        let sampler = s.spawn(|| {
+            let mut peak = before;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss_mib());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            peak
+        });
+        let began = Instant::now();
+        let judged = harness.run(profile, &planned);
+        let took = began.elapsed();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        (judged, took, sampler.join().expect("the sampler"))
+    });
+    (
+        judged.verdict.passed(),
+        judged.verdict.arrived,
+        took,
+        before,
+        peak,
+    )
+}
+
+/// The time to a verdict, and the memory, for a device that floods
+/// before it registers and for one that sends a compression bomb.
 fn flood(harness: &Harness) {
     let limit = Duration::from_secs(60);
     let mut profile = harness
@@ -85,31 +133,17 @@ fn flood(harness: &Harness) {
     profile.timeouts.case = limit;
     // Windows longer than the case, so that the case limit binds.
     profile.timeouts.scale = 10.0;
-    let case = harness
-        .plan(&profile)
-        .into_iter()
-        .find(|p| p.name == "dmf::device::registration::thing-created")
-        .expect("the registration case");
-    let began = Instant::now();
-    let judged = harness.run(&profile, &case);
-    let took = began.elapsed();
+    let case = "dmf::device::registration::thing-created";
+    let (passed, arrived, took, before, peak) = measured(harness, &profile, case);
     let bound = limit.mul_f64(1.05);
     println!(
-        "a device that sends {} attribute updates, then registers ({}):",
+        "a device that sends {} attribute updates, then registers ({case}):",
         dmconf_reference::dmf_device::FLOOD,
-        case.name
     );
-    println!(
-        "  messages taken in:           {:>10}",
-        judged.verdict.arrived
-    );
+    println!("  messages taken in:           {arrived:>10}");
     println!(
         "  verdict:                     {:>10}",
-        if judged.verdict.passed() {
-            "passed"
-        } else {
-            "not passed"
-        }
+        if passed { "passed" } else { "not passed" }
     );
     println!(
         "  time to verdict:             {:>10.2} s  (case limit {} s; bound {:.0} s: {})",
@@ -118,6 +152,27 @@ fn flood(harness: &Harness) {
         bound.as_secs_f64(),
         if took <= bound { "within" } else { "OVER" }
     );
+    println!("  RSS before, at peak:         {before:>10.0} MiB, {peak:.0} MiB");
+    let bomb = harness
+        .reference(
+            Protocol::Ability,
+            Role::Device,
+            Some("sends-gzip-bomb"),
+            None,
+        )
+        .expect("the bomb fault");
+    let case = "ability::device::compression::gzip-declared-is-gzip";
+    let (passed, _, took, before, peak) = measured(harness, &bomb, case);
+    println!("a device that sends a gzip bomb of 64 MiB ({case}):");
+    println!(
+        "  verdict:                     {:>10}",
+        if passed { "passed" } else { "failed" }
+    );
+    println!(
+        "  time to verdict:             {:>10.2} s",
+        took.as_secs_f64()
+    );
+    println!("  RSS before, at peak:         {before:>10.0} MiB, {peak:.0} MiB");
 }
 
 /// Runs every case of the profile's role at once and prints the wall
