@@ -736,6 +736,67 @@ fn secrets_never_shown(h: &Harness) -> Result<(), Failed> {
     Ok(())
 }
 
+/// Device commands that never connect, one of them deaf to SIGTERM: each
+/// case fails within its limit, and stopping the SUT ends its whole
+/// process group.
+fn hostile_commands(h: &Arc<Harness>, planned: &[Planned]) -> Result<(), Failed> {
+    let case = planned
+        .iter()
+        .find(|p| p.name == "dmf::device::registration::thing-created")
+        .cloned()
+        .ok_or("no registration case")?;
+    for (name, command) in [
+        (
+            "hangs-before-connecting",
+            "echo $$ > {m}; sleep 1000 & sleep 1001",
+        ),
+        (
+            "ignores-sigterm",
+            "trap '' TERM; echo $$ > {m}; sleep 1000 & sleep 1001",
+        ),
+    ] {
+        let marker = std::env::temp_dir().join(format!("dmconf-{name}-{}", std::process::id()));
+        let command = command.replace("{m}", &marker.display().to_string());
+        let text = format!(
+            "[sut]\ncommand = [\"sh\", \"-c\", \"{command}\"]\nstop_timeout = \"1s\"\n[timeouts]\ncase = \"3s\"\n"
+        );
+        let profile = Profile::parse(&text, Path::new("hostile.toml"))
+            .and_then(|p| h.resolve(p))
+            .map_err(|e| Failed::from(e.to_string()))?;
+        let judged = h.run(&profile, &case);
+        let group = std::fs::read_to_string(&marker).unwrap_or_default();
+        let _ = std::fs::remove_file(&marker);
+        let limit =
+            std::time::Duration::from_secs(3).mul_f64(1.05) + std::time::Duration::from_secs(2);
+        if judged.verdict.failure().is_none() {
+            return Err(format!("{name}: the case did not fail").into());
+        }
+        if judged.verdict.duration > limit {
+            return Err(format!("{name}: the case took {:?}", judged.verdict.duration).into());
+        }
+        let stopped = std::time::Instant::now();
+        while group_alive(group.trim()) && stopped.elapsed() < std::time::Duration::from_secs(5) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        if group.trim().is_empty() || group_alive(group.trim()) {
+            let ps = std::process::Command::new("ps")
+                .args(["-o", "pid,ppid,stat,cmd", "-g", group.trim()])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            return Err(format!("{name}: the SUT's process group {group} is left:\n{ps}").into());
+        }
+        if name == "ignores-sigterm" && !judged.text.contains("ignored SIGTERM and was killed") {
+            return Err(format!(
+                "{name}: the output does not say it was killed:\n{}",
+                judged.text
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
 /// The resident memory of this process, in KiB.
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -970,6 +1031,10 @@ fn main() -> ExitCode {
     let (h, cases) = (harness.clone(), planned.clone());
     list.push(Trial::test("hostile::bounded-memory", move || {
         bounded_memory(&h, &cases)
+    }));
+    let (h, cases) = (harness.clone(), planned.clone());
+    list.push(Trial::test("hostile::commands", move || {
+        hostile_commands(&h, &cases)
     }));
 
     let broken = root.join("fixtures/broken-suites");
