@@ -14,10 +14,14 @@ SUITE="${DMCONF_DEBIAN_SUITE:-bookworm}"
 RABBIT_IMAGE="${DMCONF_RABBITMQ_OFFLINE_IMAGE:-dmconf/rabbitmq:offline}"
 MOSQ_IMAGE="${DMCONF_MOSQUITTO_OFFLINE_IMAGE:-dmconf/mosquitto:offline}"
 
-have() { docker image inspect "$1" >/dev/null 2>&1; }
+# Raised when what goes into the images changes, so older images are rebuilt.
+VERSION=2
+have() {
+  [[ $(docker image inspect --format '{{ index .Config.Labels "dmconf.images" }}' "$1" 2>/dev/null) == "$VERSION" ]]
+}
 
 if [[ "${1:-}" != "--force" ]] && have "$RABBIT_IMAGE" && have "$MOSQ_IMAGE"; then
-  echo "build-images: $RABBIT_IMAGE and $MOSQ_IMAGE are present"
+  echo "build-images: $RABBIT_IMAGE and $MOSQ_IMAGE are present (version $VERSION)"
   exit 0
 fi
 
@@ -39,6 +43,11 @@ mirror() {
   exit 1
 }
 
+if ! command -v cc >/dev/null; then
+  echo "build-images: a C compiler (cc) is missing, for Mosquitto's login plugin" >&2
+  exit 1
+fi
+
 if ! command -v debootstrap >/dev/null; then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
     apt-get update -qq && apt-get install -y -qq debootstrap >/dev/null
@@ -54,7 +63,7 @@ trap 'rm -rf "$WORK"' EXIT
 ROOT="$WORK/root"
 
 echo "build-images: debootstrap $SUITE from $MIRROR"
-debootstrap --variant=minbase --include=rabbitmq-server,mosquitto,ca-certificates \
+debootstrap --variant=minbase --include=rabbitmq-server,mosquitto,mosquitto-dev,libmosquitto-dev,ca-certificates \
   "$SUITE" "$ROOT" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 || {
   tail -n 40 "$WORK/debootstrap.log" >&2
   exit 1
@@ -83,6 +92,10 @@ cat >"$ROOT/mosquitto/config/mosquitto.conf" <<'CONF'
 listener 1883
 allow_anonymous true
 CONF
+# The plugin that admits only the run's device ids (see its source).
+mkdir -p "$ROOT/usr/lib/dmconf"
+cc -std=c99 -Wall -Wextra -Werror -O2 -fPIC -shared -idirafter "$ROOT/usr/include" \
+  -o "$ROOT/usr/lib/dmconf/mosquitto-run-ids.so" "$(dirname "$0")/mosquitto-run-ids.c"
 
 rm -rf "$ROOT"/var/cache/apt/archives/*.deb "$ROOT"/var/lib/apt/lists/*
 
@@ -91,12 +104,14 @@ tar -C "$ROOT" -c . | docker import \
   --change 'CMD ["/usr/local/bin/dmconf-rabbitmq"]' \
   --change 'EXPOSE 5672' \
   --change 'ENV LANG=C.UTF-8' \
+  --change "LABEL dmconf.images=$VERSION" \
   - "$RABBIT_IMAGE" >/dev/null
 
 echo "build-images: importing $MOSQ_IMAGE"
 tar -C "$ROOT" -c . | docker import \
   --change 'CMD ["/usr/sbin/mosquitto", "-c", "/mosquitto/config/mosquitto.conf"]' \
   --change 'EXPOSE 1883' \
+  --change "LABEL dmconf.images=$VERSION" \
   - "$MOSQ_IMAGE" >/dev/null
 
 echo "build-images: done"

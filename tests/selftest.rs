@@ -420,6 +420,11 @@ const ABILITY_DEVICE_FAULTS: &[(&str, &str, &str)] = &[
         "ability::device::requests::well-formed-request",
         "expect",
     ),
+    (
+        "logs-in-as-another-id",
+        "ability::device::requests::well-formed-request",
+        "trigger",
+    ),
 ];
 
 /// Device API platform fault, case, and the step that must fail.

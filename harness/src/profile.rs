@@ -52,8 +52,9 @@ pub struct Profile {
     pub dmf: DmfNames,
     /// The Device API's size limits, as the platform declares them.
     pub limits: Limits,
-    /// What every thing and device id of the run starts with; twelve hex
-    /// digits follow.
+    /// What every thing and device id of the run starts with; hex digits
+    /// follow (twelve of the case's own, and for a Device API device on a
+    /// broker dmconf started, twelve of the run's before them).
     pub id_prefix: String,
     /// Names of the SUT's environment variables whose values are secrets
     /// (beside those whose names say so), never shown.

@@ -49,6 +49,10 @@ crate::fault_catalogue! {
         MalformedPropertyBag = "malformed-property-bag",
         /// Sends a body that is not UTF-8.
         NonUtf8Body = "non-utf8-body",
+        /// Logs in under an id of its own (a serial number), not the
+        /// device id it was given: IoT Hub refuses a device it does not
+        /// know.
+        LogsInAsAnotherId = "logs-in-as-another-id",
     }
 }
 
@@ -140,6 +144,9 @@ impl Instance for AbilityDeviceHandle {
         Box::pin(AbilityDeviceHandle::call(self, hook, args))
     }
     fn exited(&self) -> Option<String> {
+        if let Some(why) = &self.refused {
+            return Some(format!("the reference device was refused at login: {why}"));
+        }
         self.task
             .is_finished()
             .then(|| "the reference device stopped".to_owned())
@@ -176,11 +183,18 @@ pub struct AbilityDeviceHandle {
     inner: Arc<Inner>,
     task: JoinHandle<()>,
     chatter: Option<JoinHandle<()>>,
+    /// Why the broker refused its login, if it did.
+    refused: Option<String>,
 }
 
 /// Connects, subscribes to its cloud-to-device topic, and serves.
 pub async fn start(cfg: AbilityDeviceConfig) -> Result<AbilityDeviceHandle, String> {
-    let id = cfg.device_id.clone();
+    let id = match cfg.fault {
+        Some(AbilityDeviceFault::LogsInAsAnotherId) => {
+            format!("serial-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+        }
+        _ => cfg.device_id.clone(),
+    };
     let login = Login {
         client_id: id.clone(),
         user: Some(format!("{HUB_NAME}/{id}/?api-version=2021-04-12")),
@@ -188,7 +202,15 @@ pub async fn start(cfg: AbilityDeviceConfig) -> Result<AbilityDeviceHandle, Stri
             "SharedAccessSignature sr={HUB_NAME}%2Fdevices%2F{id}&sig=ref&se=4102444800"
         )),
     };
-    let (mut client, mut inbox) = MqttClient::connect(&cfg.devices, &login).await?;
+    let (mut client, mut inbox) = match MqttClient::connect(&cfg.devices, &login).await {
+        Ok(c) => c,
+        // Refused at login, a real device stops; so does this one, and
+        // says why. Trouble on the way to the broker is the harness's.
+        Err(kit::TransportError::Refused(why)) => {
+            return Ok(AbilityDeviceHandle::refused(cfg, why));
+        }
+        Err(e) => return Err(e.into()),
+    };
     client
         .subscribe(&format!("{}#", ability::devicebound_topic(&id)))
         .await?;
@@ -230,6 +252,7 @@ pub async fn start(cfg: AbilityDeviceConfig) -> Result<AbilityDeviceHandle, Stri
         inner,
         task,
         chatter,
+        refused: None,
     })
 }
 
@@ -316,6 +339,21 @@ fn arg<'a>(args: &'a Map<String, Value>, k: &str) -> Option<&'a Value> {
 }
 
 impl AbilityDeviceHandle {
+    /// A device that stopped because the broker refused its login.
+    fn refused(cfg: AbilityDeviceConfig, why: String) -> Self {
+        AbilityDeviceHandle {
+            inner: Arc::new(Inner {
+                cfg,
+                client: tokio::sync::Mutex::new(None),
+                received: Mutex::new(Vec::new()),
+                hung: Default::default(),
+            }),
+            task: tokio::spawn(async {}),
+            chatter: None,
+            refused: Some(why),
+        }
+    }
+
     /// Runs hook `name`.
     pub async fn call(&self, name: &str, args: &Map<String, Value>) -> Result<Value, String> {
         match name {

@@ -4,10 +4,12 @@
 //! id}/messages/events/` and read only its own
 //! `devices/{its client id}/messages/devicebound/` (so the device id in a
 //! topic can be trusted like IoT Hub's `iothub-connection-device-id`), and
-//! any user name and password are taken, as a local IoT Hub stand-in
-//! should; and a listener for the platform's service identity, with a
-//! password made for this run, which reads every device's
-//! device-to-cloud topic and writes every device's cloud-to-device topic.
+//! any user name and password are taken (IoT Hub's SAS tokens cannot be
+//! checked here), but only from a client whose id carries the run's tag
+//! (the offline image's plugin, `scripts/mosquitto-run-ids.c`); and a
+//! listener for the platform's service identity, with a password made for
+//! this run, which reads every device's device-to-cloud topic and writes
+//! every device's cloud-to-device topic.
 //!
 //! A broker the user names instead: `DMCONF_MQTT_URL` (the service
 //! identity's URL), `DMCONF_MQTT_DEVICE_URL` (where devices connect; the
@@ -60,8 +62,18 @@ pattern write devices/%c/messages/events/#
 pattern read devices/%c/messages/devicebound/#
 ";
 
-/// Writes the service password file at start, then runs Mosquitto.
-const START: &str = "mosquitto_passwd -b -c /mosquitto/config/service.passwd \"$DMCONF_SERVICE_USER\" \"$DMCONF_SERVICE_PASSWORD\" && exec mosquitto -c /mosquitto/config/mosquitto.conf";
+/// Where the offline image keeps the plugin that checks device ids.
+const RUN_IDS_PLUGIN: &str = "/usr/lib/dmconf/mosquitto-run-ids.so";
+
+/// Writes the service password file at start; when the image has the
+/// plugin, lets only the run's device ids log in (the device listener's
+/// section is the configuration's last); then runs Mosquitto.
+const START: &str = "\
+mosquitto_passwd -b -c /mosquitto/config/service.passwd \"$DMCONF_SERVICE_USER\" \"$DMCONF_SERVICE_PASSWORD\" || exit 1
+if [ -f \"$DMCONF_RUN_IDS_PLUGIN\" ]; then
+  printf 'plugin %s\\nplugin_opt_tag %s\\n' \"$DMCONF_RUN_IDS_PLUGIN\" \"$DMCONF_RUN_TAG\" >>/mosquitto/config/mosquitto.conf
+fi
+exec mosquitto -c /mosquitto/config/mosquitto.conf";
 
 /// A Mosquitto broker ready for devices and the service identity.
 pub struct Mosquitto {
@@ -69,6 +81,9 @@ pub struct Mosquitto {
     pub device_url: String,
     /// The service identity's URL, with its login.
     pub service_url: String,
+    /// What every device id of the run carries, so that the broker lets
+    /// it log in; empty on a broker of the user's.
+    pub run_tag: String,
     /// The CA that signed the device listener's certificate (PEM).
     pub ca_pem: Option<String>,
     /// The same CA in a file, for programs (`DMCONF_MQTT_CA`).
@@ -85,6 +100,7 @@ struct Secrets {
     server_pem: String,
     server_key: String,
     password: String,
+    run_tag: String,
     dir: PathBuf,
 }
 
@@ -108,9 +124,14 @@ fn make_secrets(dir: PathBuf, hosts: Vec<String>) -> Result<Secrets, String> {
         server_pem: cert.pem(),
         server_key: key.serialize_pem(),
         password: uuid::Uuid::new_v4().simple().to_string(),
+        run_tag: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
         dir,
     };
-    for (name, text) in [("ca.pem", &secrets.ca_pem), ("password", &secrets.password)] {
+    for (name, text) in [
+        ("ca.pem", &secrets.ca_pem),
+        ("password", &secrets.password),
+        ("tag", &secrets.run_tag),
+    ] {
         let path = secrets.dir.join(name);
         super::private_file(&path, text)?;
     }
@@ -134,12 +155,14 @@ fn secrets_for_run(hosts: Vec<String>) -> Result<(Secrets, bool), String> {
     // The lock lives in the folder, which the run's reaper removes.
     let _held = crate::reaper::lock(&dir.join("lock"))?;
     let read = |n: &str| std::fs::read_to_string(dir.join(n));
-    if let (Ok(ca_pem), Ok(password)) = (read("ca.pem"), read("password")) {
+    if let (Ok(ca_pem), Ok(password), Ok(run_tag)) = (read("ca.pem"), read("password"), read("tag"))
+    {
         let secrets = Secrets {
             ca_pem,
             server_pem: String::new(),
             server_key: String::new(),
             password,
+            run_tag,
             dir: dir.clone(),
         };
         return Ok((secrets, false));
@@ -182,6 +205,8 @@ impl Mosquitto {
             .with_label("dmconf.broker", "mosquitto")
             .with_env_var("DMCONF_SERVICE_USER", SERVICE_USER)
             .with_env_var("DMCONF_SERVICE_PASSWORD", secrets.password.clone())
+            .with_env_var("DMCONF_RUN_IDS_PLUGIN", RUN_IDS_PLUGIN)
+            .with_env_var("DMCONF_RUN_TAG", secrets.run_tag.clone())
             .with_cmd(["sh", "-c", START]);
         if fresh {
             let service_acl = format!("user {SERVICE_USER}\ntopic readwrite devices/#\n");
@@ -225,6 +250,7 @@ impl Mosquitto {
                 secrets.password
             ),
             ca_file: Some(secrets.dir.join("ca.pem")),
+            run_tag: secrets.run_tag,
             ca_pem: Some(secrets.ca_pem),
             start_time: Duration::ZERO,
             container: Some(c),
@@ -260,6 +286,7 @@ impl Mosquitto {
         let broker = Mosquitto {
             device_url,
             service_url,
+            run_tag: String::new(),
             ca_pem,
             ca_file,
             start_time: Duration::ZERO,
@@ -294,7 +321,11 @@ impl Mosquitto {
             ),
             (
                 self.devices()?,
-                format!("dmconf-ready-{}", uuid::Uuid::new_v4().simple()),
+                format!(
+                    "dmconf-ready-{}{}",
+                    self.run_tag,
+                    uuid::Uuid::new_v4().simple()
+                ),
             ),
         ];
         for (endpoint, client_id) in attempts {

@@ -254,14 +254,20 @@ impl MqttClient {
                 if done(&acks.borrow()) {
                     return Ok(());
                 }
-                if let Some(e) = closed.borrow().clone() {
+                let why = closed.borrow().clone();
+                if let Some(e) = why {
                     return Err(match e {
-                        TransportError::Refused(e) => TransportError::Refused(format!("{what}: {e}")),
+                        TransportError::Refused(e) => {
+                            TransportError::Refused(format!("{what}: {e}"))
+                        }
                         e => unavailable(format!("{what}: the connection closed: {e}")),
                     });
                 }
                 tokio::select! {
-                    r = acks.changed() => if r.is_err() { return Err(unavailable(format!("{what}: the connection closed"))); },
+                    // The task ends after it has said why: look once more.
+                    r = acks.changed() => if r.is_err() && closed.borrow().is_none() {
+                        return Err(unavailable(format!("{what}: the connection closed")));
+                    },
                     _ = closed.changed() => {}
                 }
             }

@@ -38,9 +38,9 @@ pub(crate) use platform_side::{AbilityPlatformLink, AbilityPlatformSide};
 pub(crate) async fn open(o: Open<'_>) -> Result<Opened, Error> {
     let p = o.profile;
     let limits = p.limits;
-    let device = format!("{}{}", p.id_prefix, o.short);
-    let own_tenant = format!("DMCONF_{}", o.short.to_uppercase());
     let broker = o.sides.mosquitto().await?;
+    let device = format!("{}{}{}", p.id_prefix, broker.run_tag, o.short);
+    let own_tenant = format!("DMCONF_{}", o.short.to_uppercase());
     let mut env: SutEnv = limits_env(limits);
     if let Some(ca) = &broker.ca_file {
         env.push((env::MQTT_CA, ca.display().to_string()));
