@@ -425,6 +425,69 @@ const ABILITY_DEVICE_FAULTS: &[(&str, &str, &str)] = &[
         "ability::device::requests::well-formed-request",
         "trigger",
     ),
+    (
+        "identity-in-header",
+        "ability::device::identity::create",
+        "expect",
+    ),
+    (
+        "identity-in-header",
+        "ability::device::identity::delete",
+        "expect",
+    ),
+    (
+        "update-without-object-id",
+        "ability::device::models::update",
+        "expect",
+    ),
+    (
+        "patch-version-as-text",
+        "ability::device::models::patch",
+        "expect",
+    ),
+    ("ids-in-body", "ability::device::models::delete", "expect"),
+    (
+        "arrays-as-objects",
+        "ability::device::models::owner-remove",
+        "expect",
+    ),
+    (
+        "arrays-as-objects",
+        "ability::device::references::create",
+        "expect",
+    ),
+    (
+        "ids-in-body",
+        "ability::device::references::delete",
+        "expect",
+    ),
+    (
+        "type-id-in-header",
+        "ability::device::types::create",
+        "expect",
+    ),
+    ("ids-in-body", "ability::device::types::delete", "expect"),
+    ("filter-as-query", "ability::device::types::query", "expect"),
+    (
+        "ids-in-body",
+        "ability::device::extensions::create",
+        "expect",
+    ),
+    (
+        "extension-get-without-ack",
+        "ability::device::extensions::get-asks-for-its-answer",
+        "expect",
+    ),
+    (
+        "batch-body-object",
+        "ability::device::batch::entries-in-an-array",
+        "expect",
+    ),
+    (
+        "sends-oversized-headers",
+        "ability::device::limits::header-limit",
+        "expect_none",
+    ),
 ];
 
 /// Device API platform fault, case, and the step that must fail.

@@ -8,6 +8,8 @@
 //! (`received`). It never sends a message over IoT Hub's device-to-cloud
 //! limit: asked to, it refuses and says why.
 
+mod request;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -53,11 +55,45 @@ crate::fault_catalogue! {
         /// device id it was given: IoT Hub refuses a device it does not
         /// know.
         LogsInAsAnotherId = "logs-in-as-another-id",
+        /// Sends model.update without the objectId header.
+        UpdateWithoutObjectId = "update-without-object-id",
+        /// Puts objectId, typeId and name in the body, not in headers.
+        IdsInBody = "ids-in-body",
+        /// Sends model.patch's version as text.
+        PatchVersionAsText = "patch-version-as-text",
+        /// Sends the one entry of owner.remove and reference.create as
+        /// an object, not in an array.
+        ArraysAsObjects = "arrays-as-objects",
+        /// Wraps batch.execute's entries in an object.
+        BatchBodyObject = "batch-body-object",
+        /// Sends identity.create and identity.delete's identity as a
+        /// header, not in the body.
+        IdentityInHeader = "identity-in-header",
+        /// Sends type.query's filter as `query`, as model.query has it.
+        FilterAsQuery = "filter-as-query",
+        /// Sends type.create's typeId as a header, not in the body.
+        TypeIdInHeader = "type-id-in-header",
+        /// Sends extension.get with the ack it was given, `none` when
+        /// none.
+        ExtensionGetWithoutAck = "extension-get-without-ack",
+        /// Sends headers over the 32 kB limit when asked to.
+        SendsOversizedHeaders = "sends-oversized-headers",
     }
 }
 
 /// How much whitespace a bomb inflates to.
 const BOMB: usize = 64 << 20;
+
+/// The families of actions beyond model.create and model.query that the
+/// reference device sends: all of them.
+pub const CAPABILITIES: [&str; 6] = [
+    "ability.identity",
+    "ability.model",
+    "ability.reference",
+    "ability.type",
+    "ability.extension",
+    "ability.batch",
+];
 
 /// The hooks the reference device offers.
 pub const HOOKS: [&str; 2] = ["perform", "received"];
@@ -103,6 +139,9 @@ impl dmconf_harness::Reference for Reference {
     }
     fn variants(&self) -> &'static [&'static str] {
         Variant::NAMES
+    }
+    fn capabilities(&self) -> &'static [&'static str] {
+        &CAPABILITIES
     }
     fn hooks(&self) -> &'static [&'static str] {
         &HOOKS
@@ -395,6 +434,18 @@ impl AbilityDeviceHandle {
                 put(k, v);
             }
         }
+        // extension.get is answered in its ack: it always asks for one.
+        if action == "extension.get" && arg(args, "ack").is_none() {
+            if fault == Some(AbilityDeviceFault::ExtensionGetWithoutAck) {
+                put("ack", "none".into());
+            } else {
+                put("ack", "all".into());
+            }
+        }
+        let parts = request::build(action, args, fault);
+        for (k, v) in parts.headers {
+            put(&k, v);
+        }
         if let Some(Value::Object(h)) = arg(args, "headers") {
             for (k, v) in h {
                 put(k, dmconf_harness::kit::scalar_text(v).unwrap_or_default());
@@ -409,12 +460,19 @@ impl AbilityDeviceHandle {
         if fault == Some(AbilityDeviceFault::GzipDeclaredPlain) && encoding == "gzip" {
             msg.raw = true;
         }
-        let body = arg(args, "body")
-            .cloned()
-            .unwrap_or_else(|| default_body(action));
+        let body = arg(args, "body").cloned().unwrap_or(parts.body);
         msg.body = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
         if let Some(n) = arg(args, "fill").and_then(Value::as_u64) {
             ability::fill(&mut msg, "message", n as usize)?;
+        }
+        if let Some(n) = arg(args, "fillHeaders").and_then(Value::as_u64) {
+            ability::fill(&mut msg, "headers", n as usize)?;
+            let (size, limit) = (ability::header_size(&msg), self.inner.cfg.limits.headers);
+            if size > limit && fault != Some(AbilityDeviceFault::SendsOversizedHeaders) {
+                return Ok(
+                    json!({"sent": false, "reason": format!("{size} bytes of headers is over the Device API's {limit}-byte limit")}),
+                );
+            }
         }
         if fault == Some(AbilityDeviceFault::DeflateSendsGzip) && encoding == "deflate" {
             msg.body = ability::compress("gzip", &msg.body);
@@ -526,17 +584,4 @@ fn telemetry(device_id: &str) -> Message {
     }))
     .unwrap_or_default();
     m
-}
-
-fn default_body(action: &str) -> Value {
-    match action {
-        "model.create" => json!({
-            "model": "abb.ability.device",
-            "type": "abb.ability.device.dmconf@1",
-            "properties": {"serialNumber": {"value": "$fill"}}
-        }),
-        "model.query" => json!({"query": "models()"}),
-        "identity.create" | "identity.delete" => json!({"identity": "child-1"}),
-        _ => json!({}),
-    }
 }
