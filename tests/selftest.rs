@@ -587,6 +587,56 @@ const ABILITY_CLOUD_FAULTS: &[(&str, &str, &str)] = &[
         "ability::server::compression::corrupt-gzip-refused",
         "expect",
     ),
+    (
+        "drops-incomplete-requests",
+        "ability::server::validation::missing-msg-type",
+        "expect",
+    ),
+    (
+        "drops-incomplete-requests",
+        "ability::server::validation::missing-action",
+        "expect",
+    ),
+    (
+        "ignores-version",
+        "ability::server::validation::missing-version",
+        "expect",
+    ),
+    (
+        "ignores-version",
+        "ability::server::validation::wrong-version",
+        "expect",
+    ),
+    (
+        "drops-unknown-msg-type",
+        "ability::server::validation::wrong-msg-type",
+        "expect",
+    ),
+    (
+        "unknown-action-ok",
+        "ability::server::validation::unknown-action",
+        "expect",
+    ),
+    (
+        "drops-invalid-ack",
+        "ability::server::validation::invalid-ack",
+        "expect",
+    ),
+    (
+        "ignores-timeout",
+        "ability::server::validation::non-integer-timeout",
+        "expect",
+    ),
+    (
+        "ignores-content-type",
+        "ability::server::validation::content-type-not-json",
+        "expect",
+    ),
+    (
+        "non-json-internal-error",
+        "ability::server::validation::body-not-json",
+        "expect",
+    ),
 ];
 
 /// The protocol and role of a case, from its name.

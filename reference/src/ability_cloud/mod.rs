@@ -58,6 +58,22 @@ crate::fault_catalogue! {
         IgnoresContentEncoding = "ignores-content-encoding",
         /// Answers a body that does not decompress with a validation error.
         WrongDecompressionError = "wrong-decompression-error",
+        /// Drops a request without msgType or action, unanswered.
+        DropsIncompleteRequests = "drops-incomplete-requests",
+        /// Drops a message whose msgType it does not know, unanswered.
+        DropsUnknownMsgType = "drops-unknown-msg-type",
+        /// Takes a request of any version, or none, as version 2.
+        IgnoresVersion = "ignores-version",
+        /// Answers an action it does not know with success.
+        UnknownActionOk = "unknown-action-ok",
+        /// Sends no ack for a request whose ack level it does not know.
+        DropsInvalidAck = "drops-invalid-ack",
+        /// Takes any timeout.
+        IgnoresTimeout = "ignores-timeout",
+        /// Takes any content type.
+        IgnoresContentType = "ignores-content-type",
+        /// Answers a body that is not JSON with internal_platform_error.
+        NonJsonInternalError = "non-json-internal-error",
     }
 }
 

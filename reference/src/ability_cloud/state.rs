@@ -97,7 +97,15 @@ impl State {
         decode_problem: Option<&str>,
     ) -> Vec<Message> {
         let h = |k: &str| msg.header(k);
-        if !matches!(h("msgType").as_deref(), Some("action")) && h("msgType").is_some() {
+        match h("msgType").as_deref() {
+            Some("action") => {}
+            // Telemetry is the platform's, not the Device API's.
+            Some("variable" | "alarm" | "event") => return Vec::new(),
+            Some(_) if self.has(CloudFault::DropsUnknownMsgType) => return Vec::new(),
+            None if self.has(CloudFault::DropsIncompleteRequests) => return Vec::new(),
+            _ => {}
+        }
+        if h("action").is_none() && self.has(CloudFault::DropsIncompleteRequests) {
             return Vec::new();
         }
         let absent = if self.has(CloudFault::MissingAckMeansAll) {
@@ -127,7 +135,8 @@ impl State {
         let outcome = match self.validate(msg, &req, decode_problem) {
             Err(o) => {
                 // A request whose `ack` is invalid still hears why.
-                if !ACK_LEVELS.contains(&req.ack.as_str()) {
+                if !ACK_LEVELS.contains(&req.ack.as_str()) && !self.has(CloudFault::DropsInvalidAck)
+                {
                     req.ack = "negative".into();
                 }
                 o
@@ -156,10 +165,16 @@ impl State {
                 fail(v, HEADER_LIMIT_DETAILS)
             });
         }
-        if msg.header("version").as_deref() != Some("2") {
+        if msg.header("msgType").as_deref() != Some("action") {
+            return Err(fail(v, "msgType must be action"));
+        }
+        if req.action.is_empty() {
+            return Err(fail(v, "the action header is missing"));
+        }
+        if msg.header("version").as_deref() != Some("2") && !self.has(CloudFault::IgnoresVersion) {
             return Err(fail(v, "version must be 2"));
         }
-        if !ACTIONS.contains(&req.action.as_str()) {
+        if !ACTIONS.contains(&req.action.as_str()) && !self.has(CloudFault::UnknownActionOk) {
             return Err(fail(
                 "operation_not_supported",
                 format!("unknown action `{}`", req.action),
@@ -168,7 +183,14 @@ impl State {
         if !ACK_LEVELS.contains(&req.ack.as_str()) {
             return Err(fail(v, format!("unknown ack level `{}`", req.ack)));
         }
+        let timeout = msg.header("timeout");
+        if timeout.is_some_and(|t| t.parse::<u64>().is_err())
+            && !self.has(CloudFault::IgnoresTimeout)
+        {
+            return Err(fail(v, "timeout is an integer number of seconds"));
+        }
         let ct = msg.property("$.ct").or_else(|| msg.header("content-type"));
+        let ct = ct.filter(|_| !self.has(CloudFault::IgnoresContentType));
         if ct.is_some_and(|c| {
             !c.split(';')
                 .next()
@@ -198,7 +220,13 @@ impl State {
         if msg.body.is_empty() {
             return Ok(Value::Null);
         }
-        serde_json::from_slice(&msg.body).map_err(|e| fail(v, format!("the body is not JSON: {e}")))
+        serde_json::from_slice(&msg.body).map_err(|e| {
+            if self.has(CloudFault::NonJsonInternalError) {
+                fail("internal_platform_error", format!("{e}"))
+            } else {
+                fail(v, format!("the body is not JSON: {e}"))
+            }
+        })
     }
 
     fn header<'a>(&self, req: &'a Request, k: &str) -> Option<&'a Value> {
@@ -389,6 +417,7 @@ impl State {
                 }
             }
             "batch.execute" => self.batch(device, req, body),
+            _ if self.has(CloudFault::UnknownActionOk) => ok(),
             other => fail(
                 "operation_not_supported",
                 format!("`{other}` is not supported"),
