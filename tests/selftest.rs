@@ -368,7 +368,7 @@ const ABILITY_DEVICE_FAULTS: &[(&str, &str, &str)] = &[
     (
         "sends-oversized-d2c",
         "ability::device::limits::d2c-limit",
-        "expect_none",
+        "wait",
     ),
     (
         "hangs-on-large-c2d",
@@ -486,7 +486,37 @@ const ABILITY_DEVICE_FAULTS: &[(&str, &str, &str)] = &[
     (
         "sends-oversized-headers",
         "ability::device::limits::header-limit",
-        "expect_none",
+        "wait",
+    ),
+    (
+        "crashes-on-unknown-property",
+        "ability::device::c2d::unknown-properties-tolerated",
+        "query",
+    ),
+    (
+        "chokes-on-empty-values",
+        "ability::device::c2d::empty-null-and-reserved-values",
+        "query",
+    ),
+    (
+        "no-c2d-decompression",
+        "ability::device::c2d::gzip-ack-read",
+        "query",
+    ),
+    (
+        "no-c2d-decompression",
+        "ability::device::c2d::deflate-notification-read",
+        "query",
+    ),
+    (
+        "stops-on-unknown-error-code",
+        "ability::device::c2d::negative-acks-tolerated",
+        "query",
+    ),
+    (
+        "crashes-on-duplicate",
+        "ability::device::c2d::duplicate-tolerated",
+        "trigger",
     ),
 ];
 

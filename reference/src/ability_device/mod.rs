@@ -78,6 +78,17 @@ crate::fault_catalogue! {
         ExtensionGetWithoutAck = "extension-get-without-ack",
         /// Sends headers over the 32 kB limit when asked to.
         SendsOversizedHeaders = "sends-oversized-headers",
+        /// Stops on a cloud-to-device property it does not know.
+        CrashesOnUnknownProperty = "crashes-on-unknown-property",
+        /// Stops on a property without a value or with an empty one.
+        ChokesOnEmptyValues = "chokes-on-empty-values",
+        /// Keeps compressed cloud-to-device bodies as they came.
+        NoC2dDecompression = "no-c2d-decompression",
+        /// Stops on a negative ack whose code is not one of the two it
+        /// knows.
+        StopsOnUnknownErrorCode = "stops-on-unknown-error-code",
+        /// Stops on a message id it has seen.
+        CrashesOnDuplicate = "crashes-on-duplicate",
     }
 }
 
@@ -269,14 +280,28 @@ pub async fn start(cfg: AbilityDeviceConfig) -> Result<AbilityDeviceHandle, Stri
     });
     let i = inner.clone();
     let task = tokio::spawn(async move {
+        let mut seen = std::collections::HashSet::new();
         while let Some(m) = inbox.recv().await {
             if i.cfg.fault == Some(AbilityDeviceFault::HangsOnLargeC2d)
                 && m.payload.len() + m.topic.len() > 60_000
             {
                 i.hung.store(true, std::sync::atomic::Ordering::SeqCst);
             }
-            let d = ability::from_wire(&m.topic, &m.payload);
+            let mut d = ability::from_wire(&m.topic, &m.payload);
             let bag = m.topic.rsplit('/').next().unwrap_or_default().to_owned();
+            if crashes(i.cfg.fault, &d.message, &bag, &mut seen) {
+                // A crash: it stops reading and its connection goes.
+                if let Some(c) = i.client.lock().await.take() {
+                    c.close().await;
+                }
+                break;
+            }
+            if i.cfg.fault == Some(AbilityDeviceFault::NoC2dDecompression)
+                && ability::content_encoding(&d.message)
+                    .is_some_and(|e| e == "gzip" || e == "deflate")
+            {
+                d.message.body = m.payload.clone();
+            }
             i.received
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -293,6 +318,57 @@ pub async fn start(cfg: AbilityDeviceConfig) -> Result<AbilityDeviceHandle, Stri
         chatter,
         refused: None,
     })
+}
+
+/// The application properties a strict device knows.
+const KNOWN_HEADERS: [&str; 11] = [
+    "msgType",
+    "version",
+    "action",
+    "correlationId",
+    "target",
+    "context",
+    "eventType",
+    "objectId",
+    "model",
+    "type",
+    "name",
+];
+
+/// Whether a device with `fault` crashes on `msg`, whose property bag
+/// is `bag`; `seen` holds the message ids it has taken.
+fn crashes(
+    fault: Option<AbilityDeviceFault>,
+    msg: &Message,
+    bag: &str,
+    seen: &mut std::collections::HashSet<String>,
+) -> bool {
+    use AbilityDeviceFault as F;
+    match fault {
+        Some(F::CrashesOnUnknownProperty) => msg
+            .headers
+            .keys()
+            .any(|k| !KNOWN_HEADERS.contains(&k.as_str())),
+        Some(F::ChokesOnEmptyValues) => bag
+            .split('&')
+            .any(|p| p.split_once('=').is_none_or(|(_, v)| v.is_empty())),
+        Some(F::StopsOnUnknownErrorCode) => {
+            let code = msg
+                .body_json()
+                .and_then(|b| b["code"].as_str().map(str::to_owned));
+            msg.header("msgType").as_deref() == Some("ack")
+                && code.is_some_and(|c| {
+                    ![
+                        "ok",
+                        "platform_event_validation_error",
+                        "http_response_error",
+                    ]
+                    .contains(&c.as_str())
+                })
+        }
+        Some(F::CrashesOnDuplicate) => msg.property("$.mid").is_some_and(|mid| !seen.insert(mid)),
+        _ => false,
+    }
 }
 
 /// A request a device sends of its own accord, with a correlationId of

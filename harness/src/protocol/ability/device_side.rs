@@ -69,7 +69,7 @@ impl AbilityDeviceLink {
     pub(crate) async fn recv(&mut self) -> Option<Arrival> {
         let m = self.rx.recv().await?;
         Some(super::platform_side::arrival(
-            &m.topic, &m.payload, self.limit, "platform",
+            &m.topic, &m.payload, self.limit, None, "platform",
         ))
     }
 
@@ -77,7 +77,7 @@ impl AbilityDeviceLink {
     pub(crate) fn try_recv(&mut self) -> Option<Arrival> {
         let m = self.rx.try_recv().ok()?;
         Some(super::platform_side::arrival(
-            &m.topic, &m.payload, self.limit, "platform",
+            &m.topic, &m.payload, self.limit, None, "platform",
         ))
     }
 

@@ -50,7 +50,7 @@ pub(crate) async fn open(o: Open<'_>) -> Result<Opened, Error> {
             env.push((env::MQTT_URL, broker.device_url.clone()));
             env.push((env::DEVICE_ID, device.clone()));
             let side = o.sides.ability_platform().await?;
-            let link = side.open_case(&device, limits.d2c).await?;
+            let link = side.open_case(&device, &limits).await?;
             (own_tenant, Link::AbilityToDevice(link))
         }
         Role::Server => {

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
-use super::{from_wire, split_topic, to_wire};
+use super::{Limits, from_wire, header_size, split_topic, to_wire};
 use crate::message::{Arrival, Message};
 use crate::transport::TransportError;
 use crate::transport::mqtt::{Endpoint, Login, MqttClient, Received};
@@ -29,8 +29,15 @@ fn client_id(role: &str) -> String {
 }
 
 /// Turns what arrived into an arrival for the engine: malformed when it
-/// does not decode or is over the device-to-cloud limit.
-pub(crate) fn arrival(topic: &str, payload: &[u8], limit: usize, who: &str) -> Arrival {
+/// does not decode, is over the message limit `limit`, or is a request
+/// whose header properties are over `header_limit` (a device's limit).
+pub(crate) fn arrival(
+    topic: &str,
+    payload: &[u8],
+    limit: usize,
+    header_limit: Option<usize>,
+    who: &str,
+) -> Arrival {
     let d = from_wire(topic, payload);
     if let Some(p) = d.problem {
         return Arrival::Malformed(d.message, p);
@@ -41,6 +48,16 @@ pub(crate) fn arrival(topic: &str, payload: &[u8], limit: usize, who: &str) -> A
             d.iothub_size
         );
         return Arrival::Malformed(d.message, why);
+    }
+    let request = d.message.headers.get("msgType").and_then(|v| v.as_str()) == Some("action");
+    if let Some(max) = header_limit.filter(|_| request) {
+        let size = header_size(&d.message);
+        if size > max {
+            let why = format!(
+                "the {who} sent a request with {size} bytes of header properties (application property names and values, decoded, in UTF-8); the limit is {max} bytes"
+            );
+            return Arrival::Malformed(d.message, why);
+        }
     }
     Arrival::Message(d.message)
 }
@@ -79,11 +96,11 @@ impl AbilityPlatformSide {
     }
 
     /// Opens one case: from now on every message of `device` is kept for
-    /// it, and judged against the device-to-cloud limit `d2c_limit`.
+    /// it, and judged against the device-to-cloud and header limits.
     pub(crate) async fn open_case(
         &self,
         device: &str,
-        d2c_limit: usize,
+        limits: &Limits,
     ) -> Result<AbilityPlatformLink, TransportError> {
         let (tx, rx) = mpsc::unbounded_channel();
         self.routes
@@ -100,7 +117,8 @@ impl AbilityPlatformSide {
             rx,
             device: device.to_owned(),
             routes: self.routes.clone(),
-            limit: d2c_limit,
+            limit: limits.d2c,
+            header_limit: limits.headers,
         })
     }
 }
@@ -112,6 +130,7 @@ pub(crate) struct AbilityPlatformLink {
     device: String,
     routes: Routes,
     limit: usize,
+    header_limit: usize,
 }
 
 impl AbilityPlatformLink {
@@ -124,13 +143,25 @@ impl AbilityPlatformLink {
     /// The next message from the device.
     pub(crate) async fn recv(&mut self) -> Option<Arrival> {
         let m = self.rx.recv().await?;
-        Some(arrival(&m.topic, &m.payload, self.limit, "device"))
+        Some(arrival(
+            &m.topic,
+            &m.payload,
+            self.limit,
+            Some(self.header_limit),
+            "device",
+        ))
     }
 
     /// What has already arrived.
     pub(crate) fn try_recv(&mut self) -> Option<Arrival> {
         let m = self.rx.try_recv().ok()?;
-        Some(arrival(&m.topic, &m.payload, self.limit, "device"))
+        Some(arrival(
+            &m.topic,
+            &m.payload,
+            self.limit,
+            Some(self.header_limit),
+            "device",
+        ))
     }
 
     /// Stops routing to this case and disconnects.
