@@ -667,6 +667,106 @@ const ABILITY_CLOUD_FAULTS: &[(&str, &str, &str)] = &[
         "ability::server::validation::body-not-json",
         "expect",
     ),
+    (
+        "missing-actions",
+        "ability::server::actions::owner-remove",
+        "removed",
+    ),
+    (
+        "missing-actions",
+        "ability::server::actions::types",
+        "created",
+    ),
+    (
+        "update-not-stored",
+        "ability::server::actions::model-update",
+        "new-values",
+    ),
+    (
+        "patch-replaces",
+        "ability::server::actions::model-patch",
+        "merged",
+    ),
+    (
+        "delete-not-applied",
+        "ability::server::actions::model-delete",
+        "gone",
+    ),
+    (
+        "owner-remove-takes-many",
+        "ability::server::actions::owner-remove-one-only",
+        "rejected",
+    ),
+    (
+        "references-not-queried",
+        "ability::server::actions::reference-in-query",
+        "reference-notification",
+    ),
+    (
+        "reference-repeat-fails",
+        "ability::server::actions::references",
+        "created-again",
+    ),
+    (
+        "extension-not-stored",
+        "ability::server::actions::extensions",
+        "found",
+    ),
+    (
+        "extension-get-any-ack",
+        "ability::server::actions::extension-get-needs-ack",
+        "refused",
+    ),
+    (
+        "dedups-by-correlation-id",
+        "ability::server::actions::model-update",
+        "repeat-answered",
+    ),
+    (
+        "dedups-by-correlation-id",
+        "ability::server::actions::types",
+        "repeat-answered",
+    ),
+    (
+        "drops-context-from-acks",
+        "ability::server::actions::model-patch",
+        "patched",
+    ),
+    (
+        "drops-context-from-acks",
+        "ability::server::actions::types",
+        "created",
+    ),
+    (
+        "timeout-not-enforced",
+        "ability::server::timeout::timeout-exceeded",
+        "exceeded",
+    ),
+    (
+        "drops-oversized-answer",
+        "ability::server::limits::response-too-large",
+        "answer",
+    ),
+    (
+        "sends-oversized-c2d",
+        "ability::server::limits::response-too-large",
+        "answer",
+    ),
+    (
+        "batch-ignores-fail-on-error",
+        "ability::server::batch::fail-on-error",
+        "not-run",
+    ),
+    (
+        "batch-stops-on-error",
+        "ability::server::batch::goes-on-after-error",
+        "ran",
+    ),
+    (
+        "batch-ignores-depends-on",
+        "ability::server::batch::depends-on",
+        "dependent-not-run",
+    ),
 ];
 
 /// The protocol and role of a case, from its name.
@@ -713,6 +813,7 @@ fn command_server(kind: &str) -> Result<Profile, Failed> {
             role = "server"
             command = ["{exe}", "ability-platform", "--device-prefix", "dmconf-cmd-"]
             ready = "ready"
+            capabilities = ["ability.response-too-large"]
             # Other trials' platforms and devices share the broker: this
             # platform serves only the devices of this trial.
             id_prefix = "dmconf-cmd-"
@@ -1155,15 +1256,17 @@ fn main() -> ExitCode {
         ("ability-platform", Protocol::Ability),
     ] {
         let h = harness.clone();
-        let cases: Vec<Planned> = planned
-            .iter()
-            .filter(|p| p.suite.protocol == protocol && p.suite.role == Role::Server)
-            .cloned()
-            .collect();
         list.push(Trial::test(format!("command::{kind}"), move || {
             let profile = h
                 .resolve(command_server(kind)?)
                 .map_err(|e| Failed::from(e.to_string()))?;
+            // What the command offers (it has no hooks of the in-process
+            // reference's) decides which cases apply, as for any profile.
+            let cases: Vec<Planned> = h
+                .plan(&profile)
+                .into_iter()
+                .filter(|p| p.suite.protocol == protocol && p.ignored.is_none())
+                .collect();
             all_pass(&h, profile, cases)
         }));
     }

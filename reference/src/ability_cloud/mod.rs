@@ -74,8 +74,47 @@ crate::fault_catalogue! {
         IgnoresContentType = "ignores-content-type",
         /// Answers a body that is not JSON with internal_platform_error.
         NonJsonInternalError = "non-json-internal-error",
+        /// Implements only identity, model.create, model.query and batch:
+        /// every other action is operation_not_supported.
+        MissingActions = "missing-actions",
+        /// Acks model.update but keeps the model as it was.
+        UpdateNotStored = "update-not-stored",
+        /// Takes model.patch as model.update: what it does not name is lost.
+        PatchReplaces = "patch-replaces",
+        /// Acks model.delete but keeps the model.
+        DeleteNotApplied = "delete-not-applied",
+        /// Takes owner.remove of any number of models.
+        OwnerRemoveTakesMany = "owner-remove-takes-many",
+        /// Sends no Reference.Updated notification in a model.query.
+        ReferencesNotQueried = "references-not-queried",
+        /// Refuses a repeated reference.create ("exists") or reference.delete ("not found").
+        ReferenceRepeatFails = "reference-repeat-fails",
+        /// Acks extension.create but stores nothing.
+        ExtensionNotStored = "extension-not-stored",
+        /// Serves extension.get whatever its ack level.
+        ExtensionGetAnyAck = "extension-get-any-ack",
+        /// Drops a request whose correlationId it has already seen.
+        DedupsByCorrelationId = "dedups-by-correlation-id",
+        /// Finishes a request however long it takes, whatever its timeout.
+        TimeoutNotEnforced = "timeout-not-enforced",
+        /// Leaves a model.query result over the limit out, and acks success.
+        DropsOversizedAnswer = "drops-oversized-answer",
+        /// Goes on after a failed entry even with failOnError.
+        BatchIgnoresFailOnError = "batch-ignores-fail-on-error",
+        /// Stops a batch at its first failed entry even without failOnError.
+        BatchStopsOnError = "batch-stops-on-error",
+        /// Runs an entry even when an entry it depends on failed.
+        BatchIgnoresDependsOn = "batch-ignores-depends-on",
     }
 }
+
+/// What the reference platform offers beyond the seed: the `slow` hook,
+/// and response_too_large for an answer over the cloud-to-device limit.
+pub const CAPABILITIES: [&str; 2] = ["ability.timeout", "ability.response-too-large"];
+
+/// The hooks the reference platform serves: `slow` (`{"seconds": N}`)
+/// makes each later request take N seconds.
+pub const HOOKS: [&str; 1] = ["slow"];
 
 /// The reference platform, as the harness starts it: one per case,
 /// serving that case's device.
@@ -93,6 +132,12 @@ impl dmconf_harness::Reference for Reference {
     }
     fn faults(&self) -> &'static [&'static str] {
         CloudFault::NAMES
+    }
+    fn capabilities(&self) -> &'static [&'static str] {
+        &CAPABILITIES
+    }
+    fn hooks(&self) -> &'static [&'static str] {
+        &HOOKS
     }
     fn start(&self, setup: Setup) -> BoxFuture<'static, Result<Box<dyn Instance>, String>> {
         Box::pin(async move {
@@ -120,9 +165,22 @@ impl Instance for CloudHandle {
     fn call<'a>(
         &'a self,
         hook: &'a str,
-        _args: &'a serde_json::Map<String, Value>,
+        args: &'a serde_json::Map<String, Value>,
     ) -> BoxFuture<'a, Result<Value, String>> {
-        Box::pin(async move { Err(format!("the reference platform has no hook `{hook}`")) })
+        Box::pin(async move {
+            if hook != "slow" {
+                return Err(format!("the reference platform has no hook `{hook}`"));
+            }
+            let seconds = args
+                .get("seconds")
+                .and_then(Value::as_u64)
+                .ok_or("slow needs `seconds`, a whole number")?;
+            self.state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .set_slow(seconds);
+            Ok(serde_json::json!({"slow": seconds}))
+        })
     }
     fn exited(&self) -> Option<String> {
         self.task
@@ -160,6 +218,7 @@ pub enum Serves {
 pub struct CloudHandle {
     task: JoinHandle<()>,
     client: Arc<tokio::sync::Mutex<MqttClient>>,
+    state: Arc<Mutex<State>>,
 }
 
 /// Connects as the service identity, subscribes and serves.
@@ -183,6 +242,7 @@ pub async fn start(cfg: CloudConfig) -> Result<CloudHandle, String> {
     let client = Arc::new(tokio::sync::Mutex::new(client));
     let state = Arc::new(Mutex::new(State::new(cfg.fault, cfg.limits)));
     let c = client.clone();
+    let s = state.clone();
     let fault = cfg.fault;
     let task = tokio::spawn(async move {
         while let Some(m) = inbox.recv().await {
@@ -198,7 +258,7 @@ pub async fn start(cfg: CloudConfig) -> Result<CloudHandle, String> {
                 d.message.body = m.payload.clone();
                 d.problem = None;
             }
-            let out = state.lock().unwrap_or_else(|e| e.into_inner()).handle(
+            let out = s.lock().unwrap_or_else(|e| e.into_inner()).handle(
                 &device,
                 &d.message,
                 d.problem.as_deref(),
@@ -210,7 +270,11 @@ pub async fn start(cfg: CloudConfig) -> Result<CloudHandle, String> {
             }
         }
     });
-    Ok(CloudHandle { task, client })
+    Ok(CloudHandle {
+        task,
+        client,
+        state,
+    })
 }
 
 impl CloudHandle {

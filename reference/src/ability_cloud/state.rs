@@ -63,6 +63,10 @@ pub struct State {
     types: BTreeMap<(String, String), Value>,
     deleted_types: Vec<String>,
     extensions: BTreeMap<(String, String), Value>,
+    /// Seconds each request takes (the `slow` hook).
+    slow: u64,
+    /// The correlationIds seen (only for the dedup fault).
+    seen: Vec<String>,
 }
 
 fn text(v: &Value) -> Option<String> {
@@ -81,7 +85,14 @@ impl State {
             types: BTreeMap::new(),
             deleted_types: Vec::new(),
             extensions: BTreeMap::new(),
+            slow: 0,
+            seen: Vec::new(),
         }
+    }
+
+    /// From now on each request takes `seconds` to process.
+    pub fn set_slow(&mut self, seconds: u64) {
+        self.slow = seconds;
     }
 
     fn has(&self, f: CloudFault) -> bool {
@@ -132,6 +143,12 @@ impl State {
         if self.has(CloudFault::NoGeneratedCorrelationId) && h("correlationId").is_none() {
             req.correlation_id = String::new();
         }
+        if self.has(CloudFault::DedupsByCorrelationId) && h("correlationId").is_some() {
+            if self.seen.contains(&req.correlation_id) {
+                return Vec::new();
+            }
+            self.seen.push(req.correlation_id.clone());
+        }
         let outcome = match self.validate(msg, &req, decode_problem) {
             Err(o) => {
                 // A request whose `ack` is invalid still hears why.
@@ -141,6 +158,13 @@ impl State {
                 }
                 o
             }
+            Ok(_) if self.over_time(msg) => fail(
+                "timeout_exceeded",
+                format!(
+                    "processing takes {} s, over the request's timeout",
+                    self.slow
+                ),
+            ),
             Ok(body) => self.perform(device, &req, body),
         };
         self.answer(device, &req, outcome)
@@ -229,6 +253,16 @@ impl State {
         })
     }
 
+    /// Whether processing takes longer than the request's timeout
+    /// (default 300 s, as batch.execute's).
+    fn over_time(&self, msg: &Message) -> bool {
+        let timeout = msg
+            .header("timeout")
+            .and_then(|t| t.parse::<u64>().ok())
+            .unwrap_or(300);
+        self.slow > timeout && !self.has(CloudFault::TimeoutNotEnforced)
+    }
+
     fn header<'a>(&self, req: &'a Request, k: &str) -> Option<&'a Value> {
         req.headers.get(k)
     }
@@ -236,6 +270,21 @@ impl State {
     fn perform(&mut self, device: &str, req: &Request, body: Value) -> Outcome {
         let h = |k: &str| self.header(req, k).and_then(text);
         let model = h("model").unwrap_or_else(|| "abb.ability.device".into());
+        let core = [
+            "identity.create",
+            "identity.delete",
+            "model.create",
+            "model.query",
+        ];
+        if self.has(CloudFault::MissingActions)
+            && !core.contains(&req.action.as_str())
+            && req.action != "batch.execute"
+        {
+            return fail(
+                "operation_not_supported",
+                format!("`{}` is not implemented", req.action),
+            );
+        }
         match req.action.as_str() {
             "identity.create" => {
                 let Some(id) = body.get("identity").and_then(Value::as_str) else {
@@ -292,11 +341,17 @@ impl State {
                         "version is required and must not be older",
                     );
                 }
-                let mut next = if req.action == "model.update" {
-                    body.clone()
-                } else {
-                    merge(stored, &body)
-                };
+                if req.action == "model.update" && self.has(CloudFault::UpdateNotStored) {
+                    return ok();
+                }
+                let owner = stored.get("owner").cloned().unwrap_or_default();
+                let mut next =
+                    if req.action == "model.update" || self.has(CloudFault::PatchReplaces) {
+                        body.clone()
+                    } else {
+                        merge(stored, &body)
+                    };
+                next["owner"] = owner;
                 next["version"] = json!(version + 1);
                 next["objectId"] = json!(key.0);
                 next["model"] = json!(key.1);
@@ -310,6 +365,9 @@ impl State {
                         "`objectId` header is required",
                     );
                 };
+                if self.has(CloudFault::DeleteNotApplied) {
+                    return ok();
+                }
                 match self.models.remove(&(object, model)) {
                     Some(_) => ok(),
                     None => fail("http_response_error", "the object model does not exist"),
@@ -318,6 +376,7 @@ impl State {
             "model.query" => self.model_query(device, req, body),
             "owner.remove" => match body.as_array() {
                 Some(a) if a.len() == 1 => ok(),
+                Some(a) if !a.is_empty() && self.has(CloudFault::OwnerRemoveTakesMany) => ok(),
                 _ => fail("platform_event_validation_error", "exactly one model"),
             },
             "reference.create" => {
@@ -339,8 +398,13 @@ impl State {
                         .and_then(Value::as_str)
                         .unwrap_or_default()
                         .to_owned();
-                    self.references
-                        .insert((object.clone(), model.clone(), name), r.clone());
+                    let key = (object.clone(), model.clone(), name);
+                    if self.has(CloudFault::ReferenceRepeatFails)
+                        && self.references.contains_key(&key)
+                    {
+                        return fail("http_response_error", "the reference exists");
+                    }
+                    self.references.insert(key, r.clone());
                 }
                 ok()
             }
@@ -351,7 +415,10 @@ impl State {
                         "`objectId` and `name` are required",
                     );
                 };
-                self.references.remove(&(object, model, name));
+                let gone = self.references.remove(&(object, model, name)).is_none();
+                if gone && self.has(CloudFault::ReferenceRepeatFails) {
+                    return fail("http_response_error", "no such reference");
+                }
                 ok()
             }
             "type.create" => {
@@ -395,11 +462,15 @@ impl State {
                         "`objectId` header is required",
                     );
                 };
-                self.extensions.insert((object, model), body);
+                if !self.has(CloudFault::ExtensionNotStored) {
+                    self.extensions.insert((object, model), body);
+                }
                 ok()
             }
             "extension.get" => {
-                if !["all", "positive"].contains(&req.ack.as_str()) {
+                if !["all", "positive"].contains(&req.ack.as_str())
+                    && !self.has(CloudFault::ExtensionGetAnyAck)
+                {
                     return fail(
                         "platform_event_validation_error",
                         "extension.get needs ack all or positive",
@@ -493,7 +564,11 @@ impl State {
         for m in matches {
             let n = self.notification(device, req, "Abb.Ability.ObjectModel.Updated", m);
             let size = ability::iothub_size(&n);
-            if size > self.limits.c2d && !self.has(CloudFault::SendsOversizedC2d) {
+            let oversized_faults = [
+                CloudFault::SendsOversizedC2d,
+                CloudFault::DropsOversizedAnswer,
+            ];
+            if size > self.limits.c2d && !oversized_faults.into_iter().any(|f| self.has(f)) {
                 return fail(
                     "response_too_large",
                     format!(
@@ -502,7 +577,28 @@ impl State {
                     ),
                 );
             }
+            if size > self.limits.c2d && self.has(CloudFault::DropsOversizedAnswer) {
+                continue;
+            }
             out.notifications.push(n);
+            if self.has(CloudFault::ReferencesNotQueried) {
+                continue;
+            }
+            let source = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or_default();
+            let (object, model) = (source("objectId"), source("model"));
+            for ((o, md, _), r) in &self.references {
+                if o == object && md == model {
+                    let mut body = r.clone();
+                    body["objectId"] = json!(o);
+                    body["model"] = json!(md);
+                    out.notifications.push(self.notification(
+                        device,
+                        req,
+                        "Abb.Ability.ObjectModel.Reference.Updated",
+                        &body,
+                    ));
+                }
+            }
         }
         out
     }
@@ -515,8 +611,10 @@ impl State {
             );
         };
         let elevated = |k: &str| req.headers.get(&format!("e_{k}")).and_then(text);
-        let fail_on_error =
-            req.headers.get("failOnError").and_then(text).as_deref() == Some("true");
+        let fail_on_error = req.headers.get("failOnError").and_then(text).as_deref()
+            == Some("true")
+            && !self.has(CloudFault::BatchIgnoresFailOnError)
+            || self.has(CloudFault::BatchStopsOnError);
         let mut failed = Vec::new();
         let mut out = ok();
         for (i, e) in entries.iter().enumerate() {
@@ -529,7 +627,7 @@ impl State {
                         .filter_map(Value::as_i64)
                         .any(|d| failed.contains(&d))
                 });
-            if deps_failed {
+            if deps_failed && !self.has(CloudFault::BatchIgnoresDependsOn) {
                 failed.push(id);
                 continue;
             }
