@@ -518,6 +518,16 @@ const ABILITY_DEVICE_FAULTS: &[(&str, &str, &str)] = &[
         "ability::device::c2d::duplicate-tolerated",
         "trigger",
     ),
+    (
+        "subscribes-qos0",
+        "ability::device::c2d::queued-while-offline",
+        "delivered",
+    ),
+    (
+        "clean-session",
+        "ability::device::c2d::queued-while-offline",
+        "delivered",
+    ),
 ];
 
 /// Device API platform fault, case, and the step that must fail.

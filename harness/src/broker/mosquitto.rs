@@ -40,6 +40,9 @@ const SERVICE_PORT: u16 = 1883;
 const CONFIG: &str = "\
 per_listener_settings true
 max_packet_size 1048576
+# Devices connect with CleanSession 0, as the Azure SDKs do; a session
+# the run left behind goes after an hour.
+persistent_client_expiration 1h
 
 listener 1883
 allow_anonymous false

@@ -130,6 +130,9 @@ pub struct Login {
     pub user: Option<String>,
     /// Password; the endpoint's if `None`.
     pub password: Option<String>,
+    /// Connect with CleanSession 0, as the Azure SDKs do: the broker keeps
+    /// the subscriptions and queues QoS 1 messages while the client is away.
+    pub keep_session: bool,
 }
 
 /// A message received on a subscription.
@@ -188,7 +191,7 @@ impl MqttClient {
         let mut opts = MqttOptions::new(&login.client_id, &endpoint.host, endpoint.port);
         opts.set_keep_alive(Duration::from_secs(30))
             .set_max_packet_size(MAX_PACKET, MAX_PACKET)
-            .set_clean_session(true);
+            .set_clean_session(!login.keep_session);
         let user = login.user.clone().or_else(|| endpoint.user.clone());
         let password = login.password.clone().or_else(|| endpoint.password.clone());
         if let Some(u) = user {
@@ -282,12 +285,22 @@ impl MqttClient {
 
     /// Subscribes at QoS 1 and waits for the SUBACK.
     pub async fn subscribe(&mut self, filter: &str) -> Result<()> {
+        self.subscribe_at(filter, 1).await
+    }
+
+    /// Subscribes at QoS `qos` (0, 1 or 2) and waits for the SUBACK.
+    pub async fn subscribe_at(&mut self, filter: &str, qos: u8) -> Result<()> {
+        let qos = match qos {
+            0 => QoS::AtMostOnce,
+            1 => QoS::AtLeastOnce,
+            _ => QoS::ExactlyOnce,
+        };
         let n = self
             .subscribed
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
             + 1;
         self.client
-            .subscribe(filter, QoS::AtLeastOnce)
+            .subscribe(filter, qos)
             .await
             .map_err(|e| unavailable(format!("subscribe to {filter}: {e}")))?;
         self.wait(|a| a.subacks >= n, &format!("subscribe to {filter}"))

@@ -5,11 +5,15 @@
 //! to its cloud-to-device topic, keeps what arrives (property bags
 //! decoded, bodies decompressed), and, when a suite asks through its
 //! hooks, sends a request (`perform`) or tells what it last received
-//! (`received`). It never sends a message over IoT Hub's device-to-cloud
-//! limit: asked to, it refuses and says why.
+//! (`received`), or goes away for a while (`offline`), keeping its
+//! session (CleanSession 0) so that what is sent meanwhile waits for it.
+//! It never sends a message over IoT Hub's device-to-cloud limit: asked
+//! to, it refuses and says why.
 
 mod request;
 
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,9 +22,10 @@ use tokio::task::JoinHandle;
 
 use crate::Fault;
 use dmconf_harness::kit::ability::{self, HUB_NAME, Limits};
-use dmconf_harness::kit::{self, Endpoint, Login, Message, MqttClient};
+use dmconf_harness::kit::{self, Endpoint, Login, Message, MqttClient, Received};
 use dmconf_harness::suite::{Protocol, Role};
 use dmconf_harness::{BoxFuture, Instance, Setup};
+use tokio::sync::mpsc;
 
 crate::fault_catalogue! {
     /// A realistic mistake the reference device can be started with.
@@ -89,6 +94,12 @@ crate::fault_catalogue! {
         StopsOnUnknownErrorCode = "stops-on-unknown-error-code",
         /// Stops on a message id it has seen.
         CrashesOnDuplicate = "crashes-on-duplicate",
+        /// Subscribes to its cloud-to-device topic at QoS 0: what is sent
+        /// while it is away is lost.
+        SubscribesQos0 = "subscribes-qos0",
+        /// Connects with CleanSession 1: each connection starts without
+        /// the messages queued while it was away.
+        CleanSession = "clean-session",
     }
 }
 
@@ -107,7 +118,7 @@ pub const CAPABILITIES: [&str; 6] = [
 ];
 
 /// The hooks the reference device offers.
-pub const HOOKS: [&str; 2] = ["perform", "received"];
+pub const HOOKS: [&str; 3] = ["perform", "received", "offline"];
 
 /// Legal behaviours of real devices that the reference device can show.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -197,8 +208,9 @@ impl Instance for AbilityDeviceHandle {
         if let Some(why) = &self.refused {
             return Some(format!("the reference device was refused at login: {why}"));
         }
-        self.task
-            .is_finished()
+        self.inner
+            .stopped
+            .load(Ordering::SeqCst)
             .then(|| "the reference device stopped".to_owned())
     }
     fn stop(self: Box<Self>) -> BoxFuture<'static, ()> {
@@ -225,76 +237,74 @@ struct Inner {
     cfg: AbilityDeviceConfig,
     client: tokio::sync::Mutex<Option<MqttClient>>,
     received: Mutex<Vec<(Message, String)>>,
-    hung: std::sync::atomic::AtomicBool,
+    /// The `$.mid`s taken, across connections.
+    seen: Mutex<HashSet<String>>,
+    /// The task reading the current connection.
+    reader: Mutex<Option<JoinHandle<()>>>,
+    hung: AtomicBool,
+    /// Away on purpose (the `offline` hook): a closed connection is not a stop.
+    offline: AtomicBool,
+    /// Crashed, or lost its connection and stopped.
+    stopped: AtomicBool,
 }
 
 /// A running reference device.
 pub struct AbilityDeviceHandle {
     inner: Arc<Inner>,
-    task: JoinHandle<()>,
     chatter: Option<JoinHandle<()>>,
     /// Why the broker refused its login, if it did.
     refused: Option<String>,
 }
 
-/// Connects, subscribes to its cloud-to-device topic, and serves.
-pub async fn start(cfg: AbilityDeviceConfig) -> Result<AbilityDeviceHandle, String> {
-    let id = match cfg.fault {
-        Some(AbilityDeviceFault::LogsInAsAnotherId) => {
-            format!("serial-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
-        }
-        _ => cfg.device_id.clone(),
-    };
+/// Connects as the device's SDK would and subscribes to its
+/// cloud-to-device topic (its faults decide how).
+async fn connect(
+    cfg: &AbilityDeviceConfig,
+    id: &str,
+) -> Result<(MqttClient, mpsc::UnboundedReceiver<Received>), kit::TransportError> {
     let login = Login {
-        client_id: id.clone(),
+        client_id: id.to_owned(),
         user: Some(format!("{HUB_NAME}/{id}/?api-version=2021-04-12")),
         password: Some(format!(
             "SharedAccessSignature sr={HUB_NAME}%2Fdevices%2F{id}&sig=ref&se=4102444800"
         )),
+        keep_session: cfg.fault != Some(AbilityDeviceFault::CleanSession),
     };
-    let (mut client, mut inbox) = match MqttClient::connect(&cfg.devices, &login).await {
-        Ok(c) => c,
-        // Refused at login, a real device stops; so does this one, and
-        // says why. Trouble on the way to the broker is the harness's.
-        Err(kit::TransportError::Refused(why)) => {
-            return Ok(AbilityDeviceHandle::refused(cfg, why));
-        }
-        Err(e) => return Err(e.into()),
+    let (mut client, inbox) = MqttClient::connect(&cfg.devices, &login).await?;
+    let qos = if cfg.fault == Some(AbilityDeviceFault::SubscribesQos0) {
+        0
+    } else {
+        1
     };
     client
-        .subscribe(&format!("{}#", ability::devicebound_topic(&id)))
+        .subscribe_at(&format!("{}#", ability::devicebound_topic(id)), qos)
         .await?;
-    // Devices report telemetry beside their requests; a harness that
-    // judges requests must let it pass, and this shows that it does.
-    let (topic, payload) = ability::to_wire(&telemetry(&id));
-    client.publish(&topic, payload).await?;
-    if cfg.variant == Some(Variant::RequestsOfItsOwn) {
-        let (topic, payload) = ability::to_wire(&boot_request(&id));
-        client.publish(&topic, payload).await?;
-    }
-    let inner = Arc::new(Inner {
-        cfg,
-        client: tokio::sync::Mutex::new(Some(client)),
-        received: Mutex::new(Vec::new()),
-        hung: Default::default(),
-    });
-    let i = inner.clone();
-    let task = tokio::spawn(async move {
-        let mut seen = std::collections::HashSet::new();
+    Ok((client, inbox))
+}
+
+/// Reads one connection's cloud-to-device messages until it closes, or
+/// the device crashes on one.
+fn read(i: Arc<Inner>, mut inbox: mpsc::UnboundedReceiver<Received>) -> JoinHandle<()> {
+    tokio::spawn(async move {
         while let Some(m) = inbox.recv().await {
             if i.cfg.fault == Some(AbilityDeviceFault::HangsOnLargeC2d)
                 && m.payload.len() + m.topic.len() > 60_000
             {
-                i.hung.store(true, std::sync::atomic::Ordering::SeqCst);
+                i.hung.store(true, Ordering::SeqCst);
             }
             let mut d = ability::from_wire(&m.topic, &m.payload);
             let bag = m.topic.rsplit('/').next().unwrap_or_default().to_owned();
-            if crashes(i.cfg.fault, &d.message, &bag, &mut seen) {
+            let crashed = {
+                let mut seen = i.seen.lock().unwrap_or_else(|e| e.into_inner());
+                crashes(i.cfg.fault, &d.message, &bag, &mut seen)
+            };
+            if crashed {
                 // A crash: it stops reading and its connection goes.
+                i.stopped.store(true, Ordering::SeqCst);
                 if let Some(c) = i.client.lock().await.take() {
                     c.close().await;
                 }
-                break;
+                return;
             }
             if i.cfg.fault == Some(AbilityDeviceFault::NoC2dDecompression)
                 && ability::content_encoding(&d.message)
@@ -307,17 +317,64 @@ pub async fn start(cfg: AbilityDeviceConfig) -> Result<AbilityDeviceHandle, Stri
                 .unwrap_or_else(|e| e.into_inner())
                 .push((d.message, bag));
         }
-    });
+        if !i.offline.load(Ordering::SeqCst) {
+            i.stopped.store(true, Ordering::SeqCst);
+        }
+    })
+}
+
+/// Connects, subscribes to its cloud-to-device topic, and serves.
+pub async fn start(cfg: AbilityDeviceConfig) -> Result<AbilityDeviceHandle, String> {
+    let id = match cfg.fault {
+        Some(AbilityDeviceFault::LogsInAsAnotherId) => {
+            format!("serial-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+        }
+        _ => cfg.device_id.clone(),
+    };
+    let (mut client, inbox) = match connect(&cfg, &id).await {
+        Ok(c) => c,
+        // Refused at login, a real device stops; so does this one, and
+        // says why. Trouble on the way to the broker is the harness's.
+        Err(kit::TransportError::Refused(why)) => {
+            return Ok(AbilityDeviceHandle::refused(cfg, why));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    // Devices report telemetry beside their requests; a harness that
+    // judges requests must let it pass, and this shows that it does.
+    let (topic, payload) = ability::to_wire(&telemetry(&id));
+    client.publish(&topic, payload).await?;
+    if cfg.variant == Some(Variant::RequestsOfItsOwn) {
+        let (topic, payload) = ability::to_wire(&boot_request(&id));
+        client.publish(&topic, payload).await?;
+    }
+    let inner = Arc::new(Inner::new(cfg, Some(client)));
+    let reader = read(inner.clone(), inbox);
+    *inner.reader.lock().unwrap_or_else(|e| e.into_inner()) = Some(reader);
     let chatter = (inner.cfg.variant == Some(Variant::RequestsOfItsOwn)).then(|| {
         let i = inner.clone();
         tokio::spawn(async move { requests_of_its_own(&i).await })
     });
     Ok(AbilityDeviceHandle {
         inner,
-        task,
         chatter,
         refused: None,
     })
+}
+
+impl Inner {
+    fn new(cfg: AbilityDeviceConfig, client: Option<MqttClient>) -> Self {
+        Inner {
+            cfg,
+            client: tokio::sync::Mutex::new(client),
+            received: Mutex::new(Vec::new()),
+            seen: Mutex::new(HashSet::new()),
+            reader: Mutex::new(None),
+            hung: AtomicBool::new(false),
+            offline: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+        }
+    }
 }
 
 /// The application properties a strict device knows.
@@ -457,13 +514,7 @@ impl AbilityDeviceHandle {
     /// A device that stopped because the broker refused its login.
     fn refused(cfg: AbilityDeviceConfig, why: String) -> Self {
         AbilityDeviceHandle {
-            inner: Arc::new(Inner {
-                cfg,
-                client: tokio::sync::Mutex::new(None),
-                received: Mutex::new(Vec::new()),
-                hung: Default::default(),
-            }),
-            task: tokio::spawn(async {}),
+            inner: Arc::new(Inner::new(cfg, None)),
             chatter: None,
             refused: Some(why),
         }
@@ -474,6 +525,7 @@ impl AbilityDeviceHandle {
         match name {
             "perform" => self.perform(args).await,
             "received" => Ok(self.received()),
+            "offline" => self.offline(args).await,
             other => Err(format!("the reference device has no hook `{other}`")),
         }
     }
@@ -575,7 +627,7 @@ impl AbilityDeviceHandle {
                 json!({"sent": false, "reason": format!("{size} bytes is over IoT Hub's {limit}-byte device-to-cloud limit")}),
             );
         }
-        if self.inner.hung.load(std::sync::atomic::Ordering::SeqCst) {
+        if self.inner.hung.load(Ordering::SeqCst) {
             return Ok(json!({"sent": true, "correlationId": cid}));
         }
         if fault == Some(AbilityDeviceFault::DoubleEncodesValues) {
@@ -629,12 +681,47 @@ impl AbilityDeviceHandle {
         })
     }
 
+    /// Goes away for `seconds`, as on a network loss, and comes back with
+    /// its session; answers once the connection is closed.
+    async fn offline(&self, args: &Map<String, Value>) -> Result<Value, String> {
+        let seconds = arg(args, "seconds")
+            .and_then(Value::as_u64)
+            .ok_or("offline needs `seconds`, a whole number")?;
+        self.inner.offline.store(true, Ordering::SeqCst);
+        if let Some(c) = self.inner.client.lock().await.take() {
+            c.close().await;
+        }
+        let i = self.inner.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(seconds)).await;
+            let id = i.cfg.device_id.clone();
+            match connect(&i.cfg, &id).await {
+                Ok((client, inbox)) => {
+                    *i.client.lock().await = Some(client);
+                    i.offline.store(false, Ordering::SeqCst);
+                    let reader = read(i.clone(), inbox);
+                    *i.reader.lock().unwrap_or_else(|e| e.into_inner()) = Some(reader);
+                }
+                Err(_) => i.stopped.store(true, Ordering::SeqCst),
+            }
+        });
+        Ok(json!({"offline": true}))
+    }
+
     /// Disconnects.
     pub async fn stop(self) {
         if let Some(c) = self.chatter {
             c.abort();
         }
-        self.task.abort();
+        if let Some(r) = self
+            .inner
+            .reader
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            r.abort();
+        }
         if let Some(c) = self.inner.client.lock().await.take() {
             c.close().await;
         }

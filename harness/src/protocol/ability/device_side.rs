@@ -38,6 +38,7 @@ impl AbilityDeviceSide {
             password: Some(format!(
                 "SharedAccessSignature sr={HUB_NAME}%2Fdevices%2F{device}&sig=dmconf&se=4102444800"
             )),
+            keep_session: false,
         };
         let (mut client, rx) = MqttClient::connect(&self.devices, &login).await?;
         client
