@@ -75,7 +75,20 @@ pub enum RunEvent {
         /// Wall time of the run.
         #[serde(serialize_with = "secs")]
         duration: Duration,
+        /// The brokers the run used, each with the time it took to accept
+        /// a login; no case's duration includes it.
+        brokers: Vec<BrokerStart>,
     },
+}
+
+/// A broker of the run and how long it took to come up.
+#[derive(Clone, Debug, Serialize)]
+pub struct BrokerStart {
+    /// RabbitMQ or Mosquitto.
+    pub broker: &'static str,
+    /// From the start request to the first login.
+    #[serde(serialize_with = "secs")]
+    pub ready_after: Duration,
 }
 
 /// Receives a run's events.

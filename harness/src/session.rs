@@ -11,7 +11,7 @@ use std::time::Instant;
 use crate::discover;
 use crate::env;
 use crate::error::{EXIT_FAILED, EXIT_HARNESS_ERROR, EXIT_PASSED, Error};
-use crate::event::{Outcome, RunEvent, SutInfo, Verdict};
+use crate::event::{BrokerStart, Outcome, RunEvent, SutInfo, Verdict};
 use crate::plan::{self, Planned};
 use crate::profile::{BrokerSpec, Profile, SutSpec};
 use crate::protocol::Sides;
@@ -267,6 +267,15 @@ impl Harness {
                 errors: counts.errors,
                 ignored,
                 duration: self.began.elapsed(),
+                brokers: self
+                    .sides
+                    .started()
+                    .into_iter()
+                    .map(|(broker, ready_after)| BrokerStart {
+                        broker,
+                        ready_after,
+                    })
+                    .collect(),
             });
         }
         if counts.failed > 0 {

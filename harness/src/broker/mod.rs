@@ -137,25 +137,105 @@ fn generic(image: &str) -> GenericImage {
 }
 
 /// The image to run: the environment's choice, the profile's, the offline
-/// image when it exists locally, else the official one.
+/// image when it exists locally, else the official one if it is here or
+/// can be pulled; with neither, the offline images are built from
+/// Debian's packages (scripts/build-images.sh), once for the machine.
 async fn choose_image(
     docker: &Docker,
     env: &str,
     profile: Option<&String>,
     offline: &str,
     official: &str,
-) -> String {
+) -> Result<String, String> {
     if let Ok(i) = std::env::var(env) {
-        return i;
+        return Ok(i);
     }
     if let Some(i) = profile {
-        return i.clone();
+        return Ok(i.clone());
     }
-    if docker.inspect_image(offline).await.is_ok() {
-        offline.to_owned()
-    } else {
-        official.to_owned()
+    for here in [offline, official] {
+        if docker.inspect_image(here).await.is_ok() {
+            return Ok(here.to_owned());
+        }
     }
+    if pull(docker, official).await {
+        return Ok(official.to_owned());
+    }
+    build_offline_images(docker, offline).await?;
+    Ok(offline.to_owned())
+}
+
+/// How long a pull may take to show that a registry answers.
+const PULL_WITHIN: Duration = Duration::from_secs(60);
+
+/// Pulls `image`; false when no registry gives it in time.
+async fn pull(docker: &Docker, image: &str) -> bool {
+    use futures_lite::StreamExt;
+    let (name, tag) = image.rsplit_once(':').unwrap_or((image, "latest"));
+    let options = bollard::query_parameters::CreateImageOptionsBuilder::new()
+        .from_image(name)
+        .tag(tag)
+        .build();
+    let mut stream = docker.create_image(Some(options), None, None);
+    let done = async {
+        while let Some(step) = stream.next().await {
+            step.map_err(|_| ())?;
+        }
+        Ok::<(), ()>(())
+    };
+    matches!(tokio::time::timeout(PULL_WITHIN, done).await, Ok(Ok(())))
+        && docker.inspect_image(image).await.is_ok()
+}
+
+/// Builds the offline images with the project's script, once: other
+/// processes of the machine wait for the first one's build (a file lock)
+/// and then find the image.
+async fn build_offline_images(docker: &Docker, offline: &str) -> Result<(), String> {
+    let root = crate::trials::root().map_err(|e| e.to_string())?;
+    let script = root.join("scripts").join("build-images.sh");
+    let lock_path = std::env::temp_dir().join("dmconf-build-images.lock");
+    let started = std::time::Instant::now();
+    let done = tokio::task::spawn_blocking(move || {
+        let _lock = crate::reaper::lock(&lock_path)?;
+        eprintln!(
+            "dmconf: no broker image here and no registry answers: building the offline images with {} (a minute or two)",
+            script.display()
+        );
+        let out = std::process::Command::new("bash")
+            .arg(&script)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            let tail: Vec<&str> = std::str::from_utf8(&out.stderr)
+                .unwrap_or("")
+                .lines()
+                .rev()
+                .take(5)
+                .collect();
+            Err(format!(
+                "{} failed ({}): {}",
+                script.display(),
+                out.status,
+                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+            ))
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    done.map_err(|e| {
+        format!("{e}\nBuild the offline images by hand (needs root): bash scripts/build-images.sh")
+    })?;
+    if docker.inspect_image(offline).await.is_err() {
+        return Err(format!("the image build ended, but {offline} is not there"));
+    }
+    eprintln!(
+        "dmconf: offline images ready in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 fn no_start(what: &str, image: &str, e: impl std::fmt::Display) -> String {
@@ -163,6 +243,26 @@ fn no_start(what: &str, image: &str, e: impl std::fmt::Display) -> String {
         "cannot start {what} from image `{image}`: {e}\n\
          With no registry, build the offline images first: scripts/build-images.sh"
     )
+}
+
+/// A container this process started or found, and whether it is known to
+/// be ready: under nextest, the process that creates the run's container
+/// holds the lock until the broker takes a login and marks it ready, so
+/// that the other processes of the run find it ready and need not probe.
+pub(crate) struct Claim {
+    /// Another process has seen the broker take a login.
+    pub(crate) ready: bool,
+    /// The run's lock, held until [`Claim::mark_ready`], and the marker.
+    hold: Option<(std::fs::File, std::path::PathBuf)>,
+}
+
+impl Claim {
+    /// Says that the broker takes a login, for the run's other processes.
+    pub(crate) fn mark_ready(self) {
+        if let Some((_lock, mark)) = self.hold {
+            let _ = std::fs::File::create(mark);
+        }
+    }
 }
 
 /// Starts `request`, or, under nextest, the one container of this kind
@@ -173,7 +273,7 @@ async fn start_container(
     kind: &str,
     request: ContainerRequest<GenericImage>,
     leftovers: Option<&std::path::Path>,
-) -> Result<(ContainerAsync<GenericImage>, bool), String> {
+) -> Result<(ContainerAsync<GenericImage>, Claim), String> {
     let Ok(run) = std::env::var("NEXTEST_RUN_ID") else {
         let c = request
             .with_label("dmconf.owner", std::process::id().to_string())
@@ -183,9 +283,14 @@ async fn start_container(
         if let Some(g) = crate::reaper::guard() {
             g.container(c.id());
         }
-        return Ok((c, true));
+        let claim = Claim {
+            ready: false,
+            hold: None,
+        };
+        return Ok((c, claim));
     };
     let lock_path = std::env::temp_dir().join(format!("dmconf-{kind}-{run}.lock"));
+    let ready_path = std::env::temp_dir().join(format!("dmconf-{kind}-{run}.ready"));
     let lock = crate::reaper::lock(&lock_path)?;
     let filters = HashMap::from([(
         "label".to_owned(),
@@ -206,12 +311,15 @@ async fn start_container(
         .await
         .map_err(|e| e.to_string())?;
     if !existed {
-        let mut paths = vec![lock_path.as_path()];
+        let mut paths = vec![lock_path.as_path(), ready_path.as_path()];
         paths.extend(leftovers);
         crate::reaper::spawn(crate::reaper::Target::Container(c.id()), &paths);
     }
-    drop(lock);
-    Ok((c, !existed))
+    let claim = Claim {
+        ready: existed && ready_path.exists(),
+        hold: Some((lock, ready_path)),
+    };
+    Ok((c, claim))
 }
 
 /// Removes a container this process started, unless nextest shares it.

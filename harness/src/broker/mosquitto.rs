@@ -193,7 +193,7 @@ impl Mosquitto {
             OFFLINE_IMAGE,
             OFFICIAL_IMAGE,
         )
-        .await;
+        .await?;
         let mut hosts = vec![
             "localhost".to_owned(),
             "127.0.0.1".to_owned(),
@@ -237,7 +237,7 @@ impl Mosquitto {
                 .with_mapped_port(free, SERVICE_PORT.tcp());
         }
         let request = super::publish_on(request, spec.listen(), &[SERVICE_PORT, DEVICE_PORT]);
-        let (c, _) = super::start_container(&docker, "mosquitto", request, Some(&secrets.dir))
+        let (c, claim) = super::start_container(&docker, "mosquitto", request, Some(&secrets.dir))
             .await
             .map_err(|e| super::no_start("Mosquitto", &image, e))?;
         let host = c.get_host().await.map_err(|e| e.to_string())?;
@@ -259,7 +259,10 @@ impl Mosquitto {
             container: Some(c),
             secrets_dir: fresh.then_some(secrets.dir),
         };
-        broker.wait_ready().await?;
+        if !claim.ready {
+            broker.wait_ready().await?;
+        }
+        claim.mark_ready();
         Ok(Mosquitto {
             start_time: began.elapsed(),
             ..broker

@@ -56,7 +56,7 @@ impl RabbitMq {
             OFFLINE_IMAGE,
             OFFICIAL_IMAGE,
         )
-        .await;
+        .await?;
         // A login of this run's own, not guest/guest: RabbitMQ (3.9 and
         // later) makes this user, and no other, on its first boot.
         let (password, secret_dir) = super::run_secret("rabbitmq")?;
@@ -67,16 +67,20 @@ impl RabbitMq {
             .with_env_var("RABBITMQ_DEFAULT_USER", USER)
             .with_env_var("RABBITMQ_DEFAULT_PASS", password.clone());
         let request = super::publish_on(request, spec.listen(), &[5672]);
-        let (c, _) = super::start_container(&docker, "rabbitmq", request, secret_dir.as_deref())
-            .await
-            .map_err(|e| super::no_start("RabbitMQ", &image, e))?;
+        let (c, claim) =
+            super::start_container(&docker, "rabbitmq", request, secret_dir.as_deref())
+                .await
+                .map_err(|e| super::no_start("RabbitMQ", &image, e))?;
         let port = c
             .get_host_port_ipv4(5672)
             .await
             .map_err(|e| e.to_string())?;
         let host = c.get_host().await.map_err(|e| e.to_string())?;
         let url = format!("amqp://{USER}:{password}@{host}:{port}/%2f");
-        wait_ready(&url).await?;
+        if !claim.ready {
+            wait_ready(&url).await?;
+        }
+        claim.mark_ready();
         Ok(RabbitMq {
             amqp_url: url,
             start_time: began.elapsed(),

@@ -72,6 +72,19 @@ impl Sides {
         matches!(self.rabbitmq.get(), Some(Err(_))) || matches!(self.mosquitto.get(), Some(Err(_)))
     }
 
+    /// The brokers this run has started or found, with the time each
+    /// took to accept a login (kept apart from the cases' durations).
+    pub(crate) fn started(&self) -> Vec<(&'static str, std::time::Duration)> {
+        let mut out = Vec::new();
+        if let Some(Ok(r)) = self.rabbitmq.get() {
+            out.push(("RabbitMQ", r.start_time));
+        }
+        if let Some(Ok(m)) = self.mosquitto.get() {
+            out.push(("Mosquitto", m.start_time));
+        }
+        out
+    }
+
     /// DMF: the server's side (hawkBit's topology).
     pub(crate) async fn dmf_server(&self) -> Result<&DmfServerSide, Error> {
         let url = self.rabbitmq().await?.amqp_url.clone();

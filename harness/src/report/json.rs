@@ -3,22 +3,52 @@
 //! `run_finished` was cut short. Labs keep it as the record of a run.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::event::RunEvent;
 
-/// Writes events to `<dir>/<prefix>-<time>-<random>.jsonl`.
+/// Writes events to `<dir>/<prefix>-<time>-<random>.jsonl`; under
+/// `cargo nextest run`, where each case is a process of its own, every
+/// process of the run appends to `<dir>/<prefix>-nextest-<run id>.jsonl`,
+/// a whole case at a time, so that the run leaves one file.
 pub(crate) struct JsonLines {
     path: PathBuf,
-    out: Mutex<BufWriter<File>>,
+    out: Mutex<Pending>,
+}
+
+/// The file, and the lines not yet written to it.
+struct Pending {
+    file: File,
+    lines: Vec<u8>,
+    /// Other processes append to the same file.
+    shared: bool,
 }
 
 impl JsonLines {
-    /// Creates a file of its own in `dir` (never one another run wrote).
+    /// Creates a file of its own in `dir` (never one another run wrote),
+    /// or opens the nextest run's.
     pub(crate) fn create(dir: &Path, prefix: &str) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
+        if let Some(run) = std::env::var("NEXTEST_RUN_ID")
+            .ok()
+            .filter(|r| r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        {
+            let path = dir.join(format!("{prefix}-nextest-{run}.jsonl"));
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)?;
+            return Ok(JsonLines {
+                path,
+                out: Mutex::new(Pending {
+                    file,
+                    lines: Vec::new(),
+                    shared: true,
+                }),
+            });
+        }
         let millis = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis())
@@ -30,7 +60,11 @@ impl JsonLines {
         let file = File::create_new(&path)?;
         Ok(JsonLines {
             path,
-            out: Mutex::new(BufWriter::new(file)),
+            out: Mutex::new(Pending {
+                file,
+                lines: Vec::new(),
+                shared: false,
+            }),
         })
     }
 
@@ -39,21 +73,37 @@ impl JsonLines {
         &self.path
     }
 
-    /// Appends one event. Lines are flushed at the end of each case and
+    /// Appends one event. Lines are written at the end of each case and
     /// of the run, so that a cut-short file holds whole cases.
     pub(crate) fn event(&self, event: &RunEvent) {
         let Ok(line) = serde_json::to_string(event) else {
             return;
         };
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = writeln!(out, "{line}");
+        out.lines.extend_from_slice(line.as_bytes());
+        out.lines.push(b'\n');
         if matches!(
             event,
             RunEvent::RunStarted { .. }
                 | RunEvent::CaseFinished { .. }
                 | RunEvent::RunFinished { .. }
         ) {
-            let _ = out.flush();
+            out.write();
+        }
+    }
+}
+
+impl Pending {
+    /// Writes the pending lines in one piece; a shared file is locked
+    /// meanwhile, so that processes never interleave within a case.
+    fn write(&mut self) {
+        let lines = std::mem::take(&mut self.lines);
+        if self.shared && self.file.lock().is_err() {
+            return;
+        }
+        let _ = self.file.write_all(&lines);
+        if self.shared {
+            let _ = self.file.unlock();
         }
     }
 }
