@@ -914,6 +914,9 @@ fn kill_leaves_nothing() -> Result<(), Failed> {
     let mut victim =
         std::process::Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
             .env(VICTIM, &marker_text)
+            // A plain test process, not one of a nextest run, whose
+            // brokers are shared and outlive it.
+            .env_remove("NEXTEST_RUN_ID")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
