@@ -65,6 +65,27 @@ fn conformance(root: PathBuf, references: References) -> Result<u8, Error> {
             ),
             Err(e) => eprintln!("dmconf: {e}"),
         }
+        // A capability no suite of the SUT's protocol and role asks for is
+        // most likely misspelt or of the other role: its cases would be
+        // ignored without a word.
+        for profile in &profiles {
+            for c in &profile.capabilities {
+                let asked = harness.suites().iter().any(|s| {
+                    s.protocol == profile.protocol
+                        && s.role == profile.role
+                        && (s.capabilities.contains(c)
+                            || s.cases.iter().any(|k| k.capabilities.contains(c)))
+                });
+                if !asked {
+                    eprintln!(
+                        "dmconf: warning: {} declares `{c}`, which no {} {} suite asks for",
+                        profile.origin,
+                        profile.protocol,
+                        profile.role.as_str()
+                    );
+                }
+            }
+        }
         for (_, p) in planned.iter().filter(|(_, p)| p.ignored.is_some()) {
             eprintln!(
                 "dmconf: ignored {}: {}",
