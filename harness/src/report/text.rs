@@ -7,7 +7,6 @@ use std::fmt::Write;
 
 use crate::event::{Failure, Outcome, RunEvent, Verdict};
 use crate::message::{Direction, Entry};
-use crate::suite::Level;
 
 /// Transcript entries shown at each end of a long transcript; the
 /// evidence file has them all.
@@ -114,14 +113,15 @@ impl CaseText {
 
 fn failure(out: &mut String, f: &Failure) {
     for r in &f.requirements {
-        let level = match r.level {
-            Level::Must => "MUST",
-            Level::Should => "SHOULD",
-        };
         let _ = writeln!(
             out,
-            "requirement {} [{level}] ({}, {}): {}",
-            r.id, r.source, r.section, r.text
+            "requirement {} [{}, {}] ({}, {}): {}",
+            r.id,
+            r.level.as_str(),
+            r.basis.as_str(),
+            r.source,
+            r.section,
+            r.text
         );
     }
     match &f.step {

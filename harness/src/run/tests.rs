@@ -33,7 +33,7 @@ fn schemas() -> SchemaStore {
 /// A suite of one case with these steps.
 fn suite(protocol: &str, role: &str, steps: &str, schemas: &SchemaStore) -> Suite {
     let text = format!(
-        "id: t\ntitle: t\nprotocol: {protocol}\nrole: {role}\nrequirements:\n  - {{id: X-1, level: MUST, source: s, section: s, text: t}}\ncases:\n  - id: c\n    title: c\n    requirements: [X-1]\n    steps:\n{steps}"
+        "id: t\ntitle: t\nprotocol: {protocol}\nrole: {role}\nrequirements:\n  - {{id: X-1, level: MUST, basis: seed, source: s, section: s, text: t}}\ncases:\n  - id: c\n    title: c\n    requirements: [X-1]\n    steps:\n{steps}"
     );
     let no_fixtures = |_: &str| Err("no fixtures here".to_owned());
     let cx = Context {

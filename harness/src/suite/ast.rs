@@ -84,7 +84,7 @@ impl std::fmt::Display for Protocol {
 }
 
 /// A normative level, as in RFC 2119.
-#[derive(Clone, Copy, Debug, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, serde::Serialize, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
     /// An absolute requirement.
     #[serde(rename = "MUST")]
@@ -92,6 +92,52 @@ pub enum Level {
     /// A recommendation; failing it still fails the case.
     #[serde(rename = "SHOULD")]
     Should,
+}
+
+/// What a requirement rests on, from the strongest to the weakest. A lab
+/// selects by it: "the documents only" is `seed` and `vendor`.
+#[derive(Clone, Copy, Debug, Deserialize, serde::Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Basis {
+    /// Stated by the seed documents.
+    Seed,
+    /// Stated by the vendor's public documentation (ABB's portal,
+    /// Microsoft's IoT Hub pages, hawkBit's documentation).
+    Vendor,
+    /// hawkBit's implementation: what its code does.
+    Implementation,
+    /// A convention of the reference where the sources are silent.
+    Convention,
+}
+
+impl Basis {
+    /// Every basis, strongest first.
+    pub const ALL: [Basis; 4] = [
+        Basis::Seed,
+        Basis::Vendor,
+        Basis::Implementation,
+        Basis::Convention,
+    ];
+
+    /// Its name in suites, profiles and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Basis::Seed => "seed",
+            Basis::Vendor => "vendor",
+            Basis::Implementation => "implementation",
+            Basis::Convention => "convention",
+        }
+    }
+}
+
+impl Level {
+    /// Its name in suites and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Must => "MUST",
+            Level::Should => "SHOULD",
+        }
+    }
 }
 
 /// A requirement that cases check, traced to its source document.
@@ -102,6 +148,8 @@ pub struct Requirement {
     pub id: String,
     /// MUST or SHOULD.
     pub level: Level,
+    /// What it rests on.
+    pub basis: Basis,
     /// The source document.
     pub source: String,
     /// The section of the source document.
