@@ -27,6 +27,9 @@ pub enum RunEvent {
         suites: Vec<String>,
         /// How many cases are listed, ignored ones included.
         cases: usize,
+        /// Every case listed, with the requirements it checks and, when
+        /// it does not apply, why: the evidence alone gives the coverage.
+        plan: Vec<CasePlan>,
     },
     /// A case begins.
     CaseStarted {
@@ -79,6 +82,17 @@ pub enum RunEvent {
         /// a login; no case's duration includes it.
         brokers: Vec<BrokerStart>,
     },
+}
+
+/// A case as the run lists it.
+#[derive(Clone, Debug, Serialize)]
+pub struct CasePlan {
+    /// `protocol::role::suite::case`.
+    pub case: String,
+    /// The requirements it checks.
+    pub requirements: Vec<crate::suite::Requirement>,
+    /// Why it does not apply, if it does not.
+    pub ignored: Option<String>,
 }
 
 /// A broker of the run and how long it took to come up.

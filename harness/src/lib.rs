@@ -48,6 +48,7 @@ mod report;
 mod run;
 mod schema;
 mod secrets;
+pub mod select;
 mod session;
 pub mod suite;
 mod sut;

@@ -91,6 +91,7 @@ pub fn plan(suites: &[Arc<Suite>], profile: &Profile) -> Vec<Planned> {
                         .to_owned(),
                 );
             }
+            reasons.extend(profile.select.leaves_out(suite, case));
             out.push(Planned {
                 name: case_name(suite, &case.id),
                 suite: suite.clone(),

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::error::Error;
 use crate::mgmt::{self, MgmtSpec};
 use crate::protocol::ability::Limits;
+use crate::select::Selection;
 use crate::suite::{MAX_DURATION, parse_duration};
 use crate::suite::{Protocol, Role};
 
@@ -56,6 +57,9 @@ pub struct Profile {
     /// follow (twelve of the case's own, and for a Device API device on a
     /// broker dmconf started, twelve of the run's before them).
     pub id_prefix: String,
+    /// Which cases the run takes (`[select]`; the environment may set it
+    /// instead).
+    pub select: Selection,
     /// Names of the SUT's environment variables whose values are secrets
     /// (beside those whose names say so), never shown.
     pub secret_env: Vec<String>,
@@ -201,6 +205,18 @@ struct RawProfile {
     broker: RawBroker,
     #[serde(default)]
     parallel: Option<usize>,
+    #[serde(default)]
+    select: RawSelect,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSelect {
+    #[serde(default)]
+    requirements: Vec<String>,
+    level: Option<String>,
+    #[serde(default)]
+    basis: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -319,6 +335,7 @@ impl Profile {
             dmf: DmfNames::default(),
             limits: Limits::default(),
             id_prefix: ID_PREFIX.to_owned(),
+            select: Selection::default(),
             secret_env: Vec::new(),
         }
     }
@@ -457,6 +474,12 @@ impl Profile {
                 "[sut] id_prefix `{id_prefix}`: use letters, digits, `-`, `_` and `.` (it starts MQTT client ids and topics)"
             ));
         }
+        let select = Selection::parse(
+            &raw.select.requirements,
+            raw.select.level.as_deref(),
+            &raw.select.basis,
+        )
+        .map_err(|e| format!("[select] {e}"))?;
         let parallel = raw.parallel.unwrap_or(16);
         if !(1..=MAX_PARALLEL).contains(&parallel) {
             return Err(format!(
@@ -471,6 +494,7 @@ impl Profile {
             limits,
             role,
             id_prefix,
+            select,
             secret_env: raw.sut.secret_env.clone(),
             tenant: raw.sut.tenant,
             mgmt: raw.sut.mgmt.map(|m| MgmtSpec {

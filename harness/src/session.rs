@@ -11,13 +11,13 @@ use std::time::Instant;
 use crate::discover;
 use crate::env;
 use crate::error::{EXIT_FAILED, EXIT_HARNESS_ERROR, EXIT_PASSED, Error};
-use crate::event::{BrokerStart, Outcome, RunEvent, SutInfo, Verdict};
+use crate::event::{BrokerStart, CasePlan, Outcome, RunEvent, Sink, SutInfo, Verdict};
 use crate::plan::{self, Planned};
 use crate::profile::{BrokerSpec, Profile, SutSpec};
 use crate::protocol::Sides;
 use crate::report::json::JsonLines;
 use crate::report::text::CaseText;
-use crate::report::{Fanout, json};
+use crate::report::{Fanout, RunReports, json};
 use crate::run::{self, RunEnv};
 use crate::schema::SchemaStore;
 use crate::suite::{Context, Protocol, Role, Suite};
@@ -78,6 +78,7 @@ pub struct Harness {
     servers: Servers,
     evidence: Option<JsonLines>,
     counts: Mutex<Counts>,
+    reports: Mutex<RunReports>,
     began: Instant,
 }
 
@@ -118,6 +119,7 @@ impl Harness {
             servers: Servers::default(),
             evidence: None,
             counts: Mutex::default(),
+            reports: Mutex::default(),
             began: Instant::now(),
         })
     }
@@ -171,24 +173,39 @@ impl Harness {
         plan::plan(&self.suites, profile)
     }
 
-    /// Opens the evidence file and records the run's start.
+    /// Opens the evidence file and records the run's start, with the
+    /// cases listed.
     pub(crate) fn start_evidence(
         &mut self,
         profiles: &[Profile],
-        cases: usize,
+        planned: &[&Planned],
     ) -> Result<PathBuf, Error> {
+        let plan: Vec<CasePlan> = planned
+            .iter()
+            .map(|p| CasePlan {
+                case: p.name.clone(),
+                requirements: crate::run::requirements(p),
+                ignored: p.ignored.clone(),
+            })
+            .collect();
         let dir = std::env::var_os(env::REPORT_DIR)
             .map(PathBuf::from)
             .unwrap_or_else(|| self.paths.root.join("target").join("dmconf-reports"));
         let file = json::JsonLines::create(&dir, "conformance")
             .map_err(|e| Error::Setup(format!("no evidence file in {}: {e}", dir.display())))?;
         let path = file.path().to_owned();
-        file.event(&RunEvent::RunStarted {
+        let started = RunEvent::RunStarted {
             tool: concat!("dmconf ", env!("CARGO_PKG_VERSION")).to_owned(),
             suts: profiles.iter().map(sut_info).collect(),
             suites: self.suites.iter().map(|s| s.origin.clone()).collect(),
-            cases,
-        });
+            cases: plan.len(),
+            plan,
+        };
+        file.event(&started);
+        self.reports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .event(&started);
         self.evidence = Some(file);
         Ok(path)
     }
@@ -206,6 +223,7 @@ impl Harness {
             let mut sink = Fanout {
                 json: self.evidence.as_ref(),
                 text: &mut text,
+                run: &self.reports,
             };
             let shared_sut = match shared_sut.transpose() {
                 Ok(s) => s,
@@ -285,6 +303,30 @@ impl Harness {
         } else {
             EXIT_PASSED
         }
+    }
+
+    /// The score of the cases run so far, as one line; and the reports
+    /// written beside the evidence file: `<name>.summary.json` and
+    /// `<name>.junit.xml` (not under nextest, where a process runs one
+    /// case of many and nextest writes JUnit itself).
+    pub(crate) fn score(&self) -> Option<(String, Vec<PathBuf>)> {
+        let reports = self.reports.lock().unwrap_or_else(|e| e.into_inner());
+        let score = reports.score.score()?;
+        let line = score.line();
+        let evidence = match self.evidence_path() {
+            Some(e) if std::env::var_os("NEXTEST_RUN_ID").is_none() => e,
+            _ => return Some((line, Vec::new())),
+        };
+        let summary = serde_json::to_vec_pretty(&reports.score.summary(&score)).ok();
+        let junit = reports.junit.xml().map(String::into_bytes);
+        let written = [("summary.json", summary), ("junit.xml", junit)]
+            .into_iter()
+            .filter_map(|(ext, bytes)| {
+                let path = evidence.with_extension(ext);
+                std::fs::write(&path, bytes?).ok().map(|_| path)
+            })
+            .collect();
+        Some((line, written))
     }
 
     /// Where the evidence file is, if one is written.

@@ -10,6 +10,7 @@ use libtest_mimic::{Arguments, Failed, Trial};
 
 use crate::env;
 use crate::error::Error;
+use crate::plan::Planned;
 use crate::profile::Profile;
 use crate::reaper;
 use crate::session::Harness;
@@ -38,10 +39,15 @@ fn conformance(root: PathBuf, references: References) -> Result<u8, Error> {
         .transpose()?;
     let broker = named.as_ref().map(|p| p.broker.clone()).unwrap_or_default();
     let mut harness = Harness::load(root, broker, references)?;
-    let profiles = match named {
+    let mut profiles = match named {
         Some(p) => vec![harness.resolve(p)?],
         None => harness.references(),
     };
+    for p in &mut profiles {
+        p.select = std::mem::take(&mut p.select)
+            .with_env()
+            .map_err(Error::Setup)?;
+    }
     // With several SUTs, each runs the suites of its own protocol and role.
     let several = profiles.len() > 1;
     let mut planned = Vec::new();
@@ -57,7 +63,8 @@ fn conformance(root: PathBuf, references: References) -> Result<u8, Error> {
     let ignored = planned.iter().filter(|(_, p)| p.ignored.is_some()).count();
     if !args.list {
         let names: Vec<&str> = profiles.iter().map(|p| p.origin.as_str()).collect();
-        match harness.start_evidence(&profiles, planned.len()) {
+        let listed: Vec<&Planned> = planned.iter().map(|(_, p)| p).collect();
+        match harness.start_evidence(&profiles, &listed) {
             Ok(path) => eprintln!(
                 "dmconf: SUT: {}; evidence: {}",
                 names.join(" + "),
@@ -125,6 +132,12 @@ fn conformance(root: PathBuf, references: References) -> Result<u8, Error> {
         eprintln!(
             "dmconf: some cases could not be judged (see `error:` above); that is the harness's or the broker's trouble, not the SUT's"
         );
+    }
+    if let Some((line, reports)) = harness.score() {
+        eprintln!("dmconf: {line}");
+        for path in reports {
+            eprintln!("dmconf: report: {}", path.display());
+        }
     }
     if let Some(path) = harness.evidence_path() {
         eprintln!("dmconf: evidence: {}", path.display());

@@ -302,7 +302,7 @@ fn strays(cx: &Cx<'_>) -> Option<String> {
     Some(note)
 }
 
-fn requirements(planned: &Planned) -> Vec<crate::suite::Requirement> {
+pub(crate) fn requirements(planned: &Planned) -> Vec<crate::suite::Requirement> {
     let case = &planned.suite.cases[planned.case];
     planned
         .suite

@@ -13,7 +13,7 @@ mod step;
 mod tests;
 mod wait;
 
-pub(crate) use case::{run_case, unready};
+pub(crate) use case::{requirements, run_case, unready};
 pub(crate) use inbox::{Cursor, Inbox, Item, Offer, Scope, Watch};
 
 use std::sync::Arc;

@@ -1,0 +1,200 @@
+//! JUnit XML, as CI systems read it: a test suite per suite file, a test
+//! case per case with its requirements as properties, the failure's text
+//! and transcript in `system-out`, ignored cases as skipped with their
+//! reason. Built from the run's events alone.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
+
+use super::text::CaseText;
+use crate::event::{CasePlan, Outcome, RunEvent, Sink};
+
+/// A case's end, kept for the report.
+struct Ended {
+    outcome: Kind,
+    duration: Duration,
+    /// The failure's text with the transcript, for a case that did not pass.
+    text: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Passed,
+    Failed,
+    Error,
+}
+
+/// Collects the run's verdicts for JUnit.
+#[derive(Default)]
+pub(crate) struct JunitReporter {
+    plan: Vec<CasePlan>,
+    running: HashMap<String, CaseText>,
+    ended: HashMap<String, Ended>,
+}
+
+impl Sink for JunitReporter {
+    fn event(&mut self, event: &RunEvent) {
+        match event {
+            RunEvent::RunStarted { plan, .. } => self.plan = plan.clone(),
+            RunEvent::CaseStarted { case, .. }
+            | RunEvent::MessageSeen { case, .. }
+            | RunEvent::StepFinished { case, .. } => {
+                self.running.entry(case.clone()).or_default().event(event);
+            }
+            RunEvent::CaseFinished { verdict } => {
+                let mut text = self.running.remove(&verdict.case).unwrap_or_default();
+                text.event(event);
+                let outcome = match verdict.outcome {
+                    Outcome::Passed => Kind::Passed,
+                    Outcome::Failed(_) => Kind::Failed,
+                    Outcome::Error { .. } => Kind::Error,
+                };
+                self.ended.insert(
+                    verdict.case.clone(),
+                    Ended {
+                        outcome,
+                        duration: verdict.duration,
+                        text: text.render(),
+                    },
+                );
+            }
+            RunEvent::RunFinished { .. } => {}
+        }
+    }
+}
+
+impl JunitReporter {
+    /// The report, as XML; `None` before the run's plan is known.
+    pub(crate) fn xml(&self) -> Option<String> {
+        if self.plan.is_empty() {
+            return None;
+        }
+        let mut suites: BTreeMap<&str, TestSuite> = BTreeMap::new();
+        for p in &self.plan {
+            let (suite, id) = p.case.rsplit_once("::").unwrap_or(("", &p.case));
+            let status = match (&p.ignored, self.ended.get(&p.case)) {
+                (Some(why), _) => {
+                    let mut s = TestCaseStatus::skipped();
+                    s.set_message(why.as_str());
+                    s
+                }
+                (None, None) => {
+                    let mut s = TestCaseStatus::skipped();
+                    s.set_message("not run by this invocation");
+                    s
+                }
+                (None, Some(e)) => match e.outcome {
+                    Kind::Passed => TestCaseStatus::success(),
+                    Kind::Failed | Kind::Error => {
+                        let kind = if e.outcome == Kind::Failed {
+                            NonSuccessKind::Failure
+                        } else {
+                            NonSuccessKind::Error
+                        };
+                        let mut s = TestCaseStatus::non_success(kind);
+                        let text = e.text.clone().unwrap_or_default();
+                        s.set_message(text.lines().nth(1).unwrap_or_default());
+                        s.set_description(text);
+                        s
+                    }
+                },
+            };
+            let mut case = TestCase::new(id, status);
+            case.set_classname(suite);
+            if let Some(e) = self.ended.get(&p.case) {
+                case.set_time(e.duration);
+            }
+            for r in &p.requirements {
+                case.add_property(Property::new(
+                    "requirement",
+                    format!(
+                        "{} [{}, {}] {}",
+                        r.id,
+                        r.level.as_str(),
+                        r.basis.as_str(),
+                        r.text
+                    ),
+                ));
+            }
+            suites
+                .entry(suite)
+                .or_insert_with(|| TestSuite::new(suite))
+                .add_test_case(case);
+        }
+        let mut report = Report::new("dmconf");
+        report.add_test_suites(suites.into_values());
+        report.to_string().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Verdict;
+    use crate::suite::{Basis, Level, Requirement};
+
+    fn plan(case: &str, ignored: Option<&str>) -> CasePlan {
+        CasePlan {
+            case: case.into(),
+            requirements: vec![Requirement {
+                id: "R-1".into(),
+                level: Level::Must,
+                basis: Basis::Seed,
+                source: "s".into(),
+                section: "x".into(),
+                text: "a thing holds".into(),
+            }],
+            ignored: ignored.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn cases_become_test_cases_with_their_requirements() {
+        let mut r = JunitReporter::default();
+        r.event(&RunEvent::RunStarted {
+            tool: "t".into(),
+            suts: Vec::new(),
+            suites: Vec::new(),
+            cases: 2,
+            plan: vec![
+                plan("dmf::device::s::a", None),
+                plan("dmf::device::s::b", Some("no hook")),
+            ],
+        });
+        r.event(&RunEvent::CaseFinished {
+            verdict: Box::new(Verdict {
+                case: "dmf::device::s::a".into(),
+                outcome: Outcome::Error {
+                    error: "broker gone".into(),
+                },
+                tenant: String::new(),
+                thing_id: String::new(),
+                arrived: 0,
+                own: Vec::new(),
+                taken: Vec::new(),
+                sut_output: String::new(),
+                duration: Duration::from_millis(5),
+                mandated_wait: Duration::ZERO,
+            }),
+        });
+        let xml = r.xml().expect("a report");
+        assert!(
+            xml.contains(r#"<testsuite name="dmf::device::s" tests="2""#),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(r#"<testcase name="a" classname="dmf::device::s""#),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(
+                r#"<property name="requirement" value="R-1 [MUST, seed] a thing holds"/>"#
+            ),
+            "{xml}"
+        );
+        assert!(xml.contains("broker gone"), "{xml}");
+        assert!(xml.contains(r#"<skipped message="no hook"/>"#), "{xml}");
+    }
+}

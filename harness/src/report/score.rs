@@ -1,0 +1,333 @@
+//! The conformance score: of the cases that apply, how many passed, by
+//! level and by basis; and for every requirement, its cases and whether
+//! it holds. A case counts at the weakest level and basis among its
+//! requirements (as the selection takes it). Pure: verdicts in, a score
+//! out.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::event::{CasePlan, Outcome, RunEvent, Sink};
+use crate::suite::{Basis, Level, Requirement};
+
+/// A case's result as the score counts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Result {
+    /// Passed.
+    Passed,
+    /// Failed on the SUT's side.
+    Failed,
+    /// Not judged: the harness's or the broker's trouble.
+    Error,
+    /// Did not apply (ignored, with a reason).
+    Ignored,
+    /// Listed, but not run by this invocation (a test filter).
+    NotRun,
+}
+
+/// One case, for the score.
+pub(crate) struct Scored<'a> {
+    /// `protocol::role::suite::case`.
+    pub(crate) case: &'a str,
+    /// The requirements it checks.
+    pub(crate) requirements: Vec<&'a Requirement>,
+    /// What came of it.
+    pub(crate) result: Result,
+}
+
+/// Counts for one level or one basis.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub(crate) struct Tally {
+    /// Cases that passed.
+    pub(crate) passed: usize,
+    /// Cases the SUT failed.
+    pub(crate) failed: usize,
+    /// Cases not judged.
+    pub(crate) errors: usize,
+    /// Cases that did not apply.
+    pub(crate) not_applicable: usize,
+}
+
+impl Tally {
+    fn add(&mut self, r: Result) {
+        match r {
+            Result::Passed => self.passed += 1,
+            Result::Failed => self.failed += 1,
+            Result::Error => self.errors += 1,
+            Result::Ignored => self.not_applicable += 1,
+            Result::NotRun => {}
+        }
+    }
+
+    /// Cases that applied and ran.
+    fn applicable(&self) -> usize {
+        self.passed + self.failed + self.errors
+    }
+}
+
+/// One requirement and what its cases gave.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Coverage {
+    /// Its id.
+    pub(crate) id: String,
+    /// MUST or SHOULD.
+    pub(crate) level: Level,
+    /// What it rests on.
+    pub(crate) basis: Basis,
+    /// Its cases and their results.
+    pub(crate) cases: Vec<(String, Result)>,
+    /// Whether every case that ran passed; `None` when none ran.
+    pub(crate) holds: Option<bool>,
+}
+
+/// The score of a run.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Score {
+    /// By the weakest level of each case's requirements.
+    pub(crate) by_level: BTreeMap<&'static str, Tally>,
+    /// By the weakest basis of each case's requirements.
+    pub(crate) by_basis: BTreeMap<&'static str, Tally>,
+    /// Every requirement, in id order.
+    pub(crate) requirements: Vec<Coverage>,
+}
+
+impl Score {
+    /// Scores `cases`.
+    pub(crate) fn of(cases: &[Scored<'_>]) -> Score {
+        let mut by_level: BTreeMap<&'static str, Tally> = BTreeMap::new();
+        let mut by_basis: BTreeMap<&'static str, Tally> = BTreeMap::new();
+        let mut reqs: BTreeMap<&str, Coverage> = BTreeMap::new();
+        for c in cases {
+            if let Some(level) = c.requirements.iter().map(|r| r.level).max() {
+                by_level.entry(level.as_str()).or_default().add(c.result);
+            }
+            if let Some(basis) = c.requirements.iter().map(|r| r.basis).max() {
+                by_basis.entry(basis.as_str()).or_default().add(c.result);
+            }
+            for r in &c.requirements {
+                reqs.entry(&r.id)
+                    .or_insert_with(|| Coverage {
+                        id: r.id.clone(),
+                        level: r.level,
+                        basis: r.basis,
+                        cases: Vec::new(),
+                        holds: None,
+                    })
+                    .cases
+                    .push((c.case.to_owned(), c.result));
+            }
+        }
+        let requirements = reqs
+            .into_values()
+            .map(|mut cov| {
+                let ran: Vec<Result> = cov
+                    .cases
+                    .iter()
+                    .map(|(_, r)| *r)
+                    .filter(|r| matches!(r, Result::Passed | Result::Failed | Result::Error))
+                    .collect();
+                cov.holds = (!ran.is_empty()).then(|| ran.iter().all(|r| *r == Result::Passed));
+                cov
+            })
+            .collect();
+        Score {
+            by_level,
+            by_basis,
+            requirements,
+        }
+    }
+
+    /// One line: passed of applicable, by level and by basis, and the
+    /// requirements that hold.
+    pub(crate) fn line(&self) -> String {
+        let part = |map: &BTreeMap<&'static str, Tally>, order: &[&str]| {
+            order
+                .iter()
+                .filter_map(|k| map.get(k).map(|t| (k, t)))
+                .filter(|(_, t)| t.applicable() > 0)
+                .map(|(k, t)| format!("{k} {}/{}", t.passed, t.applicable()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let levels = part(&self.by_level, &["MUST", "SHOULD"]);
+        let bases = part(
+            &self.by_basis,
+            &["seed", "vendor", "implementation", "convention"],
+        );
+        let judged: Vec<&Coverage> = self
+            .requirements
+            .iter()
+            .filter(|c| c.holds.is_some())
+            .collect();
+        let held = judged.iter().filter(|c| c.holds == Some(true)).count();
+        let mut line = format!("score: {levels}; by basis: {bases}");
+        let _ = write!(line, "; requirements held {held}/{}", judged.len());
+        let unjudged = self.requirements.len() - judged.len();
+        if unjudged > 0 {
+            let _ = write!(line, " ({unjudged} not applicable)");
+        }
+        line
+    }
+}
+
+/// Builds the score from the run's events: the plan from `run_started`,
+/// each result from `case_finished`.
+#[derive(Default)]
+pub(crate) struct ScoreReporter {
+    plan: Vec<CasePlan>,
+    results: BTreeMap<String, (Result, f64)>,
+}
+
+impl Sink for ScoreReporter {
+    fn event(&mut self, event: &RunEvent) {
+        match event {
+            RunEvent::RunStarted { plan, .. } => self.plan = plan.clone(),
+            RunEvent::CaseFinished { verdict } => {
+                let result = match verdict.outcome {
+                    Outcome::Passed => Result::Passed,
+                    Outcome::Failed(_) => Result::Failed,
+                    Outcome::Error { .. } => Result::Error,
+                };
+                self.results.insert(
+                    verdict.case.clone(),
+                    (result, verdict.duration.as_secs_f64()),
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `summary.json`: every case's result and duration, and the score.
+#[derive(Serialize)]
+pub(crate) struct Summary<'a> {
+    /// The tool and its version.
+    tool: &'static str,
+    /// Every case listed.
+    cases: Vec<CaseSummary<'a>>,
+    /// The score.
+    score: &'a Score,
+}
+
+#[derive(Serialize)]
+struct CaseSummary<'a> {
+    case: &'a str,
+    result: Result,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ignored: Option<&'a str>,
+    requirements: Vec<&'a str>,
+}
+
+impl ScoreReporter {
+    fn scored(&self) -> Vec<Scored<'_>> {
+        self.plan
+            .iter()
+            .map(|p| Scored {
+                case: &p.case,
+                requirements: p.requirements.iter().collect(),
+                result: match (&p.ignored, self.results.get(&p.case)) {
+                    (Some(_), _) => Result::Ignored,
+                    (None, Some((r, _))) => *r,
+                    (None, None) => Result::NotRun,
+                },
+            })
+            .collect()
+    }
+
+    /// The score, once the run's plan is known.
+    pub(crate) fn score(&self) -> Option<Score> {
+        (!self.plan.is_empty()).then(|| Score::of(&self.scored()))
+    }
+
+    /// The summary of the run, with `score`.
+    pub(crate) fn summary<'a>(&'a self, score: &'a Score) -> Summary<'a> {
+        Summary {
+            tool: concat!("dmconf ", env!("CARGO_PKG_VERSION")),
+            cases: self
+                .plan
+                .iter()
+                .zip(self.scored())
+                .map(|(p, s)| CaseSummary {
+                    case: &p.case,
+                    result: s.result,
+                    duration: self.results.get(&p.case).map(|(_, d)| *d),
+                    ignored: p.ignored.as_deref(),
+                    requirements: p.requirements.iter().map(|r| r.id.as_str()).collect(),
+                })
+                .collect(),
+            score,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(id: &str, level: Level, basis: Basis) -> Requirement {
+        Requirement {
+            id: id.into(),
+            level,
+            basis,
+            source: "s".into(),
+            section: "x".into(),
+            text: "t".into(),
+        }
+    }
+
+    #[test]
+    fn a_case_counts_at_its_weakest_level_and_basis() {
+        let must_seed = req("A", Level::Must, Basis::Seed);
+        let should_conv = req("B", Level::Should, Basis::Convention);
+        let cases = [
+            Scored {
+                case: "c1",
+                requirements: vec![&must_seed],
+                result: Result::Passed,
+            },
+            Scored {
+                case: "c2",
+                requirements: vec![&must_seed, &should_conv],
+                result: Result::Failed,
+            },
+            Scored {
+                case: "c3",
+                requirements: vec![&should_conv],
+                result: Result::Ignored,
+            },
+        ];
+        let s = Score::of(&cases);
+        assert_eq!(s.by_level["MUST"].passed, 1);
+        assert_eq!(s.by_level["SHOULD"].failed, 1);
+        assert_eq!(s.by_level["SHOULD"].not_applicable, 1);
+        assert_eq!(s.by_basis["seed"].passed, 1);
+        assert_eq!(s.by_basis["convention"].failed, 1);
+        // A fails in c2, which checks it too: it does not hold.
+        assert_eq!(s.requirements[0].holds, Some(false));
+        assert_eq!(
+            s.line(),
+            "score: MUST 1/1, SHOULD 0/1; by basis: seed 1/1, convention 0/1; requirements held 0/2"
+        );
+    }
+
+    #[test]
+    fn a_requirement_none_of_whose_cases_ran_is_not_applicable() {
+        let r = req("A", Level::Must, Basis::Vendor);
+        let cases = [Scored {
+            case: "c",
+            requirements: vec![&r],
+            result: Result::Ignored,
+        }];
+        let s = Score::of(&cases);
+        assert_eq!(s.requirements[0].holds, None);
+        assert!(
+            s.line()
+                .ends_with("requirements held 0/0 (1 not applicable)")
+        );
+    }
+}
