@@ -143,25 +143,24 @@ impl AbilityPlatformLink {
     /// The next message from the device.
     pub(crate) async fn recv(&mut self) -> Option<Arrival> {
         let m = self.rx.recv().await?;
-        Some(arrival(
-            &m.topic,
-            &m.payload,
-            self.limit,
-            Some(self.header_limit),
-            "device",
-        ))
+        Some(self.judge(&m))
     }
 
     /// What has already arrived.
     pub(crate) fn try_recv(&mut self) -> Option<Arrival> {
         let m = self.rx.try_recv().ok()?;
-        Some(arrival(
+        Some(self.judge(&m))
+    }
+
+    /// A device's message against the device-to-cloud and header limits.
+    fn judge(&self, m: &Received) -> Arrival {
+        arrival(
             &m.topic,
             &m.payload,
             self.limit,
             Some(self.header_limit),
             "device",
-        ))
+        )
     }
 
     /// Stops routing to this case and disconnects.
