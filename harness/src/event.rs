@@ -93,6 +93,9 @@ pub struct CasePlan {
     pub requirements: Vec<crate::suite::Requirement>,
     /// Why it does not apply, if it does not.
     pub ignored: Option<String>,
+    /// The baseline's reason, when it is a known deviation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub known_deviation: Option<String>,
 }
 
 /// A broker of the run and how long it took to come up.

@@ -30,6 +30,7 @@
 
 #![warn(missing_docs)]
 
+pub mod baseline;
 mod broker;
 mod discover;
 mod env;

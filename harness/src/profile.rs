@@ -60,6 +60,9 @@ pub struct Profile {
     /// Which cases the run takes (`[select]`; the environment may set it
     /// instead).
     pub select: Selection,
+    /// The known-deviation file (`[run] baseline`, relative to the
+    /// profile).
+    pub baseline: Option<PathBuf>,
     /// Names of the SUT's environment variables whose values are secrets
     /// (beside those whose names say so), never shown.
     pub secret_env: Vec<String>,
@@ -207,6 +210,14 @@ struct RawProfile {
     parallel: Option<usize>,
     #[serde(default)]
     select: RawSelect,
+    #[serde(default)]
+    run: RawRun,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRun {
+    baseline: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -336,6 +347,7 @@ impl Profile {
             limits: Limits::default(),
             id_prefix: ID_PREFIX.to_owned(),
             select: Selection::default(),
+            baseline: None,
             secret_env: Vec::new(),
         }
     }
@@ -495,6 +507,7 @@ impl Profile {
             role,
             id_prefix,
             select,
+            baseline: raw.run.baseline.map(|b| dir.join(b)),
             secret_env: raw.sut.secret_env.clone(),
             tenant: raw.sut.tenant,
             mgmt: raw.sut.mgmt.map(|m| MgmtSpec {

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::baseline::Baseline;
 use crate::discover;
 use crate::env;
 use crate::error::{EXIT_FAILED, EXIT_HARNESS_ERROR, EXIT_PASSED, Error};
@@ -179,6 +180,7 @@ impl Harness {
         &mut self,
         profiles: &[Profile],
         planned: &[&Planned],
+        baseline: &Baseline,
     ) -> Result<PathBuf, Error> {
         let plan: Vec<CasePlan> = planned
             .iter()
@@ -186,6 +188,7 @@ impl Harness {
                 case: p.name.clone(),
                 requirements: crate::run::requirements(p),
                 ignored: p.ignored.clone(),
+                known_deviation: baseline.get(&p.name).map(|d| d.said()),
             })
             .collect();
         let dir = std::env::var_os(env::REPORT_DIR)
@@ -276,7 +279,9 @@ impl Harness {
     /// Records the run's end in the evidence file, and the exit status
     /// its cases give: a failure on the SUT's side first, then a case the
     /// harness could not judge (or a broker that did not start).
-    pub(crate) fn finish(&self, ignored: usize) -> u8 {
+    /// `known` of the failed cases are known deviations: they do not fail
+    /// the run.
+    pub(crate) fn finish(&self, ignored: usize, known: usize) -> u8 {
         let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(e) = &self.evidence {
             e.event(&RunEvent::RunFinished {
@@ -296,7 +301,7 @@ impl Harness {
                     .collect(),
             });
         }
-        if counts.failed > 0 {
+        if counts.failed > known {
             EXIT_FAILED
         } else if counts.errors > 0 || self.sides.broker_failed() {
             EXIT_HARNESS_ERROR
@@ -327,6 +332,12 @@ impl Harness {
             })
             .collect();
         Some((line, written))
+    }
+
+    /// The cases the SUT failed, each with what went wrong in one line.
+    pub(crate) fn failed_cases(&self) -> Vec<(String, String)> {
+        let reports = self.reports.lock().unwrap_or_else(|e| e.into_inner());
+        reports.score.failed().to_vec()
     }
 
     /// Where the evidence file is, if one is written.

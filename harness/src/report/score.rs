@@ -92,6 +92,8 @@ pub(crate) struct Score {
     pub(crate) by_basis: BTreeMap<&'static str, Tally>,
     /// Every requirement, in id order.
     pub(crate) requirements: Vec<Coverage>,
+    /// Failed cases the baseline names: they do not fail the run.
+    pub(crate) known_deviations: usize,
 }
 
 impl Score {
@@ -137,6 +139,7 @@ impl Score {
             by_level,
             by_basis,
             requirements,
+            known_deviations: 0,
         }
     }
 
@@ -169,6 +172,9 @@ impl Score {
         if unjudged > 0 {
             let _ = write!(line, " ({unjudged} not applicable)");
         }
+        if self.known_deviations > 0 {
+            let _ = write!(line, "; {} known deviations", self.known_deviations);
+        }
         line
     }
 }
@@ -179,6 +185,8 @@ impl Score {
 pub(crate) struct ScoreReporter {
     plan: Vec<CasePlan>,
     results: BTreeMap<String, (Result, f64)>,
+    /// The cases the SUT failed, with what went wrong in one line.
+    failed: Vec<(String, String)>,
 }
 
 impl Sink for ScoreReporter {
@@ -195,6 +203,18 @@ impl Sink for ScoreReporter {
                     verdict.case.clone(),
                     (result, verdict.duration.as_secs_f64()),
                 );
+                if let Outcome::Failed(f) = &verdict.outcome {
+                    let at = f
+                        .step
+                        .as_ref()
+                        .map(|s| {
+                            format!("step {} ({})", s.index, s.name.as_deref().unwrap_or(s.kind))
+                        })
+                        .unwrap_or_else(|| "the end".to_owned());
+                    let actual = f.actual.lines().next().unwrap_or_default();
+                    self.failed
+                        .push((verdict.case.clone(), format!("fails at {at}: {actual}")));
+                }
             }
             _ => {}
         }
@@ -220,6 +240,8 @@ struct CaseSummary<'a> {
     duration: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ignored: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    known_deviation: Option<&'a str>,
     requirements: Vec<&'a str>,
 }
 
@@ -241,7 +263,21 @@ impl ScoreReporter {
 
     /// The score, once the run's plan is known.
     pub(crate) fn score(&self) -> Option<Score> {
-        (!self.plan.is_empty()).then(|| Score::of(&self.scored()))
+        (!self.plan.is_empty()).then(|| {
+            let mut score = Score::of(&self.scored());
+            score.known_deviations = self
+                .plan
+                .iter()
+                .filter(|p| p.known_deviation.is_some())
+                .filter(|p| matches!(self.results.get(&p.case), Some((Result::Failed, _))))
+                .count();
+            score
+        })
+    }
+
+    /// The cases the SUT failed, with what went wrong.
+    pub(crate) fn failed(&self) -> &[(String, String)] {
+        &self.failed
     }
 
     /// The summary of the run, with `score`.
@@ -257,6 +293,7 @@ impl ScoreReporter {
                     result: s.result,
                     duration: self.results.get(&p.case).map(|(_, d)| *d),
                     ignored: p.ignored.as_deref(),
+                    known_deviation: p.known_deviation.as_deref(),
                     requirements: p.requirements.iter().map(|r| r.id.as_str()).collect(),
                 })
                 .collect(),
