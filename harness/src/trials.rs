@@ -107,12 +107,21 @@ fn conformance(root: PathBuf, references: References) -> Result<u8, Error> {
                 }
             }
         }
-        for (_, p) in planned.iter().filter(|(_, p)| p.ignored.is_some()) {
-            eprintln!(
-                "dmconf: ignored {}: {}",
-                p.name,
-                p.ignored.as_deref().unwrap_or_default()
-            );
+        // Why cases are ignored, each reason once with how many it
+        // leaves out (the list names every case with `--ignored --list`).
+        let mut why: Vec<(&str, usize)> = Vec::new();
+        for reason in planned.iter().filter_map(|(_, p)| p.ignored.as_deref()) {
+            match why.iter_mut().find(|(r, _)| *r == reason) {
+                Some((_, n)) => *n += 1,
+                None => why.push((reason, 1)),
+            }
+        }
+        eprintln!(
+            "dmconf: {} case(s) to run, {ignored} ignored",
+            planned.len() - ignored
+        );
+        for (reason, n) in why {
+            eprintln!("dmconf:   {n} ignored: {reason}");
         }
     }
     default_threads(

@@ -37,6 +37,23 @@ async fn once<T>(
         .map_err(Clone::clone)
 }
 
+/// Says that a broker is being started or reached (not under nextest,
+/// where every case is a process and the first one starts it).
+fn announce(broker: &str) {
+    if std::env::var_os("NEXTEST_RUN_ID").is_none() {
+        eprintln!("dmconf: {broker}: starting (or reaching the one named)");
+    }
+}
+
+fn ready(broker: &str, after: std::time::Duration) {
+    if std::env::var_os("NEXTEST_RUN_ID").is_none() {
+        eprintln!(
+            "dmconf: {broker}: takes logins after {:.1} s",
+            after.as_secs_f64()
+        );
+    }
+}
+
 impl Sides {
     /// Nothing started yet.
     pub(crate) fn new(spec: BrokerSpec) -> Self {
@@ -54,7 +71,10 @@ impl Sides {
     /// RabbitMQ, started on first use.
     pub(crate) async fn rabbitmq(&self) -> Result<&RabbitMq, Error> {
         once(&self.rabbitmq, async {
-            RabbitMq::start(&self.spec).await.map_err(Error::Broker)
+            announce("RabbitMQ");
+            let b = RabbitMq::start(&self.spec).await.map_err(Error::Broker)?;
+            ready("RabbitMQ", b.start_time);
+            Ok(b)
         })
         .await
     }
@@ -62,7 +82,10 @@ impl Sides {
     /// Mosquitto, started on first use.
     pub(crate) async fn mosquitto(&self) -> Result<&Mosquitto, Error> {
         once(&self.mosquitto, async {
-            Mosquitto::start(&self.spec).await.map_err(Error::Broker)
+            announce("Mosquitto");
+            let b = Mosquitto::start(&self.spec).await.map_err(Error::Broker)?;
+            ready("Mosquitto", b.start_time);
+            Ok(b)
         })
         .await
     }
