@@ -64,4 +64,4 @@ pub use plan::Planned;
 pub use profile::{BrokerSpec, Profile, SutSpec};
 pub use session::{Harness, Judged};
 pub use sut::{BoxFuture, Instance, Reference, References, Setup};
-pub use trials::{default_threads, main, reaped, root};
+pub use trials::{default_threads, list, main, reaped, root};

@@ -35,13 +35,20 @@ pub fn main(references: References) -> ExitCode {
     }
 }
 
-fn conformance(root: PathBuf, references: References) -> Result<u8, Error> {
-    let mut args = Arguments::from_args();
+/// The cases of a run as the profile (or the references) and the
+/// selection make them, each with the SUT it is judged against.
+type Listed = Vec<(Arc<Profile>, Planned)>;
+
+/// Loads the suites and the profile, and lists the cases.
+fn prepare(
+    root: PathBuf,
+    references: References,
+) -> Result<(Harness, Vec<Profile>, Listed), Error> {
     let named = std::env::var_os(env::PROFILE)
         .map(|p| Profile::load(std::path::Path::new(&p)))
         .transpose()?;
     let broker = named.as_ref().map(|p| p.broker.clone()).unwrap_or_default();
-    let mut harness = Harness::load(root, broker, references)?;
+    let harness = Harness::load(root, broker, references)?;
     let mut profiles = match named {
         Some(p) => vec![harness.resolve(p)?],
         None => harness.references(),
@@ -63,6 +70,12 @@ fn conformance(root: PathBuf, references: References) -> Result<u8, Error> {
         }
     }
     planned.sort_by(|a, b| a.1.name.cmp(&b.1.name));
+    Ok((harness, profiles, planned))
+}
+
+fn conformance(root: PathBuf, references: References) -> Result<u8, Error> {
+    let mut args = Arguments::from_args();
+    let (mut harness, profiles, planned) = prepare(root, references)?;
     let ignored = planned.iter().filter(|(_, p)| p.ignored.is_some()).count();
     let baseline = match std::env::var_os(baseline::ENV)
         .map(PathBuf::from)
@@ -198,16 +211,84 @@ fn conformance(root: PathBuf, references: References) -> Result<u8, Error> {
     Ok(code)
 }
 
+/// `dmconf list`: every case with its requirements and whether it
+/// applies to the SUT of the profile (or to the built-in references), as
+/// a table or, with `json`, as JSON. Starts nothing.
+pub fn list(references: References, json: bool) -> ExitCode {
+    let listed = root().and_then(|root| prepare(root, references));
+    let (_harness, _, planned) = match listed {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("dmconf: {e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    let mut out = String::new();
+    if json {
+        let cases: Vec<serde_json::Value> = planned
+            .iter()
+            .map(|(_, p)| {
+                let reqs: Vec<serde_json::Value> = crate::run::requirements(p)
+                    .iter()
+                    .map(|r| {
+                        serde_json::json!({
+                            "id": r.id, "level": r.level, "basis": r.basis,
+                            "source": r.source, "section": r.section, "text": r.text,
+                        })
+                    })
+                    .collect();
+                serde_json::json!({
+                    "case": p.name,
+                    "applies": p.ignored.is_none(),
+                    "ignored": p.ignored,
+                    "requirements": reqs,
+                })
+            })
+            .collect();
+        out = serde_json::to_string_pretty(&cases).unwrap_or_default();
+        out.push('\n');
+    } else {
+        for (_, p) in &planned {
+            let reqs: Vec<String> = crate::run::requirements(p)
+                .iter()
+                .map(|r| format!("{} [{}, {}]", r.id, r.level.as_str(), r.basis.as_str()))
+                .collect();
+            let applies = match &p.ignored {
+                None => "runs".to_owned(),
+                Some(why) => format!("ignored: {why}"),
+            };
+            out.push_str(&format!("{}\t{}\t{applies}\n", p.name, reqs.join(" ")));
+        }
+    }
+    // A reader that stops early (`| head`) is not an error.
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes());
+    ExitCode::SUCCESS
+}
+
 /// The checkout a run reads its suites, schemas and fixtures from, and
 /// writes its evidence under: `DMCONF_ROOT`, else the working folder
-/// (where `cargo test` runs a test binary: the package's root). Never a
-/// path from the time the binary was built, so that a copied checkout or
-/// an installed binary reads its own tree.
+/// (where `cargo test` runs a test binary: the package's root), else the
+/// folder of the executable or one above it (an installed `dmconf` beside
+/// its suites, or `target/release/dmconf` in a checkout). Never a path
+/// from the time the binary was built, so that a copied checkout or an
+/// installed binary reads its own tree.
 pub fn root() -> Result<PathBuf, Error> {
     let root = match std::env::var_os(env::ROOT) {
         Some(r) => PathBuf::from(r),
         None => {
-            std::env::current_dir().map_err(|e| Error::Setup(format!("no working folder: {e}")))?
+            let here = std::env::current_dir()
+                .map_err(|e| Error::Setup(format!("no working folder: {e}")))?;
+            let beside_exe = std::env::current_exe().ok().and_then(|exe| {
+                exe.ancestors()
+                    .skip(1)
+                    .take(4)
+                    .find(|d| d.join("schemas").is_dir() && d.join("suites").is_dir())
+                    .map(PathBuf::from)
+            });
+            match beside_exe {
+                Some(d) if !here.join("schemas").is_dir() => d,
+                _ => here,
+            }
         }
     };
     if root.join("schemas").is_dir() {
