@@ -955,6 +955,35 @@ fn kill_leaves_nothing() -> Result<(), Failed> {
     .into())
 }
 
+/// `dmconf list --json`, run from another folder, finds its suites beside
+/// itself and names every case of the built-in references with its
+/// requirements.
+fn binary_lists(planned: usize) -> Result<(), Failed> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dmconf"))
+        .args(["list", "--json"])
+        .current_dir(std::env::temp_dir())
+        .env_remove("DMCONF_ROOT")
+        .env_remove("DMCONF_PROFILE")
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!("dmconf list: {}", String::from_utf8_lossy(&out.stderr)).into());
+    }
+    let cases: Vec<serde_json::Value> =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("not JSON: {e}"))?;
+    let runs = cases.iter().filter(|c| c["applies"] == true).count();
+    let bare = cases
+        .iter()
+        .find(|c| c["requirements"].as_array().is_none_or(|r| r.is_empty()));
+    match bare {
+        _ if runs != planned => {
+            Err(format!("dmconf list: {runs} cases apply; the plan has {planned}").into())
+        }
+        Some(c) => Err(format!("{} lists no requirement", c["case"]).into()),
+        None => Ok(()),
+    }
+}
+
 /// A SUT that prints its secrets, and the broker's password, where a
 /// failure shows its output: none of them may be shown.
 fn secrets_never_shown(h: &Harness) -> Result<(), Failed> {
@@ -1288,6 +1317,10 @@ fn main() -> ExitCode {
         "interrupt::kill-9-leaves-nothing",
         kill_leaves_nothing,
     ));
+    let listed = planned.len();
+    list.push(Trial::test("binary::list-names-every-case", move || {
+        binary_lists(listed)
+    }));
     let h = harness.clone();
     list.push(Trial::test("secrets::never-shown", move || {
         secrets_never_shown(&h)
