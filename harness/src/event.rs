@@ -30,6 +30,9 @@ pub enum RunEvent {
         /// Every case listed, with the requirements it checks and, when
         /// it does not apply, why: the evidence alone gives the coverage.
         plan: Vec<CasePlan>,
+        /// What exactly ran: the checkout's commit and the digest of every
+        /// suite and schema file.
+        identity: Identity,
     },
     /// A case begins.
     CaseStarted {
@@ -84,6 +87,18 @@ pub enum RunEvent {
     },
 }
 
+/// What a run ran, so that a report can be tied to it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Identity {
+    /// The checkout's commit (`git rev-parse HEAD`), when it is one.
+    pub commit: Option<String>,
+    /// When the run began, in seconds since the Unix epoch.
+    pub started_unix: f64,
+    /// `path: SHA-256` of every suite and schema file, paths relative to
+    /// the checkout.
+    pub files: std::collections::BTreeMap<String, String>,
+}
+
 /// A case as the run lists it.
 #[derive(Clone, Debug, Serialize)]
 pub struct CasePlan {
@@ -134,6 +149,8 @@ pub struct SutInfo {
     pub kind: String,
     /// What it declares.
     pub capabilities: Vec<String>,
+    /// The SHA-256 of the profile file, when there is one.
+    pub profile_sha256: Option<String>,
 }
 
 /// The verdict of one case, with its evidence. The transcript is the

@@ -12,7 +12,7 @@ use crate::baseline::Baseline;
 use crate::discover;
 use crate::env;
 use crate::error::{EXIT_FAILED, EXIT_HARNESS_ERROR, EXIT_PASSED, Error};
-use crate::event::{BrokerStart, CasePlan, Outcome, RunEvent, Sink, SutInfo, Verdict};
+use crate::event::{BrokerStart, CasePlan, Identity, Outcome, RunEvent, Sink, SutInfo, Verdict};
 use crate::plan::{self, Planned};
 use crate::profile::{BrokerSpec, Profile, SutSpec};
 use crate::protocol::Sides;
@@ -203,6 +203,7 @@ impl Harness {
             suites: self.suites.iter().map(|s| s.origin.clone()).collect(),
             cases: plan.len(),
             plan,
+            identity: identity(&self.paths.root),
         };
         file.event(&started);
         self.reports
@@ -283,23 +284,28 @@ impl Harness {
     /// the run.
     pub(crate) fn finish(&self, ignored: usize, known: usize) -> u8 {
         let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let finished = RunEvent::RunFinished {
+            passed: counts.passed,
+            failed: counts.failed,
+            errors: counts.errors,
+            ignored,
+            duration: self.began.elapsed(),
+            brokers: self
+                .sides
+                .started()
+                .into_iter()
+                .map(|(broker, ready_after)| BrokerStart {
+                    broker,
+                    ready_after,
+                })
+                .collect(),
+        };
         if let Some(e) = &self.evidence {
-            e.event(&RunEvent::RunFinished {
-                passed: counts.passed,
-                failed: counts.failed,
-                errors: counts.errors,
-                ignored,
-                duration: self.began.elapsed(),
-                brokers: self
-                    .sides
-                    .started()
-                    .into_iter()
-                    .map(|(broker, ready_after)| BrokerStart {
-                        broker,
-                        ready_after,
-                    })
-                    .collect(),
-            });
+            e.event(&finished);
+            self.reports
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .event(&finished);
         }
         if counts.failed > known {
             EXIT_FAILED
@@ -415,5 +421,47 @@ fn sut_info(p: &Profile) -> SutInfo {
         }
         .to_owned(),
         capabilities: p.capabilities.clone(),
+        profile_sha256: std::fs::read(&p.origin)
+            .ok()
+            .map(|b| crate::message::sha256(&b)),
+    }
+}
+
+/// The commit of the checkout at `root` and the digest of every file under
+/// its `suites/` and `schemas/`.
+fn identity(root: &std::path::Path) -> Identity {
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(root)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    let mut files = std::collections::BTreeMap::new();
+    let mut todo = vec![root.join("suites"), root.join("schemas")];
+    while let Some(dir) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+            if path.is_dir() {
+                todo.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                let rel = path.strip_prefix(root).unwrap_or(&path);
+                files.insert(
+                    rel.to_string_lossy().into_owned(),
+                    crate::message::sha256(&bytes),
+                );
+            }
+        }
+    }
+    Identity {
+        commit,
+        started_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or_default(),
+        files,
     }
 }

@@ -167,6 +167,7 @@ mod tests {
             suts: Vec::new(),
             suites: Vec::new(),
             cases: 2,
+            identity: crate::event::Identity::default(),
             plan: vec![
                 plan("dmf::device::s::a", None),
                 plan("dmf::device::s::b", Some("no hook")),

@@ -9,12 +9,12 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::event::{CasePlan, Outcome, RunEvent, Sink};
+use crate::event::{BrokerStart, CasePlan, Identity, Outcome, RunEvent, Sink, SutInfo};
 use crate::suite::{Basis, Level, Requirement};
 
 /// A case's result as the score counts it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum Result {
     /// Passed.
     Passed,
@@ -183,6 +183,9 @@ impl Score {
 /// each result from `case_finished`.
 #[derive(Default)]
 pub(crate) struct ScoreReporter {
+    suts: Vec<SutInfo>,
+    identity: Identity,
+    brokers: Vec<BrokerStart>,
     plan: Vec<CasePlan>,
     results: BTreeMap<String, (Result, f64)>,
     /// The cases the SUT failed, with what went wrong in one line.
@@ -192,7 +195,17 @@ pub(crate) struct ScoreReporter {
 impl Sink for ScoreReporter {
     fn event(&mut self, event: &RunEvent) {
         match event {
-            RunEvent::RunStarted { plan, .. } => self.plan = plan.clone(),
+            RunEvent::RunStarted {
+                plan,
+                suts,
+                identity,
+                ..
+            } => {
+                self.plan = plan.clone();
+                self.suts = suts.clone();
+                self.identity = identity.clone();
+            }
+            RunEvent::RunFinished { brokers, .. } => self.brokers = brokers.clone(),
             RunEvent::CaseFinished { verdict } => {
                 let result = match verdict.outcome {
                     Outcome::Passed => Result::Passed,
@@ -226,6 +239,12 @@ impl Sink for ScoreReporter {
 pub(crate) struct Summary<'a> {
     /// The tool and its version.
     tool: &'static str,
+    /// The checkout's commit, when, and the digests of suites and schemas.
+    identity: &'a Identity,
+    /// The systems under test (never their command or environment).
+    suts: &'a [SutInfo],
+    /// The brokers and how long each took to take a login.
+    brokers: &'a [BrokerStart],
     /// Every case listed.
     cases: Vec<CaseSummary<'a>>,
     /// The score.
@@ -284,6 +303,9 @@ impl ScoreReporter {
     pub(crate) fn summary<'a>(&'a self, score: &'a Score) -> Summary<'a> {
         Summary {
             tool: concat!("dmconf ", env!("CARGO_PKG_VERSION")),
+            identity: &self.identity,
+            suts: &self.suts,
+            brokers: &self.brokers,
             cases: self
                 .plan
                 .iter()
@@ -366,5 +388,60 @@ mod tests {
             s.line()
                 .ends_with("requirements held 0/0 (1 not applicable)")
         );
+    }
+
+    #[test]
+    fn the_summary_is_what_its_schema_says() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../schemas/report/summary.schema.json"
+        );
+        let schema: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        let mut r = ScoreReporter::default();
+        let mut identity = Identity::default();
+        identity
+            .files
+            .insert("suites/a.yaml".into(), "0".repeat(64));
+        r.event(&RunEvent::RunStarted {
+            tool: "dmconf".into(),
+            suts: Vec::new(),
+            suites: Vec::new(),
+            cases: 2,
+            identity,
+            plan: vec![
+                CasePlan {
+                    case: "dmf::device::s::a".into(),
+                    requirements: vec![req("R-1", Level::Must, Basis::Seed)],
+                    ignored: None,
+                    known_deviation: Some("known (T-1)".into()),
+                },
+                CasePlan {
+                    case: "dmf::device::s::b".into(),
+                    requirements: vec![req("R-2", Level::Should, Basis::Convention)],
+                    ignored: Some("no hook".into()),
+                    known_deviation: None,
+                },
+            ],
+        });
+        r.event(&RunEvent::RunFinished {
+            passed: 0,
+            failed: 0,
+            errors: 0,
+            ignored: 1,
+            duration: std::time::Duration::from_secs(1),
+            brokers: vec![BrokerStart {
+                broker: "RabbitMQ",
+                ready_after: std::time::Duration::from_secs(9),
+            }],
+        });
+        let score = r.score().unwrap();
+        let json = serde_json::to_value(r.summary(&score)).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&json)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{errors:?}\n{json:#}");
     }
 }
