@@ -194,7 +194,7 @@ impl Harness {
         let dir = std::env::var_os(env::REPORT_DIR)
             .map(PathBuf::from)
             .unwrap_or_else(|| self.paths.root.join("target").join("dmconf-reports"));
-        let file = json::JsonLines::create(&dir, "conformance")
+        let file = json::JsonLines::create(&dir)
             .map_err(|e| Error::Setup(format!("no evidence file in {}: {e}", dir.display())))?;
         let path = file.path().to_owned();
         let started = RunEvent::RunStarted {
@@ -317,23 +317,23 @@ impl Harness {
     }
 
     /// The score of the cases run so far, as one line; and the reports
-    /// written beside the evidence file: `<name>.summary.json` and
-    /// `<name>.junit.xml` (not under nextest, where a process runs one
-    /// case of many and nextest writes JUnit itself).
+    /// written to the run's bundle beside the evidence: `summary.json`
+    /// and `junit.xml` (not under nextest, where a process runs one case
+    /// of many and nextest writes JUnit itself).
     pub(crate) fn score(&self) -> Option<(String, Vec<PathBuf>)> {
         let reports = self.reports.lock().unwrap_or_else(|e| e.into_inner());
         let score = reports.score.score()?;
         let line = score.line();
-        let evidence = match self.evidence_path() {
-            Some(e) if std::env::var_os("NEXTEST_RUN_ID").is_none() => e,
+        let bundle = match &self.evidence {
+            Some(e) if std::env::var_os("NEXTEST_RUN_ID").is_none() => e.bundle(),
             _ => return Some((line, Vec::new())),
         };
         let summary = serde_json::to_vec_pretty(&reports.score.summary(&score)).ok();
         let junit = reports.junit.xml().map(String::into_bytes);
         let written = [("summary.json", summary), ("junit.xml", junit)]
             .into_iter()
-            .filter_map(|(ext, bytes)| {
-                let path = evidence.with_extension(ext);
+            .filter_map(|(name, bytes)| {
+                let path = bundle.join(name);
                 std::fs::write(&path, bytes?).ok().map(|_| path)
             })
             .collect();

@@ -9,9 +9,13 @@ use std::sync::Mutex;
 
 use crate::event::RunEvent;
 
-/// Writes events to `<dir>/<prefix>-<time>-<random>.jsonl`; under
+/// The evidence file's name in a bundle.
+const EVIDENCE: &str = "evidence.jsonl";
+
+/// Writes events to `evidence.jsonl` in a bundle folder of the run's own,
+/// `<dir>/<time>-<random>/`, where the other reports go too; under
 /// `cargo nextest run`, where each case is a process of its own, every
-/// process of the run appends to `<dir>/<prefix>-nextest-<run id>.jsonl`,
+/// process of the run appends to `<dir>/nextest-<run id>/evidence.jsonl`,
 /// a whole case at a time, so that the run leaves one file.
 pub(crate) struct JsonLines {
     path: PathBuf,
@@ -27,15 +31,17 @@ struct Pending {
 }
 
 impl JsonLines {
-    /// Creates a file of its own in `dir` (never one another run wrote),
-    /// or opens the nextest run's.
-    pub(crate) fn create(dir: &Path, prefix: &str) -> std::io::Result<Self> {
+    /// Creates a bundle folder of its own in `dir` (never one another run
+    /// wrote) with the evidence file in it, or opens the nextest run's.
+    pub(crate) fn create(dir: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         if let Some(run) = std::env::var("NEXTEST_RUN_ID")
             .ok()
             .filter(|r| r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
         {
-            let path = dir.join(format!("{prefix}-nextest-{run}.jsonl"));
+            let bundle = dir.join(format!("nextest-{run}"));
+            std::fs::create_dir_all(&bundle)?;
+            let path = bundle.join(EVIDENCE);
             let file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -56,7 +62,9 @@ impl JsonLines {
         // Time and randomness, not a process id: two runs in separate pid
         // namespaces must not meet; created exclusively all the same.
         let random = &uuid::Uuid::new_v4().simple().to_string()[..8];
-        let path = dir.join(format!("{prefix}-{millis}-{random}.jsonl"));
+        let bundle = dir.join(format!("{millis}-{random}"));
+        std::fs::create_dir(&bundle)?;
+        let path = bundle.join(EVIDENCE);
         let file = File::create_new(&path)?;
         Ok(JsonLines {
             path,
@@ -71,6 +79,11 @@ impl JsonLines {
     /// Where the file is.
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The run's bundle folder, where the file is.
+    pub(crate) fn bundle(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
     }
 
     /// Appends one event. Lines are written at the end of each case and
