@@ -984,6 +984,91 @@ fn binary_lists(planned: usize) -> Result<(), Failed> {
     }
 }
 
+/// The headless browser the HTML report is checked in, if the machine has
+/// one (`.ci/run` installs Debian's chromium; without it the check shows
+/// as ignored).
+fn chromium() -> Option<String> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| {
+            std::process::Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .map(str::to_owned)
+}
+
+/// A run of the platform with `ignores-version` writes a report.html that
+/// a real browser opens: the page's filter, set from the address, shows
+/// exactly the two failed cases, with their transcripts; a screenshot of
+/// it is made.
+fn html_report(browser: &str) -> Result<(), Failed> {
+    let dir = std::env::temp_dir().join(format!("dmconf-html-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let profile = dir.join("profile.toml");
+    std::fs::write(
+        &profile,
+        "[sut]\nprotocol = \"ability\"\nreference = \"server\"\nfault = \"ignores-version\"\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_dmconf"))
+        .arg("ability::server::validation")
+        .env("DMCONF_PROFILE", &profile)
+        .env("DMCONF_REPORT_DIR", dir.join("reports"))
+        .env_remove("NEXTEST_RUN_ID")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .map_err(|e| e.to_string())?;
+    let bundle = std::fs::read_dir(dir.join("reports"))
+        .map_err(|e| format!("no bundle: {e}\n{}", String::from_utf8_lossy(&run.stderr)))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .next()
+        .ok_or("no bundle folder")?;
+    let page = bundle.join("report.html");
+    let url = format!("file://{}#verdict=failed", page.display());
+    let chrome = |extra: &[&str]| {
+        std::process::Command::new(browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--window-size=1200,1000",
+            ])
+            .args(extra)
+            .arg(&url)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .map_err(|e| e.to_string())
+    };
+    let dom = String::from_utf8_lossy(&chrome(&["--dump-dom"])?.stdout).into_owned();
+    let shot = dir.join("report.png");
+    chrome(&[&format!("--screenshot={}", shot.display())])?;
+    let png = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
+    let _ = std::fs::remove_dir_all(&dir);
+    let checks = [
+        (
+            dom.contains(r#"<span id="shown">2</span>"#),
+            "the failed filter shows 2 cases",
+        ),
+        (
+            dom.contains(r#"id="ability::server::validation::wrong-version" data-case="" data-verdict="failed""#),
+            "wrong-version is drawn as failed",
+        ),
+        (dom.contains("<table class=\"chart\">"), "a sequence chart is drawn"),
+        (png > 5_000, "the screenshot shows something"),
+    ];
+    match checks.iter().find(|(ok, _)| !ok) {
+        None => Ok(()),
+        Some((_, what)) => Err(format!(
+            "in {browser}, not so: {what} (screenshot {png} bytes)\n{}",
+            &dom[..dom.len().min(3000)]
+        )
+        .into()),
+    }
+}
+
 /// A SUT that prints its secrets, and the broker's password, where a
 /// failure shows its output: none of them may be shown.
 fn secrets_never_shown(h: &Harness) -> Result<(), Failed> {
@@ -1321,6 +1406,13 @@ fn main() -> ExitCode {
     list.push(Trial::test("binary::list-names-every-case", move || {
         binary_lists(listed)
     }));
+    let browser = chromium();
+    list.push(
+        Trial::test("report::html-in-a-browser", move || {
+            html_report(browser.as_deref().unwrap_or("chromium"))
+        })
+        .with_ignored_flag(chromium().is_none()),
+    );
     let h = harness.clone();
     list.push(Trial::test("secrets::never-shown", move || {
         secrets_never_shown(&h)

@@ -330,13 +330,18 @@ impl Harness {
         };
         let summary = serde_json::to_vec_pretty(&reports.score.summary(&score)).ok();
         let junit = reports.junit.xml().map(String::into_bytes);
-        let written = [("summary.json", summary), ("junit.xml", junit)]
-            .into_iter()
-            .filter_map(|(name, bytes)| {
-                let path = bundle.join(name);
-                std::fs::write(&path, bytes?).ok().map(|_| path)
-            })
-            .collect();
+        let html = reports.html.page(&score).map(String::into_bytes);
+        let written = [
+            ("summary.json", summary),
+            ("junit.xml", junit),
+            ("report.html", html),
+        ]
+        .into_iter()
+        .filter_map(|(name, bytes)| {
+            let path = bundle.join(name);
+            std::fs::write(&path, bytes?).ok().map(|_| path)
+        })
+        .collect();
         Some((line, written))
     }
 

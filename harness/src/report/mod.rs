@@ -2,9 +2,10 @@
 //! ([`crate::event`]). [`text`] renders a failed case for the test
 //! runner; [`json`] writes every event to the run's evidence file;
 //! [`score`] counts the verdicts by level and basis; [`junit`] writes
-//! them as CI systems read them.
+//! them as CI systems read them; [`html`] draws them for a person.
 //! [`Fanout`] hands each event to every reporter of a case.
 
+pub(crate) mod html;
 pub(crate) mod json;
 pub(crate) mod junit;
 pub(crate) mod score;
@@ -29,12 +30,15 @@ pub(crate) struct RunReports {
     pub(crate) score: score::ScoreReporter,
     /// JUnit XML.
     pub(crate) junit: junit::JunitReporter,
+    /// The HTML report.
+    pub(crate) html: html::HtmlReporter,
 }
 
 impl Sink for RunReports {
     fn event(&mut self, event: &RunEvent) {
         self.score.event(event);
         self.junit.event(event);
+        self.html.event(event);
     }
 }
 
