@@ -244,6 +244,32 @@ impl HtmlReporter {
 <label>protocol <select id=\"protocol\"><option value=\"\">all</option><option>dmf</option><option>ability</option></select></label>\
 <span id=\"shown\"></span> cases shown</p>\n",
         );
+        // The coverage: every requirement, its cases and whether it holds.
+        out.push_str("<details id=\"coverage\"><summary>requirements and their cases</summary><table><tr><th>requirement</th><th>level</th><th>basis</th><th>holds</th><th>cases</th></tr>");
+        for c in &score.requirements {
+            let holds = match c.holds {
+                Some(true) => "<span class=\"passed\">yes</span>",
+                Some(false) => "<span class=\"failed\">no</span>",
+                None => "<span class=\"ignored\">not applicable</span>",
+            };
+            let cases: Vec<String> = c
+                .cases
+                .iter()
+                .map(|(case, _)| {
+                    let id = case.rsplit("::").next().unwrap_or_default();
+                    format!("<a href=\"#{}\">{}</a>", esc(case), esc(id))
+                })
+                .collect();
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{holds}</td><td>{}</td></tr>",
+                esc(&c.id),
+                c.level.as_str(),
+                c.basis.as_str(),
+                cases.join(", ")
+            );
+        }
+        out.push_str("</table></details>\n");
         // A table and the cases of each suite.
         let mut suites: BTreeMap<&str, Vec<&CasePlan>> = BTreeMap::new();
         for p in &self.plan {
