@@ -44,6 +44,10 @@ fn main() {
     for profile in harness.references() {
         at_once(&harness, Arc::new(profile));
     }
+    println!(
+        "peak RSS of this process over the whole bench: {:.0} MiB",
+        status_mib("VmHWM:")
+    );
     if let Ok(h) = Arc::try_unwrap(harness) {
         h.shutdown();
     }
@@ -76,17 +80,22 @@ fn throughput(harness: &Harness) {
     println!("  pending / empty:             {:>10.2}", pending / empty);
 }
 
-/// The resident memory of this process, in MiB.
-fn rss_mib() -> f64 {
+/// A memory figure of this process from `/proc/self/status`, in MiB:
+/// `VmRSS` (resident now) or `VmHWM` (the most it has been).
+fn status_mib(key: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .find_map(|l| l.strip_prefix(key))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         })
         .map(|kib| kib / 1024.0)
         .unwrap_or(0.0)
+}
+
+fn rss_mib() -> f64 {
+    status_mib("VmRSS:")
 }
 
 /// Runs one case, sampling this process's memory meanwhile: the verdict,
@@ -215,13 +224,15 @@ fn at_once(harness: &Arc<Harness>, profile: Arc<Profile>) {
         profile.role.as_str(),
         profile.origin
     );
+    // The physical limit first: no run can be shorter than the longest
+    // chain of waits its suites mandate.
+    println!(
+        "  wall / mandated wait chain:   {:.2}  (the physical limit is 1.00)",
+        wall / mandated.max(f64::EPSILON)
+    );
     println!("  cases run at once:            {n} ({failed} not passed)");
     println!("  wall time, broker excluded:   {wall:.2} s");
     println!("  longest mandated wait chain:  {mandated:.2} s");
-    println!(
-        "  wall / mandated wait chain:   {:.2}",
-        wall / mandated.max(f64::EPSILON)
-    );
     println!(
         "  longest case:                 {:.2} s  ({})",
         longest.1, longest.0
