@@ -12,11 +12,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 
 use super::score::Score;
+use super::{Shown, fate, shown};
 use crate::event::{CasePlan, Outcome, RunEvent, Sink, Verdict};
 use crate::message::{Direction, Entry};
-
-/// Messages drawn at each end of a long transcript; the evidence has all.
-const DRAWN_AT_EACH_END: usize = 100;
 
 /// Collects the run's cases and draws each as it ends.
 #[derive(Default)]
@@ -120,27 +118,18 @@ fn drawn(v: &Verdict, entries: &[Entry]) -> String {
     );
     let n = entries.len();
     for (i, e) in entries.iter().enumerate() {
-        let cut = n > 2 * DRAWN_AT_EACH_END;
-        if cut && i == DRAWN_AT_EACH_END {
-            let _ = writeln!(
-                out,
-                "<tr><td colspan=\"5\">{} messages not drawn; the evidence has them all</td></tr>",
-                n - 2 * DRAWN_AT_EACH_END
-            );
+        match shown(i, n) {
+            Shown::Entry => {}
+            Shown::LeftOut(k) => {
+                let _ = writeln!(
+                    out,
+                    "<tr><td colspan=\"5\">{k} messages not drawn; the evidence has them all</td></tr>"
+                );
+                continue;
+            }
+            Shown::Hidden => continue,
         }
-        if cut && (DRAWN_AT_EACH_END..n - DRAWN_AT_EACH_END).contains(&i) {
-            continue;
-        }
-        let mut fate = String::new();
-        if let Some((_, step)) = v.taken.iter().find(|(entry, _)| *entry == e.index) {
-            let _ = write!(fate, " taken by step {step}");
-        }
-        if v.own.contains(&e.index) {
-            fate.push_str(" the SUT's own");
-        }
-        if let Some(a) = e.answers {
-            let _ = write!(fate, " answers #{a}");
-        }
+        let fate: String = fate(v, e).iter().map(|f| format!(" {f}")).collect();
         let headline: Vec<String> = e
             .message
             .headers

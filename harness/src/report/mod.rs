@@ -11,7 +11,49 @@ pub(crate) mod junit;
 pub(crate) mod score;
 pub(crate) mod text;
 
-use crate::event::{RunEvent, Sink};
+use crate::event::{RunEvent, Sink, Verdict};
+use crate::message::Entry;
+
+/// Transcript entries a report shows at each end of a long transcript;
+/// the evidence file has them all.
+pub(crate) const SHOWN_AT_EACH_END: usize = 100;
+
+/// What a report shows at entry `i` of a transcript of `n`.
+pub(crate) enum Shown {
+    /// The entry.
+    Entry,
+    /// In its place, that this many entries are left out.
+    LeftOut(usize),
+    /// Nothing: it is among those left out.
+    Hidden,
+}
+
+/// What a report shows at entry `i` of a transcript of `n`.
+pub(crate) fn shown(i: usize, n: usize) -> Shown {
+    if n <= 2 * SHOWN_AT_EACH_END || !(SHOWN_AT_EACH_END..n - SHOWN_AT_EACH_END).contains(&i) {
+        Shown::Entry
+    } else if i == SHOWN_AT_EACH_END {
+        Shown::LeftOut(n - 2 * SHOWN_AT_EACH_END)
+    } else {
+        Shown::Hidden
+    }
+}
+
+/// What became of transcript entry `e` of the case `v`: the message it
+/// answers, the step that took it, or that it is the SUT's own.
+pub(crate) fn fate(v: &Verdict, e: &Entry) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(a) = e.answers {
+        out.push(format!("answers #{a}"));
+    }
+    if let Some((_, step)) = v.taken.iter().find(|(entry, _)| *entry == e.index) {
+        out.push(format!("taken by step {step}"));
+    }
+    if v.own.contains(&e.index) {
+        out.push("the SUT's own".to_owned());
+    }
+    out
+}
 
 /// Passes each event to the run's evidence file and to the case's text.
 pub(crate) struct Fanout<'a> {

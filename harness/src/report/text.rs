@@ -5,12 +5,9 @@
 
 use std::fmt::Write;
 
+use super::{Shown, fate, shown};
 use crate::event::{Failure, Outcome, RunEvent, Verdict};
 use crate::message::{Direction, Entry};
-
-/// Transcript entries shown at each end of a long transcript; the
-/// evidence file has them all.
-const SHOWN_AT_EACH_END: usize = 100;
 
 /// Collects one case's events and renders its verdict.
 #[derive(Default)]
@@ -74,32 +71,23 @@ impl CaseText {
         }
         let n = self.entries.len();
         for (i, e) in self.entries.iter().enumerate() {
-            if n > 2 * SHOWN_AT_EACH_END && i == SHOWN_AT_EACH_END {
-                let _ = writeln!(
-                    out,
-                    "  ... {} entries not shown; the evidence file has them all",
-                    n - 2 * SHOWN_AT_EACH_END
-                );
-            }
-            if n > 2 * SHOWN_AT_EACH_END && (SHOWN_AT_EACH_END..n - SHOWN_AT_EACH_END).contains(&i)
-            {
-                continue;
+            match shown(i, n) {
+                Shown::Entry => {}
+                Shown::LeftOut(k) => {
+                    let _ = writeln!(
+                        out,
+                        "  ... {k} entries not shown; the evidence file has them all"
+                    );
+                    continue;
+                }
+                Shown::Hidden => continue,
             }
             let arrow = match e.direction {
                 Direction::ToSut => "harness -> SUT",
                 Direction::FromSut => "SUT -> harness",
                 Direction::Refused => "refused by SUT",
             };
-            let mut label = String::new();
-            if let Some(a) = e.answers {
-                let _ = write!(label, "  (answers #{a})");
-            }
-            if let Some((_, step)) = v.taken.iter().find(|(entry, _)| *entry == e.index) {
-                let _ = write!(label, "  (taken by step {step})");
-            }
-            if v.own.contains(&e.index) {
-                label.push_str("  (the SUT's own)");
-            }
+            let label: String = fate(v, e).iter().map(|f| format!("  ({f})")).collect();
             let _ = writeln!(
                 out,
                 "  #{:<3} +{:>8.3}s  {arrow}{label}",
