@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 
-use super::score::Score;
+use super::score::{Result, Score};
 use super::{Shown, fate, shown};
 use crate::event::{CasePlan, Outcome, RunEvent, Sink, Verdict};
 use crate::message::{Direction, Entry};
@@ -22,8 +22,8 @@ pub(crate) struct HtmlReporter {
     title: String,
     plan: Vec<CasePlan>,
     running: HashMap<String, Vec<Entry>>,
-    /// Each ended case: its verdict word and its drawn section.
-    ended: HashMap<String, (&'static str, String)>,
+    /// Each ended case: its result and its drawn section.
+    ended: HashMap<String, (Result, String)>,
 }
 
 /// `s` with `&`, `<`, `>` and `"` escaped.
@@ -57,13 +57,10 @@ impl Sink for HtmlReporter {
             }
             RunEvent::CaseFinished { verdict } => {
                 let entries = self.running.remove(&verdict.case).unwrap_or_default();
-                let word = match verdict.outcome {
-                    Outcome::Passed => "passed",
-                    Outcome::Failed(_) => "failed",
-                    Outcome::Error { .. } => "error",
-                };
-                self.ended
-                    .insert(verdict.case.clone(), (word, drawn(verdict, &entries)));
+                self.ended.insert(
+                    verdict.case.clone(),
+                    (Result::of(&verdict.outcome), drawn(verdict, &entries)),
+                );
             }
             _ => {}
         }
@@ -210,15 +207,7 @@ impl HtmlReporter {
         out.push_str("</p>\n");
         let _ = writeln!(out, "<p id=\"score\">{}</p>", esc(&score.line()));
         out.push_str("<table id=\"levels\"><tr><th></th><th>passed</th><th>failed</th><th>error</th><th>not applicable</th></tr>");
-        let rows = ["MUST", "SHOULD"]
-            .iter()
-            .filter_map(|k| score.by_level.get(k).map(|t| (k, t)))
-            .chain(
-                ["seed", "vendor", "implementation", "convention"]
-                    .iter()
-                    .filter_map(|k| score.by_basis.get(k).map(|t| (k, t))),
-            );
-        for (name, t) in rows {
+        for (name, t) in score.levels().chain(score.bases()) {
             let _ = write!(
                 out,
                 "<tr><th>{name}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -277,11 +266,13 @@ impl HtmlReporter {
     }
 
     fn verdict_of(&self, p: &CasePlan) -> &'static str {
-        match (&p.ignored, self.ended.get(&p.case)) {
-            (Some(_), _) => "ignored",
-            (None, Some(("failed", _))) if p.known_deviation.is_some() => "known",
-            (None, Some((word, _))) => word,
-            (None, None) => "not run",
+        match (&p.ignored, self.ended.get(&p.case).map(|(r, _)| r)) {
+            (Some(_), _) | (None, Some(Result::Ignored)) => "ignored",
+            (None, Some(Result::Failed)) if p.known_deviation.is_some() => "known",
+            (None, Some(Result::Passed)) => "passed",
+            (None, Some(Result::Failed)) => "failed",
+            (None, Some(Result::Error)) => "error",
+            (None, Some(Result::NotRun) | None) => "not run",
         }
     }
 

@@ -8,22 +8,16 @@ use std::time::Duration;
 
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
+use super::score::Result;
 use super::text::CaseText;
-use crate::event::{CasePlan, Outcome, RunEvent, Sink};
+use crate::event::{CasePlan, RunEvent, Sink};
 
 /// A case's end, kept for the report.
 struct Ended {
-    outcome: Kind,
+    outcome: Result,
     duration: Duration,
     /// The failure's text with the transcript, for a case that did not pass.
     text: Option<String>,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Passed,
-    Failed,
-    Error,
 }
 
 /// Collects the run's verdicts for JUnit.
@@ -46,15 +40,10 @@ impl Sink for JunitReporter {
             RunEvent::CaseFinished { verdict } => {
                 let mut text = self.running.remove(&verdict.case).unwrap_or_default();
                 text.event(event);
-                let outcome = match verdict.outcome {
-                    Outcome::Passed => Kind::Passed,
-                    Outcome::Failed(_) => Kind::Failed,
-                    Outcome::Error { .. } => Kind::Error,
-                };
                 self.ended.insert(
                     verdict.case.clone(),
                     Ended {
-                        outcome,
+                        outcome: Result::of(&verdict.outcome),
                         duration: verdict.duration,
                         text: text.render(),
                     },
@@ -77,7 +66,7 @@ impl JunitReporter {
             let known = p.known_deviation.as_deref();
             let status = match (&p.ignored, self.ended.get(&p.case)) {
                 // Failed as the baseline says: the run is not failed for it.
-                (None, Some(e)) if e.outcome == Kind::Failed && known.is_some() => {
+                (None, Some(e)) if e.outcome == Result::Failed && known.is_some() => {
                     let mut s = TestCaseStatus::skipped();
                     s.set_message(format!("known deviation: {}", known.unwrap_or_default()));
                     s.set_description(e.text.clone().unwrap_or_default());
@@ -93,21 +82,20 @@ impl JunitReporter {
                     s.set_message("not run by this invocation");
                     s
                 }
-                (None, Some(e)) => match e.outcome {
-                    Kind::Passed => TestCaseStatus::success(),
-                    Kind::Failed | Kind::Error => {
-                        let kind = if e.outcome == Kind::Failed {
-                            NonSuccessKind::Failure
-                        } else {
-                            NonSuccessKind::Error
-                        };
-                        let mut s = TestCaseStatus::non_success(kind);
-                        let text = e.text.clone().unwrap_or_default();
-                        s.set_message(text.lines().nth(1).unwrap_or_default());
-                        s.set_description(text);
-                        s
-                    }
-                },
+                // A case that ran passed, failed or was not judged.
+                (None, Some(e)) if e.outcome == Result::Passed => TestCaseStatus::success(),
+                (None, Some(e)) => {
+                    let kind = if e.outcome == Result::Failed {
+                        NonSuccessKind::Failure
+                    } else {
+                        NonSuccessKind::Error
+                    };
+                    let mut s = TestCaseStatus::non_success(kind);
+                    let text = e.text.clone().unwrap_or_default();
+                    s.set_message(text.lines().nth(1).unwrap_or_default());
+                    s.set_description(text);
+                    s
+                }
             };
             let mut case = TestCase::new(id, status);
             case.set_classname(suite);
@@ -140,7 +128,7 @@ impl JunitReporter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Verdict;
+    use crate::event::{Outcome, Verdict};
     use crate::suite::{Basis, Level, Requirement};
 
     fn plan(case: &str, ignored: Option<&str>) -> CasePlan {

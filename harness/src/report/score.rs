@@ -28,6 +28,17 @@ pub(crate) enum Result {
     NotRun,
 }
 
+impl Result {
+    /// The result of a case that ran.
+    pub(crate) fn of(outcome: &Outcome) -> Self {
+        match outcome {
+            Outcome::Passed => Result::Passed,
+            Outcome::Failed(_) => Result::Failed,
+            Outcome::Error { .. } => Result::Error,
+        }
+    }
+}
+
 /// One case, for the score.
 pub(crate) struct Scored<'a> {
     /// `protocol::role::suite::case`.
@@ -86,10 +97,10 @@ pub(crate) struct Coverage {
 /// The score of a run.
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct Score {
-    /// By the weakest level of each case's requirements.
-    pub(crate) by_level: BTreeMap<&'static str, Tally>,
-    /// By the weakest basis of each case's requirements.
-    pub(crate) by_basis: BTreeMap<&'static str, Tally>,
+    /// By the weakest level of each case's requirements (MUST first).
+    pub(crate) by_level: BTreeMap<Level, Tally>,
+    /// By the weakest basis of each case's requirements (seed first).
+    pub(crate) by_basis: BTreeMap<Basis, Tally>,
     /// Every requirement, in id order.
     pub(crate) requirements: Vec<Coverage>,
     /// Failed cases the baseline names: they do not fail the run.
@@ -99,15 +110,15 @@ pub(crate) struct Score {
 impl Score {
     /// Scores `cases`.
     pub(crate) fn of(cases: &[Scored<'_>]) -> Score {
-        let mut by_level: BTreeMap<&'static str, Tally> = BTreeMap::new();
-        let mut by_basis: BTreeMap<&'static str, Tally> = BTreeMap::new();
+        let mut by_level: BTreeMap<Level, Tally> = BTreeMap::new();
+        let mut by_basis: BTreeMap<Basis, Tally> = BTreeMap::new();
         let mut reqs: BTreeMap<&str, Coverage> = BTreeMap::new();
         for c in cases {
             if let Some(level) = c.requirements.iter().map(|r| r.level).max() {
-                by_level.entry(level.as_str()).or_default().add(c.result);
+                by_level.entry(level).or_default().add(c.result);
             }
             if let Some(basis) = c.requirements.iter().map(|r| r.basis).max() {
-                by_basis.entry(basis.as_str()).or_default().add(c.result);
+                by_basis.entry(basis).or_default().add(c.result);
             }
             for r in &c.requirements {
                 reqs.entry(&r.id)
@@ -143,23 +154,29 @@ impl Score {
         }
     }
 
+    /// The tallies by level, by name, MUST first.
+    pub(crate) fn levels(&self) -> impl Iterator<Item = (&'static str, &Tally)> {
+        self.by_level.iter().map(|(l, t)| (l.as_str(), t))
+    }
+
+    /// The tallies by basis, by name, seed first.
+    pub(crate) fn bases(&self) -> impl Iterator<Item = (&'static str, &Tally)> {
+        self.by_basis.iter().map(|(b, t)| (b.as_str(), t))
+    }
+
     /// One line: passed of applicable, by level and by basis, and the
     /// requirements that hold.
     pub(crate) fn line(&self) -> String {
-        let part = |map: &BTreeMap<&'static str, Tally>, order: &[&str]| {
-            order
-                .iter()
-                .filter_map(|k| map.get(k).map(|t| (k, t)))
+        let part = |tallies: Vec<(&str, &Tally)>| {
+            tallies
+                .into_iter()
                 .filter(|(_, t)| t.applicable() > 0)
                 .map(|(k, t)| format!("{k} {}/{}", t.passed, t.applicable()))
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let levels = part(&self.by_level, &["MUST", "SHOULD"]);
-        let bases = part(
-            &self.by_basis,
-            &["seed", "vendor", "implementation", "convention"],
-        );
+        let levels = part(self.levels().collect());
+        let bases = part(self.bases().collect());
         let judged: Vec<&Coverage> = self
             .requirements
             .iter()
@@ -207,14 +224,9 @@ impl Sink for ScoreReporter {
             }
             RunEvent::RunFinished { brokers, .. } => self.brokers = brokers.clone(),
             RunEvent::CaseFinished { verdict } => {
-                let result = match verdict.outcome {
-                    Outcome::Passed => Result::Passed,
-                    Outcome::Failed(_) => Result::Failed,
-                    Outcome::Error { .. } => Result::Error,
-                };
                 self.results.insert(
                     verdict.case.clone(),
-                    (result, verdict.duration.as_secs_f64()),
+                    (Result::of(&verdict.outcome), verdict.duration.as_secs_f64()),
                 );
                 if let Outcome::Failed(f) = &verdict.outcome {
                     let at = f
@@ -361,11 +373,11 @@ mod tests {
             },
         ];
         let s = Score::of(&cases);
-        assert_eq!(s.by_level["MUST"].passed, 1);
-        assert_eq!(s.by_level["SHOULD"].failed, 1);
-        assert_eq!(s.by_level["SHOULD"].not_applicable, 1);
-        assert_eq!(s.by_basis["seed"].passed, 1);
-        assert_eq!(s.by_basis["convention"].failed, 1);
+        assert_eq!(s.by_level[&Level::Must].passed, 1);
+        assert_eq!(s.by_level[&Level::Should].failed, 1);
+        assert_eq!(s.by_level[&Level::Should].not_applicable, 1);
+        assert_eq!(s.by_basis[&Basis::Seed].passed, 1);
+        assert_eq!(s.by_basis[&Basis::Convention].failed, 1);
         // A fails in c2, which checks it too: it does not hold.
         assert_eq!(s.requirements[0].holds, Some(false));
         assert_eq!(
