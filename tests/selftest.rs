@@ -1407,11 +1407,12 @@ fn main() -> ExitCode {
         binary_lists(listed)
     }));
     let browser = chromium();
+    let absent = browser.is_none();
     list.push(
         Trial::test("report::html-in-a-browser", move || {
             html_report(browser.as_deref().unwrap_or("chromium"))
         })
-        .with_ignored_flag(chromium().is_none()),
+        .with_ignored_flag(absent),
     );
     let h = harness.clone();
     list.push(Trial::test("secrets::never-shown", move || {

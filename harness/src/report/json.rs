@@ -35,43 +35,42 @@ impl JsonLines {
     /// wrote) with the evidence file in it, or opens the nextest run's.
     pub(crate) fn create(dir: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        if let Some(run) = std::env::var("NEXTEST_RUN_ID")
+        let nextest = std::env::var("NEXTEST_RUN_ID")
             .ok()
-            .filter(|r| r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
-        {
-            let bundle = dir.join(format!("nextest-{run}"));
-            std::fs::create_dir_all(&bundle)?;
-            let path = bundle.join(EVIDENCE);
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)?;
-            return Ok(JsonLines {
-                path,
-                out: Mutex::new(Pending {
-                    file,
-                    lines: Vec::new(),
-                    shared: true,
-                }),
-            });
-        }
-        let millis = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or_default();
-        // Time and randomness, not a process id: two runs in separate pid
-        // namespaces must not meet; created exclusively all the same.
-        let random = &uuid::Uuid::new_v4().simple().to_string()[..8];
-        let bundle = dir.join(format!("{millis}-{random}"));
-        std::fs::create_dir(&bundle)?;
-        let path = bundle.join(EVIDENCE);
-        let file = File::create_new(&path)?;
+            .filter(|r| r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        let (path, file) = match &nextest {
+            Some(run) => {
+                let bundle = dir.join(format!("nextest-{run}"));
+                std::fs::create_dir_all(&bundle)?;
+                let path = bundle.join(EVIDENCE);
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)?;
+                (path, file)
+            }
+            None => {
+                let millis = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis())
+                    .unwrap_or_default();
+                // Time and randomness, not a process id: two runs in
+                // separate pid namespaces must not meet; created
+                // exclusively all the same.
+                let random = &uuid::Uuid::new_v4().simple().to_string()[..8];
+                let bundle = dir.join(format!("{millis}-{random}"));
+                std::fs::create_dir(&bundle)?;
+                let path = bundle.join(EVIDENCE);
+                let file = File::create_new(&path)?;
+                (path, file)
+            }
+        };
         Ok(JsonLines {
             path,
             out: Mutex::new(Pending {
                 file,
                 lines: Vec::new(),
-                shared: false,
+                shared: nextest.is_some(),
             }),
         })
     }
