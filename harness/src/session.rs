@@ -191,12 +191,6 @@ impl Harness {
                 known_deviation: baseline.get(&p.name).map(|d| d.said()),
             })
             .collect();
-        let dir = std::env::var_os(env::REPORT_DIR)
-            .map(PathBuf::from)
-            .unwrap_or_else(|| self.paths.root.join("target").join("dmconf-reports"));
-        let file = json::JsonLines::create(&dir)
-            .map_err(|e| Error::Setup(format!("no evidence file in {}: {e}", dir.display())))?;
-        let path = file.path().to_owned();
         let started = RunEvent::RunStarted {
             tool: concat!("dmconf ", env!("CARGO_PKG_VERSION")).to_owned(),
             suts: profiles.iter().map(sut_info).collect(),
@@ -205,11 +199,19 @@ impl Harness {
             plan,
             identity: identity(&self.paths.root),
         };
-        file.event(&started);
+        // The run's own reports (the score, known deviations) know the plan
+        // even when no evidence file can be written.
         self.reports
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .event(&started);
+        let dir = std::env::var_os(env::REPORT_DIR)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.paths.root.join("target").join("dmconf-reports"));
+        let file = json::JsonLines::create(&dir)
+            .map_err(|e| Error::Setup(format!("no evidence file in {}: {e}", dir.display())))?;
+        let path = file.path().to_owned();
+        file.event(&started);
         self.evidence = Some(file);
         Ok(path)
     }
@@ -280,9 +282,10 @@ impl Harness {
     /// Records the run's end in the evidence file, and the exit status
     /// its cases give: a failure on the SUT's side first, then a case the
     /// harness could not judge (or a broker that did not start).
-    /// `known` of the failed cases are known deviations: they do not fail
+    /// Failed cases the baseline names (known deviations) do not fail
     /// the run.
-    pub(crate) fn finish(&self, ignored: usize, known: usize) -> u8 {
+    pub(crate) fn finish(&self, ignored: usize) -> u8 {
+        let known = self.known_deviations();
         let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         let finished = RunEvent::RunFinished {
             passed: counts.passed,
@@ -316,11 +319,20 @@ impl Harness {
         }
     }
 
-    /// The score of the cases run so far, as one line; and the reports
-    /// written to the run's bundle beside the evidence: `summary.json`
-    /// and `junit.xml` (not under nextest, where a process runs one case
-    /// of many and nextest writes JUnit itself).
-    pub(crate) fn score(&self) -> Option<(String, Vec<PathBuf>)> {
+    /// How many failed cases the baseline names.
+    pub(crate) fn known_deviations(&self) -> usize {
+        self.reports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .score
+            .known_deviations()
+    }
+
+    /// Writes the run's reports to its bundle beside the evidence:
+    /// `summary.json`, `junit.xml` and `report.html` (not under nextest,
+    /// where a process runs one case of many and nextest writes JUnit
+    /// itself); returns the score line and the files written.
+    pub(crate) fn write_reports(&self) -> Option<(String, Vec<PathBuf>)> {
         let reports = self.reports.lock().unwrap_or_else(|e| e.into_inner());
         let score = reports.score.score()?;
         let line = score.line();

@@ -296,14 +296,18 @@ impl ScoreReporter {
     pub(crate) fn score(&self) -> Option<Score> {
         (!self.plan.is_empty()).then(|| {
             let mut score = Score::of(&self.scored());
-            score.known_deviations = self
-                .plan
-                .iter()
-                .filter(|p| p.known_deviation.is_some())
-                .filter(|p| matches!(self.results.get(&p.case), Some((Result::Failed, _))))
-                .count();
+            score.known_deviations = self.known_deviations();
             score
         })
+    }
+
+    /// The failed cases the baseline names.
+    pub(crate) fn known_deviations(&self) -> usize {
+        self.plan
+            .iter()
+            .filter(|p| p.known_deviation.is_some())
+            .filter(|p| matches!(self.results.get(&p.case), Some((Result::Failed, _))))
+            .count()
     }
 
     /// The cases the SUT failed, with what went wrong.
