@@ -28,7 +28,7 @@ pub mod ability {
     pub use crate::protocol::ability::{
         ACK_LEVELS, ACTIONS, DEVICE_ID_PROPERTY, Decoded, ERROR_CODES, HEADER_LIMIT_DETAILS,
         HUB_NAME, Limits, PAD_BODY, PAD_HEADER, bag, compress, content_encoding, decompress,
-        devicebound_topic, events_topic, fill, from_wire, header_size, iothub_size, split_topic,
-        to_wire,
+        device_login, devicebound_topic, events_topic, fill, from_wire, header_size, iothub_size,
+        split_topic, to_wire,
     };
 }

@@ -21,7 +21,7 @@ use serde_json::{Map, Value, json};
 use tokio::task::JoinHandle;
 
 use crate::Fault;
-use dmconf_harness::kit::ability::{self, HUB_NAME, Limits};
+use dmconf_harness::kit::ability::{self, Limits};
 use dmconf_harness::kit::{self, Endpoint, Login, Message, MqttClient, Received};
 use dmconf_harness::suite::{Protocol, Role};
 use dmconf_harness::{BoxFuture, Instance, Setup};
@@ -263,12 +263,8 @@ async fn connect(
     id: &str,
 ) -> Result<(MqttClient, mpsc::UnboundedReceiver<Received>), kit::TransportError> {
     let login = Login {
-        client_id: id.to_owned(),
-        user: Some(format!("{HUB_NAME}/{id}/?api-version=2021-04-12")),
-        password: Some(format!(
-            "SharedAccessSignature sr={HUB_NAME}%2Fdevices%2F{id}&sig=ref&se=4102444800"
-        )),
         keep_session: cfg.fault != Some(AbilityDeviceFault::CleanSession),
+        ..ability::device_login(id)
     };
     let (mut client, inbox) = MqttClient::connect(&cfg.devices, &login).await?;
     let qos = if cfg.fault == Some(AbilityDeviceFault::SubscribesQos0) {

@@ -14,6 +14,21 @@ use crate::transport::mqtt::{Endpoint, Login, MqttClient, Received};
 /// The host name devices put in their user name.
 pub const HUB_NAME: &str = "dmconf-hub.azure-devices.net";
 
+/// How a device logs in to IoT Hub over MQTT, as the Azure SDKs do: its id
+/// as client id, `{hub}/{id}/?api-version=...` as user name, a SAS token
+/// as password (the broker checks the id, not the token), and a clean
+/// session; set `keep_session` for CleanSession 0.
+pub fn device_login(device: &str) -> Login {
+    Login {
+        client_id: device.to_owned(),
+        user: Some(format!("{HUB_NAME}/{device}/?api-version=2021-04-12")),
+        password: Some(format!(
+            "SharedAccessSignature sr={HUB_NAME}%2Fdevices%2F{device}&sig=dmconf&se=4102444800"
+        )),
+        keep_session: false,
+    }
+}
+
 /// The devices' side: where they connect.
 pub(crate) struct AbilityDeviceSide {
     devices: Endpoint,
@@ -32,15 +47,7 @@ impl AbilityDeviceSide {
         device: &str,
         c2d_limit: usize,
     ) -> Result<AbilityDeviceLink, TransportError> {
-        let login = Login {
-            client_id: device.to_owned(),
-            user: Some(format!("{HUB_NAME}/{device}/?api-version=2021-04-12")),
-            password: Some(format!(
-                "SharedAccessSignature sr={HUB_NAME}%2Fdevices%2F{device}&sig=dmconf&se=4102444800"
-            )),
-            keep_session: false,
-        };
-        let (mut client, rx) = MqttClient::connect(&self.devices, &login).await?;
+        let (mut client, rx) = MqttClient::connect(&self.devices, &device_login(device)).await?;
         client
             .subscribe(&format!("{}#", devicebound_topic(device)))
             .await?;

@@ -27,8 +27,8 @@ use crate::message::Message;
 use crate::profile::Profile;
 use crate::suite::Role;
 
-pub use device_side::HUB_NAME;
 pub(crate) use device_side::{AbilityDeviceLink, AbilityDeviceSide};
+pub use device_side::{HUB_NAME, device_login};
 pub(crate) use platform_side::{AbilityPlatformLink, AbilityPlatformSide};
 
 /// Opens a case: each case is a device of its own. A device under test
