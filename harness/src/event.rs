@@ -187,6 +187,23 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 }
 
 impl Verdict {
+    /// The verdict of `case` before it has evidence: `outcome`, no ids,
+    /// no messages, no time.
+    pub fn new(case: String, outcome: Outcome) -> Self {
+        Verdict {
+            case,
+            outcome,
+            tenant: String::new(),
+            thing_id: String::new(),
+            arrived: 0,
+            own: Vec::new(),
+            taken: Vec::new(),
+            sut_output: String::new(),
+            duration: Duration::ZERO,
+            mandated_wait: Duration::ZERO,
+        }
+    }
+
     /// Whether the case passed.
     pub fn passed(&self) -> bool {
         matches!(self.outcome, Outcome::Passed)

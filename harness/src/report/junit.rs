@@ -163,18 +163,13 @@ mod tests {
         });
         r.event(&RunEvent::CaseFinished {
             verdict: Box::new(Verdict {
-                case: "dmf::device::s::a".into(),
-                outcome: Outcome::Error {
-                    error: "broker gone".into(),
-                },
-                tenant: String::new(),
-                thing_id: String::new(),
-                arrived: 0,
-                own: Vec::new(),
-                taken: Vec::new(),
-                sut_output: String::new(),
                 duration: Duration::from_millis(5),
-                mandated_wait: Duration::ZERO,
+                ..Verdict::new(
+                    "dmf::device::s::a".into(),
+                    Outcome::Error {
+                        error: "broker gone".into(),
+                    },
+                )
             }),
         });
         let xml = r.xml().expect("a report");

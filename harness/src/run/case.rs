@@ -161,18 +161,7 @@ fn begin(planned: &Planned, sink: &mut dyn Sink) -> Verdict {
         title: case.title.clone(),
         location: case.location.to_string(),
     });
-    Verdict {
-        case: planned.name.clone(),
-        outcome: Outcome::Passed,
-        tenant: String::new(),
-        thing_id: String::new(),
-        arrived: 0,
-        own: Vec::new(),
-        taken: Vec::new(),
-        sut_output: String::new(),
-        duration: Duration::ZERO,
-        mandated_wait: Duration::ZERO,
-    }
+    Verdict::new(planned.name.clone(), Outcome::Passed)
 }
 
 /// A failure of the SUT's before any step ran.
