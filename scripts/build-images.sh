@@ -15,7 +15,7 @@ RABBIT_IMAGE="${DMCONF_RABBITMQ_OFFLINE_IMAGE:-dmconf/rabbitmq:offline}"
 MOSQ_IMAGE="${DMCONF_MOSQUITTO_OFFLINE_IMAGE:-dmconf/mosquitto:offline}"
 
 # Raised when what goes into the images changes, so older images are rebuilt.
-VERSION=2
+VERSION=3
 have() {
   [[ $(docker image inspect --format '{{ index .Config.Labels "dmconf.images" }}' "$1" 2>/dev/null) == "$VERSION" ]]
 }
@@ -99,12 +99,18 @@ cc -std=c99 -Wall -Wextra -Werror -O2 -fPIC -shared -idirafter "$ROOT/usr/includ
 
 rm -rf "$ROOT"/var/cache/apt/archives/*.deb "$ROOT"/var/lib/apt/lists/*
 
+# Each image says which broker version it holds, for the run's report.
+pkg_version() { dpkg-query --admindir="$ROOT/var/lib/dpkg" -W -f='${Version}' "$1"; }
+RABBIT_VERSION="RabbitMQ $(pkg_version rabbitmq-server)"
+MOSQ_VERSION="Mosquitto $(pkg_version mosquitto)"
+
 echo "build-images: importing $RABBIT_IMAGE"
 tar -C "$ROOT" -c . | docker import \
   --change 'CMD ["/usr/local/bin/dmconf-rabbitmq"]' \
   --change 'EXPOSE 5672' \
   --change 'ENV LANG=C.UTF-8' \
   --change "LABEL dmconf.images=$VERSION" \
+  --change "LABEL org.opencontainers.image.version=\"$RABBIT_VERSION\"" \
   - "$RABBIT_IMAGE" >/dev/null
 
 echo "build-images: importing $MOSQ_IMAGE"
@@ -112,6 +118,7 @@ tar -C "$ROOT" -c . | docker import \
   --change 'CMD ["/usr/sbin/mosquitto", "-c", "/mosquitto/config/mosquitto.conf"]' \
   --change 'EXPOSE 1883' \
   --change "LABEL dmconf.images=$VERSION" \
+  --change "LABEL org.opencontainers.image.version=\"$MOSQ_VERSION\"" \
   - "$MOSQ_IMAGE" >/dev/null
 
 echo "build-images: done"

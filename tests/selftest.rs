@@ -11,7 +11,7 @@
 //! under `fixtures/broken-suites/` are reported at the line and column
 //! their first line announces.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -999,33 +999,61 @@ fn chromium() -> Option<String> {
         .map(str::to_owned)
 }
 
+/// A folder of its own for a check, emptied.
+fn scratch(tag: &str) -> Result<PathBuf, Failed> {
+    let dir = std::env::temp_dir().join(format!("dmconf-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    Ok(dir)
+}
+
+/// The `dmconf` binary on the platform reference with `ignores-version`,
+/// its suite `validation` only, its bundle under `dir/reports`.
+fn failing_run(dir: &Path) -> std::process::Command {
+    let profile = dir.join("profile.toml");
+    let _ = std::fs::write(
+        &profile,
+        "[sut]\nprotocol = \"ability\"\nreference = \"server\"\nfault = \"ignores-version\"\n",
+    );
+    let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_dmconf"));
+    run.arg("ability::server::validation")
+        .env("DMCONF_PROFILE", &profile)
+        .env("DMCONF_REPORT_DIR", dir.join("reports"))
+        .env_remove("NEXTEST_RUN_ID")
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    run
+}
+
+/// The one bundle folder under `dir/reports`.
+fn bundle_in(dir: &Path) -> Result<PathBuf, Failed> {
+    std::fs::read_dir(dir.join("reports"))
+        .map_err(|e| format!("no bundle: {e}"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.is_dir())
+        .ok_or_else(|| "no bundle folder".into())
+}
+
+/// A failing run, to its end: its bundle.
+fn failing_bundle(dir: &Path) -> Result<PathBuf, Failed> {
+    let run = failing_run(dir).output().map_err(|e| e.to_string())?;
+    if run.status.code() != Some(101) {
+        return Err(format!(
+            "the failing run ended with {}:\n{}",
+            run.status,
+            String::from_utf8_lossy(&run.stderr)
+        )
+        .into());
+    }
+    bundle_in(dir)
+}
+
 /// A run of the platform with `ignores-version` writes a report.html that
 /// a real browser opens: the page's filter, set from the address, shows
 /// exactly the two failed cases, with their transcripts; a screenshot of
 /// it is made.
 fn html_report(browser: &str) -> Result<(), Failed> {
-    let dir = std::env::temp_dir().join(format!("dmconf-html-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let profile = dir.join("profile.toml");
-    std::fs::write(
-        &profile,
-        "[sut]\nprotocol = \"ability\"\nreference = \"server\"\nfault = \"ignores-version\"\n",
-    )
-    .map_err(|e| e.to_string())?;
-    let run = std::process::Command::new(env!("CARGO_BIN_EXE_dmconf"))
-        .arg("ability::server::validation")
-        .env("DMCONF_PROFILE", &profile)
-        .env("DMCONF_REPORT_DIR", dir.join("reports"))
-        .env_remove("NEXTEST_RUN_ID")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .map_err(|e| e.to_string())?;
-    let bundle = std::fs::read_dir(dir.join("reports"))
-        .map_err(|e| format!("no bundle: {e}\n{}", String::from_utf8_lossy(&run.stderr)))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .next()
-        .ok_or("no bundle folder")?;
+    let dir = scratch("html")?;
+    let bundle = failing_bundle(&dir)?;
     let page = bundle.join("report.html");
     let url = format!("file://{}#verdict=failed", page.display());
     let chrome = |extra: &[&str]| {
@@ -1066,6 +1094,132 @@ fn html_report(browser: &str) -> Result<(), Failed> {
             &dom[..dom.len().min(3000)]
         )
         .into()),
+    }
+}
+
+/// A failing run's `junit.xml` validates against the JUnit schema CI
+/// systems read (with libxml2's `xmllint`), and carries the failure and
+/// its transcript.
+fn junit_validates() -> Result<(), Failed> {
+    let dir = scratch("junit")?;
+    let bundle = failing_bundle(&dir)?;
+    let junit = bundle.join("junit.xml");
+    let check = std::process::Command::new("xmllint")
+        .arg("--noout")
+        .arg("--schema")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/report/junit.xsd"))
+        .arg(&junit)
+        .output()
+        .map_err(|e| e.to_string())?;
+    let xml = std::fs::read_to_string(&junit).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_dir_all(&dir);
+    if !check.status.success() {
+        return Err(format!(
+            "junit.xml does not validate: {}",
+            String::from_utf8_lossy(&check.stderr)
+        )
+        .into());
+    }
+    if !xml.contains("<failure") || !xml.contains("<system-out>") {
+        return Err("junit.xml has no failure with its transcript".into());
+    }
+    Ok(())
+}
+
+/// A failing run's `summary.json` validates against its schema and names
+/// what ran: the brokers' images, the SUT's version, the run's end.
+fn summary_validates() -> Result<(), Failed> {
+    let dir = scratch("summary")?;
+    let bundle = failing_bundle(&dir)?;
+    let read = |p: PathBuf| -> Result<serde_json::Value, Failed> {
+        let text = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()).into())
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let schema = read(root.join("schemas/report/summary.schema.json"))?;
+    let summary = read(bundle.join("summary.json"))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let validator = jsonschema::validator_for(&schema).map_err(|e| e.to_string())?;
+    let mut problems: Vec<String> = validator
+        .iter_errors(&summary)
+        .map(|e| format!("summary.json: {e}"))
+        .collect();
+    if summary["status"] != "finished" || summary["ended_unix"].is_null() {
+        problems.push(format!("status {} after a whole run", summary["status"]));
+    }
+    let broker = &summary["brokers"][0];
+    if broker["broker"] != "Mosquitto" || broker["image"].is_null() {
+        problems.push(format!("the broker is not named: {}", summary["brokers"]));
+    }
+    if summary["suts"][0]["version"].is_null() {
+        problems.push("the reference names no version".to_owned());
+    }
+    let failed = summary["cases"]
+        .as_array()
+        .map_or(0, |c| c.iter().filter(|c| c["result"] == "failed").count());
+    if failed != 2 {
+        problems.push(format!("{failed} failed cases, not 2"));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n").into())
+    }
+}
+
+/// A run cut short leaves a whole bundle that says so: interrupted
+/// (SIGINT), every report written and marked incomplete; killed
+/// (SIGKILL), the reports written at the start, which say `running`.
+fn cut_short_says_so() -> Result<(), Failed> {
+    let dir = scratch("cut")?;
+    let mut problems = Vec::new();
+    for (signal, status) in [("INT", "interrupted"), ("KILL", "running")] {
+        let _ = std::fs::remove_dir_all(dir.join("reports"));
+        let mut child = failing_run(&dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let began = std::time::Instant::now();
+        let summary = loop {
+            if let Ok(b) = bundle_in(&dir)
+                && b.join("summary.json").exists()
+            {
+                break b.join("summary.json");
+            }
+            if began.elapsed() > std::time::Duration::from_secs(60) {
+                let _ = child.kill();
+                return Err("no summary.json within 60 s of the start".into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .map_err(|e| e.to_string())?;
+        let _ = child.wait();
+        let text = std::fs::read_to_string(&summary).map_err(|e| e.to_string())?;
+        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        if json["status"] != status {
+            problems.push(format!("after SIG{signal}: status {}", json["status"]));
+        }
+        let bundle = summary.parent().unwrap_or(&dir);
+        let page = std::fs::read_to_string(bundle.join("report.html")).unwrap_or_default();
+        if !page.contains("id=\"incomplete\"") {
+            problems.push(format!(
+                "after SIG{signal}: report.html does not say it is incomplete"
+            ));
+        }
+        if !bundle.join("junit.xml").exists() {
+            problems.push(format!("after SIG{signal}: no junit.xml"));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n").into())
     }
 }
 
@@ -1414,6 +1568,17 @@ fn main() -> ExitCode {
         })
         .with_ignored_flag(absent),
     );
+    // `.ci/run` installs libxml2's xmllint; without it the check shows as
+    // ignored.
+    let no_xmllint = !std::process::Command::new("xmllint")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    list.push(
+        Trial::test("report::junit-validates", junit_validates).with_ignored_flag(no_xmllint),
+    );
+    list.push(Trial::test("report::summary-validates", summary_validates));
+    list.push(Trial::test("report::cut-short-says-so", cut_short_says_so));
     let h = harness.clone();
     list.push(Trial::test("secrets::never-shown", move || {
         secrets_never_shown(&h)

@@ -121,6 +121,11 @@ pub struct BrokerStart {
     /// From the start request to the first login.
     #[serde(serialize_with = "secs")]
     pub ready_after: Duration,
+    /// The image it was started from (`name:tag (sha256:…)`); none for a
+    /// broker of the user's.
+    pub image: Option<String>,
+    /// The broker's version, when its image tells it.
+    pub version: Option<String>,
 }
 
 /// Receives a run's events.
@@ -151,6 +156,9 @@ pub struct SutInfo {
     pub capabilities: Vec<String>,
     /// The SHA-256 of the profile file, when there is one.
     pub profile_sha256: Option<String>,
+    /// What the SUT says its version is: its profile's `version` hook's
+    /// output; a reference names itself.
+    pub version: Option<String>,
 }
 
 /// The verdict of one case, with its evidence. The transcript is the
@@ -180,6 +188,14 @@ pub struct Verdict {
     /// The waits the suite mandates (quiet windows and pauses).
     #[serde(serialize_with = "secs")]
     pub mandated_wait: Duration,
+}
+
+/// Now, in seconds since the Unix epoch.
+pub(crate) fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

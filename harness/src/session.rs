@@ -12,7 +12,7 @@ use crate::baseline::Baseline;
 use crate::discover;
 use crate::env;
 use crate::error::{EXIT_FAILED, EXIT_HARNESS_ERROR, EXIT_PASSED, Error};
-use crate::event::{BrokerStart, CasePlan, Identity, Outcome, RunEvent, Sink, SutInfo, Verdict};
+use crate::event::{CasePlan, Identity, Outcome, RunEvent, Sink, SutInfo, Verdict};
 use crate::plan::{self, Planned};
 use crate::profile::{BrokerSpec, Profile, SutSpec};
 use crate::protocol::Sides;
@@ -79,7 +79,10 @@ pub struct Harness {
     servers: Servers,
     evidence: Option<JsonLines>,
     counts: Mutex<Counts>,
-    reports: Mutex<RunReports>,
+    reports: Arc<Mutex<RunReports>>,
+    /// Where the reports go; unset under nextest, where each process runs
+    /// one case and nextest reports the run.
+    bundle: Arc<std::sync::OnceLock<PathBuf>>,
     began: Instant,
 }
 
@@ -109,7 +112,9 @@ impl Harness {
             .enable_all()
             .build()
             .map_err(|e| Error::Setup(format!("no async runtime: {e}")))?;
-        runtime.spawn(interrupted());
+        let reports = Arc::default();
+        let bundle = Arc::default();
+        runtime.spawn(interrupted(Arc::clone(&reports), Arc::clone(&bundle)));
         Ok(Harness {
             paths,
             schemas,
@@ -120,7 +125,8 @@ impl Harness {
             servers: Servers::default(),
             evidence: None,
             counts: Mutex::default(),
-            reports: Mutex::default(),
+            reports,
+            bundle,
             began: Instant::now(),
         })
     }
@@ -174,14 +180,26 @@ impl Harness {
         plan::plan(&self.suites, profile)
     }
 
-    /// Opens the evidence file and records the run's start, with the
-    /// cases listed.
+    /// Opens the run's bundle and records the run's start, with the cases
+    /// listed; the bundle's reports say `running` until the run ends.
+    /// Returns the evidence file, and warnings (a `version` hook that
+    /// failed).
     pub(crate) fn start_evidence(
         &mut self,
         profiles: &[Profile],
         planned: &[&Planned],
         baseline: &Baseline,
-    ) -> Result<PathBuf, Error> {
+    ) -> Result<(PathBuf, Vec<String>), Error> {
+        let mut warnings = Vec::new();
+        let mut suts = Vec::new();
+        for p in profiles {
+            let mut info = sut_info(p);
+            match self.runtime.block_on(sut_version(p)) {
+                Ok(v) => info.version = v,
+                Err(e) => warnings.push(e),
+            }
+            suts.push(info);
+        }
         let plan: Vec<CasePlan> = planned
             .iter()
             .map(|p| CasePlan {
@@ -193,7 +211,7 @@ impl Harness {
             .collect();
         let started = RunEvent::RunStarted {
             tool: concat!("dmconf ", env!("CARGO_PKG_VERSION")).to_owned(),
-            suts: profiles.iter().map(sut_info).collect(),
+            suts,
             suites: self.suites.iter().map(|s| s.origin.clone()).collect(),
             cases: plan.len(),
             plan,
@@ -201,10 +219,7 @@ impl Harness {
         };
         // The run's own reports (the score, known deviations) know the plan
         // even when no evidence file can be written.
-        self.reports
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .event(&started);
+        lock(&self.reports).event(&started);
         let dir = std::env::var_os(env::REPORT_DIR)
             .map(PathBuf::from)
             .unwrap_or_else(|| self.paths.root.join("target").join("dmconf-reports"));
@@ -212,8 +227,13 @@ impl Harness {
             .map_err(|e| Error::Setup(format!("no evidence file in {}: {e}", dir.display())))?;
         let path = file.path().to_owned();
         file.event(&started);
+        if std::env::var_os("NEXTEST_RUN_ID").is_none() {
+            // Known to an interrupt before the first reports exist.
+            let _ = self.bundle.set(file.bundle().to_owned());
+            lock(&self.reports).write(file.bundle());
+        }
         self.evidence = Some(file);
-        Ok(path)
+        Ok((path, warnings))
     }
 
     /// Runs one case against the SUT of `profile`; blocks.
@@ -293,22 +313,11 @@ impl Harness {
             errors: counts.errors,
             ignored,
             duration: self.began.elapsed(),
-            brokers: self
-                .sides
-                .started()
-                .into_iter()
-                .map(|(broker, ready_after)| BrokerStart {
-                    broker,
-                    ready_after,
-                })
-                .collect(),
+            brokers: self.sides.started(),
         };
         if let Some(e) = &self.evidence {
             e.event(&finished);
-            self.reports
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .event(&finished);
+            lock(&self.reports).event(&finished);
         }
         if counts.failed > known {
             EXIT_FAILED
@@ -321,11 +330,7 @@ impl Harness {
 
     /// How many failed cases the baseline names.
     pub(crate) fn known_deviations(&self) -> usize {
-        self.reports
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .score
-            .known_deviations()
+        lock(&self.reports).score.known_deviations()
     }
 
     /// Writes the run's reports to its bundle beside the evidence:
@@ -333,33 +338,19 @@ impl Harness {
     /// where a process runs one case of many and nextest writes JUnit
     /// itself); returns the score line and the files written.
     pub(crate) fn write_reports(&self) -> Option<(String, Vec<PathBuf>)> {
-        let reports = self.reports.lock().unwrap_or_else(|e| e.into_inner());
-        let score = reports.score.score()?;
-        let line = score.line();
-        let bundle = match &self.evidence {
-            Some(e) if std::env::var_os("NEXTEST_RUN_ID").is_none() => e.bundle(),
-            _ => return Some((line, Vec::new())),
-        };
-        let summary = serde_json::to_vec_pretty(&reports.score.summary(&score)).ok();
-        let junit = reports.junit.xml().map(String::into_bytes);
-        let html = reports.html.page(&score).map(String::into_bytes);
-        let written = [
-            ("summary.json", summary),
-            ("junit.xml", junit),
-            ("report.html", html),
-        ]
-        .into_iter()
-        .filter_map(|(name, bytes)| {
-            let path = bundle.join(name);
-            std::fs::write(&path, bytes?).ok().map(|_| path)
-        })
-        .collect();
+        let reports = lock(&self.reports);
+        let line = reports.score.score()?.line();
+        let written = self
+            .bundle
+            .get()
+            .map(|dir| reports.write(dir))
+            .unwrap_or_default();
         Some((line, written))
     }
 
     /// The cases the SUT failed, each with what went wrong in one line.
     pub(crate) fn failed_cases(&self) -> Vec<(String, String)> {
-        let reports = self.reports.lock().unwrap_or_else(|e| e.into_inner());
+        let reports = lock(&self.reports);
         reports.score.failed().to_vec()
     }
 
@@ -404,11 +395,12 @@ impl Harness {
     }
 }
 
-/// Ends the run on SIGINT or SIGTERM, at once, with 130 or 143: the guard
-/// of this process (see `reaper`) then removes the brokers, SUT processes
-/// and secrets the run started. An interrupt is never counted as a SUT's
+/// Ends the run on SIGINT or SIGTERM, at once, with 130 or 143, once the
+/// bundle's reports say that the run was interrupted: the guard of this
+/// process (see `reaper`) then removes the brokers, SUT processes and
+/// secrets the run started. An interrupt is never counted as a SUT's
 /// failure.
-async fn interrupted() {
+async fn interrupted(reports: Arc<Mutex<RunReports>>, bundle: Arc<std::sync::OnceLock<PathBuf>>) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
@@ -421,7 +413,50 @@ async fn interrupted() {
         _ = term.recv() => crate::error::EXIT_TERMINATED,
     };
     eprintln!("dmconf: interrupted; what the run started is being removed");
+    if let Some(dir) = bundle.get() {
+        let mut reports = lock(&reports);
+        reports.score.end(crate::report::score::Status::Interrupted);
+        if !reports.write(dir).is_empty() {
+            eprintln!("dmconf: report (incomplete): {}", dir.display());
+        }
+    }
     std::process::exit(code.into());
+}
+
+/// The value behind `m`, also when a thread panicked while holding it.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The SUT's version: a reference's own, or what the profile's `version`
+/// hook prints (its first line, secrets hidden); `Err` when the hook
+/// fails.
+async fn sut_version(p: &Profile) -> Result<Option<String>, String> {
+    if let SutSpec::Reference { .. } = p.sut {
+        return Ok(Some(
+            concat!("dmconf reference ", env!("CARGO_PKG_VERSION")).to_owned(),
+        ));
+    }
+    let Some(hook) = p.hooks.get("version").filter(|h| !h.command.is_empty()) else {
+        return Ok(None);
+    };
+    let log = Mutex::default();
+    let said = crate::sut::hook::run_hook("version", hook, &Default::default(), &p.hook_dir, &log)
+        .await
+        .map_err(|e| format!("{}: {e}", p.origin))?;
+    let text = match said {
+        serde_json::Value::Null => return Ok(None),
+        serde_json::Value::String(s) => s,
+        other => other.to_string(),
+    };
+    let first: String = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(200)
+        .collect();
+    Ok(Some(crate::secrets::Secrets::of(p, &[]).hide(&first)))
 }
 
 /// What the evidence says of a SUT: never its command line or its
@@ -441,6 +476,7 @@ fn sut_info(p: &Profile) -> SutInfo {
         profile_sha256: std::fs::read(&p.origin)
             .ok()
             .map(|b| crate::message::sha256(&b)),
+        version: None,
     }
 }
 
@@ -475,10 +511,7 @@ fn identity(root: &std::path::Path) -> Identity {
     }
     Identity {
         commit,
-        started_unix: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or_default(),
+        started_unix: crate::event::unix_now(),
         files,
     }
 }

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -91,11 +92,16 @@ fn conformance(root: PathBuf, references: References) -> Result<u8, Error> {
         let names: Vec<&str> = profiles.iter().map(|p| p.origin.as_str()).collect();
         let listed: Vec<&Planned> = planned.iter().map(|(_, p)| p).collect();
         match harness.start_evidence(&profiles, &listed, &baseline) {
-            Ok(path) => eprintln!(
-                "dmconf: SUT: {}; evidence: {}",
-                names.join(" + "),
-                path.display()
-            ),
+            Ok((path, warnings)) => {
+                eprintln!(
+                    "dmconf: SUT: {}; evidence: {}",
+                    names.join(" + "),
+                    path.display()
+                );
+                for w in warnings {
+                    eprintln!("dmconf: warning: the version hook failed: {w}");
+                }
+            }
             Err(e) => eprintln!("dmconf: {e}"),
         }
         // A capability no suite of the SUT's protocol and role asks for is
@@ -129,7 +135,7 @@ fn conformance(root: PathBuf, references: References) -> Result<u8, Error> {
             }
         }
         eprintln!(
-            "dmconf: {} case(s) to run, {ignored} ignored",
+            "dmconf: {} case(s) apply, {ignored} ignored",
             planned.len() - ignored
         );
         for (reason, n) in why {
@@ -141,14 +147,17 @@ fn conformance(root: PathBuf, references: References) -> Result<u8, Error> {
         profiles.iter().map(|p| p.parallel).max().unwrap_or(16),
     );
     let harness = Arc::new(harness);
-    let trials = planned
+    let progress = Arc::new(Progress::default());
+    let trials: Vec<Trial> = planned
         .into_iter()
         .map(|(profile, p)| {
             let h = harness.clone();
             let ignored = p.ignored.is_some();
             let deviation = baseline.get(&p.name).cloned();
+            let progress = progress.clone();
             Trial::test(p.name.clone(), move || {
                 let judged = h.run(&profile, &p);
+                progress.finished(&judged.verdict.outcome);
                 match (&judged.verdict.outcome, deviation) {
                     (Outcome::Passed, None) => Ok(()),
                     (Outcome::Passed, Some(d)) => Err(Failed::from(format!(
@@ -162,6 +171,17 @@ fn conformance(root: PathBuf, references: References) -> Result<u8, Error> {
             .with_ignored_flag(ignored)
         })
         .collect();
+    if !args.list && std::env::var_os("NEXTEST_RUN_ID").is_none() {
+        let runs = |t: &Trial| {
+            !args.is_filtered_out(t)
+                && (args.include_ignored || args.ignored == t.has_ignored_flag())
+        };
+        let total = trials.iter().filter(|t| runs(t)).count();
+        if total < trials.len() - ignored {
+            eprintln!("dmconf: {total} of them chosen by the test filter");
+        }
+        progress.total.store(total, Ordering::Relaxed);
+    }
     let conclusion = libtest_mimic::run(&args, trials);
     let known = harness.known_deviations();
     if known > 0 {
@@ -298,6 +318,37 @@ pub fn reaped() -> bool {
             true
         }
         Err(_) => false,
+    }
+}
+
+/// The running count, beside libtest's line per case: on standard error,
+/// at every tenth of the run and at its end, how many cases have ended
+/// and how many of them did not pass (not under nextest, which counts).
+#[derive(Default)]
+struct Progress {
+    total: AtomicUsize,
+    ended: AtomicUsize,
+    failed: AtomicUsize,
+    errors: AtomicUsize,
+}
+
+impl Progress {
+    fn finished(&self, outcome: &Outcome) {
+        let total = self.total.load(Ordering::Relaxed);
+        match outcome {
+            Outcome::Passed => {}
+            Outcome::Failed(_) => _ = self.failed.fetch_add(1, Ordering::Relaxed),
+            Outcome::Error { .. } => _ = self.errors.fetch_add(1, Ordering::Relaxed),
+        }
+        let n = self.ended.fetch_add(1, Ordering::Relaxed) + 1;
+        let step = total.div_ceil(10).max(1);
+        if total > 0 && (n.is_multiple_of(step) || n == total) {
+            eprintln!(
+                "dmconf: {n}/{total} cases ended, {} failed, {} not judged",
+                self.failed.load(Ordering::Relaxed),
+                self.errors.load(Ordering::Relaxed)
+            );
+        }
     }
 }
 

@@ -165,6 +165,47 @@ async fn choose_image(
     Ok(offline.to_owned())
 }
 
+/// A broker's image as a report names it: `name:tag (sha256:…)`, and
+/// the broker's version when the image tells it (the
+/// `org.opencontainers.image.version` label the offline images carry,
+/// or the `*_VERSION` variable of the official images).
+pub(crate) async fn describe_image(docker: &Docker, image: &str) -> Image {
+    let Ok(inspected) = docker.inspect_image(image).await else {
+        return Image {
+            name: image.to_owned(),
+            version: None,
+        };
+    };
+    let named = match inspected.id.as_deref() {
+        Some(id) => format!("{image} ({id})"),
+        None => image.to_owned(),
+    };
+    let config = inspected.config.unwrap_or_default();
+    let labelled = config
+        .labels
+        .and_then(|mut l| l.remove("org.opencontainers.image.version"));
+    let from_env = || {
+        config.env.iter().flatten().find_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            (k.ends_with("_VERSION") && !k.starts_with("GPG") && !v.is_empty())
+                .then(|| v.to_owned())
+        })
+    };
+    Image {
+        name: named,
+        version: labelled.or_else(from_env),
+    }
+}
+
+/// The image a broker of the run was started from.
+#[derive(Clone, Debug)]
+pub struct Image {
+    /// `name:tag (sha256:…)`.
+    pub name: String,
+    /// The broker's version, when the image tells it.
+    pub version: Option<String>,
+}
+
 /// How long a pull may take to show that a registry answers.
 const PULL_WITHIN: Duration = Duration::from_secs(60);
 

@@ -93,6 +93,8 @@ pub struct Mosquitto {
     pub ca_file: Option<PathBuf>,
     /// Time from the start request to the first login.
     pub start_time: Duration,
+    /// The image it was started from; none for a broker of the user's.
+    pub image: Option<super::Image>,
     container: Option<ContainerAsync<GenericImage>>,
     secrets_dir: Option<PathBuf>,
 }
@@ -256,6 +258,7 @@ impl Mosquitto {
             run_tag: secrets.run_tag,
             ca_pem: Some(secrets.ca_pem),
             start_time: Duration::ZERO,
+            image: None,
             container: Some(c),
             secrets_dir: fresh.then_some(secrets.dir),
         };
@@ -265,6 +268,7 @@ impl Mosquitto {
         claim.mark_ready();
         Ok(Mosquitto {
             start_time: began.elapsed(),
+            image: Some(super::describe_image(&docker, &image).await),
             ..broker
         })
     }
@@ -296,6 +300,7 @@ impl Mosquitto {
             ca_pem,
             ca_file,
             start_time: Duration::ZERO,
+            image: None,
             container: None,
             secrets_dir: None,
         };

@@ -27,6 +27,8 @@ pub struct RabbitMq {
     pub amqp_url: String,
     /// Time from the start request to the first AMQP login.
     pub start_time: Duration,
+    /// The image it was started from; none for a broker of the user's.
+    pub image: Option<super::Image>,
     container: Option<ContainerAsync<GenericImage>>,
 }
 
@@ -43,6 +45,7 @@ impl RabbitMq {
             return Ok(RabbitMq {
                 amqp_url: url,
                 start_time: began.elapsed(),
+                image: None,
                 container: None,
             });
         }
@@ -84,6 +87,7 @@ impl RabbitMq {
         Ok(RabbitMq {
             amqp_url: url,
             start_time: began.elapsed(),
+            image: Some(super::describe_image(&docker, &image).await),
             container: Some(c),
         })
     }

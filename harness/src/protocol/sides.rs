@@ -12,6 +12,7 @@ use super::ability::{AbilityDeviceSide, AbilityPlatformSide};
 use super::dmf::{DmfDeviceSide, DmfServerSide};
 use crate::broker::{Mosquitto, RabbitMq};
 use crate::error::Error;
+use crate::event::BrokerStart;
 use crate::profile::BrokerSpec;
 
 type Lazy<T> = OnceCell<Result<T, Error>>;
@@ -97,13 +98,19 @@ impl Sides {
 
     /// The brokers this run has started or found, with the time each
     /// took to accept a login (kept apart from the cases' durations).
-    pub(crate) fn started(&self) -> Vec<(&'static str, std::time::Duration)> {
+    pub(crate) fn started(&self) -> Vec<BrokerStart> {
+        let start = |broker, ready_after, image: &Option<crate::broker::Image>| BrokerStart {
+            broker,
+            ready_after,
+            image: image.as_ref().map(|i| i.name.clone()),
+            version: image.as_ref().and_then(|i| i.version.clone()),
+        };
         let mut out = Vec::new();
         if let Some(Ok(r)) = self.rabbitmq.get() {
-            out.push(("RabbitMQ", r.start_time));
+            out.push(start("RabbitMQ", r.start_time, &r.image));
         }
         if let Some(Ok(m)) = self.mosquitto.get() {
-            out.push(("Mosquitto", m.start_time));
+            out.push(start("Mosquitto", m.start_time, &m.image));
         }
         out
     }

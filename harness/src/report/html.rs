@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 
-use super::score::{Result, Score};
+use super::score::{Result, Score, Status};
 use super::{Shown, fate, shown};
 use crate::event::{CasePlan, Outcome, RunEvent, Sink, Verdict};
 use crate::message::{Direction, Entry};
@@ -169,7 +169,8 @@ td,th{border:1px solid #ccc;padding:2px 6px;vertical-align:top;text-align:left}\
 .passed{color:#176b2c}.failed{color:#b00020}.error{color:#8a5a00}.ignored{color:#777}\
 .known{color:#6a3d9a}pre{margin:0;white-space:pre-wrap;max-width:60em}\
 .chart td.arrow{text-align:center;white-space:nowrap}.case{margin:.4em 0}\
-.filters label{margin-right:1em}.miss dt{font-weight:bold}";
+.filters label{margin-right:1em}.miss dt{font-weight:bold}\
+#incomplete{background:#fff3cd;border:1px solid #c90;padding:.4em}";
 
 const SCRIPT: &str = "function apply(){var v=document.getElementById('verdict').value,\
 l=document.getElementById('level').value,p=document.getElementById('protocol').value,shown=0;\
@@ -183,7 +184,7 @@ var m=location.hash.match(new RegExp(s.id+'=([^&]*)'));if(m)s.value=decodeURICom
 
 impl HtmlReporter {
     /// The page, with `score`; `None` before the run's plan is known.
-    pub(crate) fn page(&self, score: &Score) -> Option<String> {
+    pub(crate) fn page(&self, score: &Score, status: Status) -> Option<String> {
         let title = &self.title;
         if self.plan.is_empty() {
             return None;
@@ -195,6 +196,23 @@ impl HtmlReporter {
             esc(title)
         );
         let _ = writeln!(out, "<h1>{}</h1>", esc(title));
+        let why = match status {
+            Status::Finished => None,
+            Status::Interrupted => Some("was interrupted"),
+            Status::Running => Some("had not finished when this page was written"),
+        };
+        if let Some(why) = why {
+            let unjudged = self
+                .plan
+                .iter()
+                .filter(|p| self.verdict_of(p) == "not run")
+                .count();
+            let _ = writeln!(
+                out,
+                "<p id=\"incomplete\">Incomplete: the run {why}; {unjudged} of {} cases have no verdict.</p>",
+                self.plan.len()
+            );
+        }
         // Counts by verdict.
         let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
         for p in &self.plan {

@@ -91,9 +91,11 @@ impl JunitReporter {
                         NonSuccessKind::Error
                     };
                     let mut s = TestCaseStatus::non_success(kind);
-                    let text = e.text.clone().unwrap_or_default();
+                    let text = e.text.as_deref().unwrap_or_default();
                     s.set_message(text.lines().nth(1).unwrap_or_default());
-                    s.set_description(text);
+                    // What went wrong; the transcript goes to system-out.
+                    let why = text.split_once("\ncase ids:").map_or(text, |(w, _)| w);
+                    s.set_description(why);
                     s
                 }
             };
@@ -101,6 +103,9 @@ impl JunitReporter {
             case.set_classname(suite);
             if let Some(e) = self.ended.get(&p.case) {
                 case.set_time(e.duration);
+                if let Some(text) = &e.text {
+                    case.set_system_out(text.as_str());
+                }
             }
             for r in &p.requirements {
                 case.add_property(Property::new(

@@ -76,6 +76,35 @@ pub(crate) struct RunReports {
     pub(crate) html: html::HtmlReporter,
 }
 
+impl RunReports {
+    /// Writes `summary.json`, `junit.xml` and `report.html` to the bundle
+    /// folder `dir`, as far as the run has gone; returns the files
+    /// written.
+    pub(crate) fn write(&self, dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let Some(score) = self.score.score() else {
+            return Vec::new();
+        };
+        let status = self.score.status();
+        let summary = serde_json::to_vec_pretty(&self.score.summary(&score)).ok();
+        let junit = self.junit.xml().map(String::into_bytes);
+        let html = self.html.page(&score, status).map(String::into_bytes);
+        [
+            ("summary.json", summary),
+            ("junit.xml", junit),
+            ("report.html", html),
+        ]
+        .into_iter()
+        .filter_map(|(name, bytes)| {
+            // Written aside and renamed: a reader never sees half a file.
+            let path = dir.join(name);
+            let part = dir.join(format!(".{name}.part"));
+            std::fs::write(&part, bytes?).ok()?;
+            std::fs::rename(&part, &path).ok().map(|_| path)
+        })
+        .collect()
+    }
+}
+
 impl Sink for RunReports {
     fn event(&mut self, event: &RunEvent) {
         self.score.event(event);

@@ -196,10 +196,26 @@ impl Score {
     }
 }
 
+/// Whether the run has ended, as `summary.json` says.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Status {
+    /// Not ended when the summary was written: one that stays so was cut
+    /// short.
+    #[default]
+    Running,
+    /// Every case listed ran or was ignored.
+    Finished,
+    /// Stopped by a signal.
+    Interrupted,
+}
+
 /// Builds the score from the run's events: the plan from `run_started`,
 /// each result from `case_finished`.
 #[derive(Default)]
 pub(crate) struct ScoreReporter {
+    status: Status,
+    ended_unix: Option<f64>,
     suts: Vec<SutInfo>,
     identity: Identity,
     brokers: Vec<BrokerStart>,
@@ -222,7 +238,10 @@ impl Sink for ScoreReporter {
                 self.suts = suts.clone();
                 self.identity = identity.clone();
             }
-            RunEvent::RunFinished { brokers, .. } => self.brokers = brokers.clone(),
+            RunEvent::RunFinished { brokers, .. } => {
+                self.brokers = brokers.clone();
+                self.end(Status::Finished);
+            }
             RunEvent::CaseFinished { verdict } => {
                 self.results.insert(
                     verdict.case.clone(),
@@ -251,6 +270,10 @@ impl Sink for ScoreReporter {
 pub(crate) struct Summary<'a> {
     /// The tool and its version.
     tool: &'static str,
+    /// Whether the run ended, and how.
+    status: Status,
+    /// When it ended, in seconds since the Unix epoch.
+    ended_unix: Option<f64>,
     /// The checkout's commit, when, and the digests of suites and schemas.
     identity: &'a Identity,
     /// The systems under test (never their command or environment).
@@ -277,6 +300,17 @@ struct CaseSummary<'a> {
 }
 
 impl ScoreReporter {
+    /// Records that the run ended, and how.
+    pub(crate) fn end(&mut self, status: Status) {
+        self.status = status;
+        self.ended_unix = Some(crate::event::unix_now());
+    }
+
+    /// Whether the run has ended, and how.
+    pub(crate) fn status(&self) -> Status {
+        self.status
+    }
+
     fn scored(&self) -> Vec<Scored<'_>> {
         self.plan
             .iter()
@@ -319,6 +353,8 @@ impl ScoreReporter {
     pub(crate) fn summary<'a>(&'a self, score: &'a Score) -> Summary<'a> {
         Summary {
             tool: concat!("dmconf ", env!("CARGO_PKG_VERSION")),
+            status: self.status,
+            ended_unix: self.ended_unix,
             identity: &self.identity,
             suts: &self.suts,
             brokers: &self.brokers,
@@ -450,6 +486,8 @@ mod tests {
             brokers: vec![BrokerStart {
                 broker: "RabbitMQ",
                 ready_after: std::time::Duration::from_secs(9),
+                image: Some("dmconf/rabbitmq:offline (sha256:00)".into()),
+                version: Some("3.10.8-1.1+deb12u2".into()),
             }],
         });
         let score = r.score().unwrap();

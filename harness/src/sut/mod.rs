@@ -5,7 +5,7 @@
 //! through hooks ([`hook`]), the reference's own, or hawkBit's Management
 //! API, and stopped at the end of the case.
 
-mod hook;
+pub(crate) mod hook;
 mod process;
 mod ready;
 mod reference;
