@@ -88,10 +88,11 @@ impl RunReports {
         let summary = serde_json::to_vec_pretty(&self.score.summary(&score)).ok();
         let junit = self.junit.xml().map(String::into_bytes);
         let html = self.html.page(&score, status).map(String::into_bytes);
+        // summary.json last: once it is there, the bundle is whole.
         [
-            ("summary.json", summary),
             ("junit.xml", junit),
             ("report.html", html),
+            ("summary.json", summary),
         ]
         .into_iter()
         .filter_map(|(name, bytes)| {
