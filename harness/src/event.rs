@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::matching::Mismatch;
@@ -14,7 +14,7 @@ use crate::message::{Entry, Message};
 use crate::suite::{Location, Requirement};
 
 /// One event of a run.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum RunEvent {
     /// The run begins.
@@ -59,7 +59,7 @@ pub enum RunEvent {
         /// Whether it held.
         passed: bool,
         /// How long it took.
-        #[serde(serialize_with = "secs")]
+        #[serde(serialize_with = "secs", deserialize_with = "from_secs")]
         duration: Duration,
     },
     /// A case has its verdict.
@@ -79,16 +79,19 @@ pub enum RunEvent {
         /// Cases listed as ignored.
         ignored: usize,
         /// Wall time of the run.
-        #[serde(serialize_with = "secs")]
+        #[serde(serialize_with = "secs", deserialize_with = "from_secs")]
         duration: Duration,
         /// The brokers the run used, each with the time it took to accept
         /// a login; no case's duration includes it.
         brokers: Vec<BrokerStart>,
+        /// When it ended, in seconds since the Unix epoch.
+        #[serde(default)]
+        ended_unix: f64,
     },
 }
 
 /// What a run ran, so that a report can be tied to it.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct Identity {
     /// The checkout's commit (`git rev-parse HEAD`), when it is one.
     pub commit: Option<String>,
@@ -100,7 +103,7 @@ pub struct Identity {
 }
 
 /// A case as the run lists it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct CasePlan {
     /// `protocol::role::suite::case`.
     pub case: String,
@@ -109,17 +112,17 @@ pub struct CasePlan {
     /// Why it does not apply, if it does not.
     pub ignored: Option<String>,
     /// The baseline's reason, when it is a known deviation.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub known_deviation: Option<String>,
 }
 
 /// A broker of the run and how long it took to come up.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct BrokerStart {
     /// RabbitMQ or Mosquitto.
-    pub broker: &'static str,
+    pub broker: String,
     /// From the start request to the first login.
-    #[serde(serialize_with = "secs")]
+    #[serde(serialize_with = "secs", deserialize_with = "from_secs")]
     pub ready_after: Duration,
     /// The image it was started from (`name:tag (sha256:…)`); none for a
     /// broker of the user's.
@@ -142,7 +145,7 @@ impl<F: FnMut(&RunEvent)> Sink for F {
 
 /// A system under test, as the evidence names it: never its command line
 /// or environment, which may hold secrets.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct SutInfo {
     /// The profile file, or the built-in reference's name.
     pub profile: String,
@@ -163,7 +166,7 @@ pub struct SutInfo {
 
 /// The verdict of one case, with its evidence. The transcript is the
 /// case's [`RunEvent::MessageSeen`] events.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct Verdict {
     /// `protocol::role::suite::case`.
     pub case: String,
@@ -183,10 +186,10 @@ pub struct Verdict {
     /// The SUT's output (command SUTs and hooks).
     pub sut_output: String,
     /// Wall time of the case.
-    #[serde(serialize_with = "secs")]
+    #[serde(serialize_with = "secs", deserialize_with = "from_secs")]
     pub duration: Duration,
     /// The waits the suite mandates (quiet windows and pauses).
-    #[serde(serialize_with = "secs")]
+    #[serde(serialize_with = "secs", deserialize_with = "from_secs")]
     pub mandated_wait: Duration,
 }
 
@@ -200,6 +203,10 @@ pub(crate) fn unix_now() -> f64 {
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
+}
+
+fn from_secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    Duration::try_from_secs_f64(f64::deserialize(d)?).map_err(serde::de::Error::custom)
 }
 
 impl Verdict {
@@ -235,7 +242,7 @@ impl Verdict {
 }
 
 /// How a case ended.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     /// The SUT did what the case asks.
@@ -253,7 +260,7 @@ pub enum Outcome {
 
 /// Why a case failed, as data: what was required, where, what was
 /// expected, and what arrived instead.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct Failure {
     /// The requirements the case checks.
     pub requirements: Vec<Requirement>,
@@ -265,7 +272,7 @@ pub struct Failure {
     /// What happened instead, in one sentence.
     pub actual: String,
     /// The pattern the step waited for, variables expanded.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pattern: Option<Value>,
     /// The messages that bear on it, each with why it did not match.
     pub observed: Vec<Observed>,
@@ -274,7 +281,7 @@ pub struct Failure {
 }
 
 /// A message that bears on a failure.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct Observed {
     /// Its transcript entry.
     pub entry: usize,
@@ -286,19 +293,35 @@ pub struct Observed {
 }
 
 /// A step, as reports name it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct StepRef {
     /// 1-based position among the steps run (setup first).
     pub index: usize,
     /// The step kind (`expect`, ...).
-    pub kind: &'static str,
+    pub kind: String,
     /// The step's name, if it has one.
     pub name: Option<String>,
     /// Where it is written.
-    #[serde(serialize_with = "location")]
+    #[serde(serialize_with = "location", deserialize_with = "from_location")]
     pub location: Location,
 }
 
 fn location<S: serde::Serializer>(l: &Location, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&l.to_string())
+}
+
+/// `file:line:column`, as [`location`] writes it.
+fn from_location<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Location, D::Error> {
+    let text = String::deserialize(d)?;
+    let parsed = text.rsplitn(3, ':').collect::<Vec<_>>();
+    match parsed[..] {
+        [column, line, file] => Ok(Location {
+            file: file.to_owned(),
+            line: line.parse().map_err(serde::de::Error::custom)?,
+            column: column.parse().map_err(serde::de::Error::custom)?,
+        }),
+        _ => Err(serde::de::Error::custom(format!(
+            "not file:line:column: {text}"
+        ))),
+    }
 }

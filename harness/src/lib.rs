@@ -21,8 +21,10 @@
 //! - `sut`: starting, asking and stopping the SUT: a [`Reference`] in
 //!   process, a command, or a server already running; `mgmt` is hawkBit's
 //!   Management API.
-//! - `event`: what a run reports; `report`: the text of a failed case and
-//!   the evidence file, built from events alone.
+//! - `event`: what a run reports; `report`: the evidence file, the text
+//!   of a failed case, the score, JUnit and HTML, built from events
+//!   alone, and [`merge`], which replays several evidence files as one
+//!   run.
 //! - `session` ([`Harness`]) and `trials` ([`main`]): the run, and the
 //!   libtest bridge.
 //! - [`kit`]: the building blocks a SUT written in Rust may use (the
@@ -62,6 +64,7 @@ pub use error::{
 };
 pub use plan::Planned;
 pub use profile::{BrokerSpec, Profile, SutSpec};
+pub use report::merge::command as merge;
 pub use session::{Harness, Judged};
 pub use sut::{BoxFuture, Instance, Reference, References, Setup};
 pub use trials::{default_threads, list, main, reaped, root};

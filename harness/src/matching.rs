@@ -16,7 +16,7 @@ use crate::vars::Vars;
 
 /// One part of a message (or of a hook's answer) that differs from what
 /// was expected.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, Serialize)]
 pub struct Mismatch {
     /// Where: `header type`, `body.actionId`, `schema dmf/ping`.
     pub path: String,

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// How much of a body reports and evidence keep; a longer one is shown
@@ -44,6 +44,31 @@ impl Serialize for Message {
             m.serialize_entry("body_sha256", &sha256(&self.body))?;
         }
         m.end()
+    }
+}
+
+/// A message read back from evidence: its body as the evidence kept it
+/// (cut at [`BODY_KEPT`] bytes, where it was longer).
+impl<'de> Deserialize<'de> for Message {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Kept {
+            channel: String,
+            #[serde(default)]
+            headers: Map<String, Value>,
+            #[serde(default)]
+            properties: Map<String, Value>,
+            #[serde(default)]
+            body: String,
+        }
+        let k = Kept::deserialize(d)?;
+        Ok(Message {
+            channel: k.channel,
+            headers: k.headers,
+            properties: k.properties,
+            body: k.body.into_bytes(),
+            raw: false,
+        })
     }
 }
 
@@ -150,7 +175,7 @@ pub fn scalar_text(v: &Value) -> Option<String> {
 }
 
 /// Which way a transcript entry went.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     /// From the harness to the SUT.
@@ -162,19 +187,19 @@ pub enum Direction {
 }
 
 /// One message in a case's transcript.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct Entry {
     /// Its place in the transcript, from 0.
     pub index: usize,
     /// Time since the case started.
-    #[serde(serialize_with = "millis")]
+    #[serde(serialize_with = "millis", deserialize_with = "from_millis")]
     pub at: Duration,
     /// Which way it went.
     pub direction: Direction,
     /// The entry this one answers, when the harness answered a message of
     /// the SUT's as the opposite role would (a PING, a request that asks
     /// for an acknowledgement).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answers: Option<usize>,
     /// The message.
     pub message: Message,
@@ -182,4 +207,8 @@ pub struct Entry {
 
 fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64() * 1000.0)
+}
+
+fn from_millis<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    Duration::try_from_secs_f64(f64::deserialize(d)? / 1000.0).map_err(serde::de::Error::custom)
 }

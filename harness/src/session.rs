@@ -314,6 +314,7 @@ impl Harness {
             ignored,
             duration: self.began.elapsed(),
             brokers: self.sides.started(),
+            ended_unix: crate::event::unix_now(),
         };
         if let Some(e) = &self.evidence {
             e.event(&finished);

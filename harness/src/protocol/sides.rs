@@ -99,8 +99,8 @@ impl Sides {
     /// The brokers this run has started or found, with the time each
     /// took to accept a login (kept apart from the cases' durations).
     pub(crate) fn started(&self) -> Vec<BrokerStart> {
-        let start = |broker, ready_after, image: &Option<crate::broker::Image>| BrokerStart {
-            broker,
+        let start = |broker: &str, ready_after, image: &Option<crate::broker::Image>| BrokerStart {
+            broker: broker.to_owned(),
             ready_after,
             image: image.as_ref().map(|i| i.name.clone()),
             version: image.as_ref().and_then(|i| i.version.clone()),

@@ -78,7 +78,7 @@ fn drawn(v: &Verdict, entries: &[Entry]) -> String {
                     out,
                     "<p class=\"at\">failed at step {} ({}) at {}</p>",
                     s.index,
-                    esc(s.name.as_deref().unwrap_or(s.kind)),
+                    esc(s.name.as_deref().unwrap_or(&s.kind)),
                     esc(&s.location.to_string())
                 );
             }

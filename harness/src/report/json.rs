@@ -88,9 +88,14 @@ impl JsonLines {
     /// Appends one event. Lines are written at the end of each case and
     /// of the run, so that a cut-short file holds whole cases.
     pub(crate) fn event(&self, event: &RunEvent) {
-        let Ok(line) = serde_json::to_string(event) else {
-            return;
-        };
+        if let Ok(line) = serde_json::to_string(event) {
+            self.line(&line, event);
+        }
+    }
+
+    /// Appends `line`, the event `event` as another evidence file has it
+    /// (a merge copies each case's lines as they were).
+    pub(crate) fn line(&self, line: &str, event: &RunEvent) {
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
         out.lines.extend_from_slice(line.as_bytes());
         out.lines.push(b'\n');

@@ -2,12 +2,14 @@
 //! ([`crate::event`]). [`text`] renders a failed case for the test
 //! runner; [`json`] writes every event to the run's evidence file;
 //! [`score`] counts the verdicts by level and basis; [`junit`] writes
-//! them as CI systems read them; [`html`] draws them for a person.
+//! them as CI systems read them; [`html`] draws them for a person;
+//! [`merge`] reads evidence files back and replays them as one run.
 //! [`Fanout`] hands each event to every reporter of a case.
 
 pub(crate) mod html;
 pub(crate) mod json;
 pub(crate) mod junit;
+pub(crate) mod merge;
 pub(crate) mod score;
 pub(crate) mod text;
 

@@ -238,9 +238,14 @@ impl Sink for ScoreReporter {
                 self.suts = suts.clone();
                 self.identity = identity.clone();
             }
-            RunEvent::RunFinished { brokers, .. } => {
+            RunEvent::RunFinished {
+                brokers,
+                ended_unix,
+                ..
+            } => {
                 self.brokers = brokers.clone();
-                self.end(Status::Finished);
+                self.status = Status::Finished;
+                self.ended_unix = Some(*ended_unix);
             }
             RunEvent::CaseFinished { verdict } => {
                 self.results.insert(
@@ -252,7 +257,11 @@ impl Sink for ScoreReporter {
                         .step
                         .as_ref()
                         .map(|s| {
-                            format!("step {} ({})", s.index, s.name.as_deref().unwrap_or(s.kind))
+                            format!(
+                                "step {} ({})",
+                                s.index,
+                                s.name.as_deref().unwrap_or(&s.kind)
+                            )
                         })
                         .unwrap_or_else(|| "the end".to_owned());
                     let actual = f.actual.lines().next().unwrap_or_default();
@@ -300,7 +309,8 @@ struct CaseSummary<'a> {
 }
 
 impl ScoreReporter {
-    /// Records that the run ended, and how.
+    /// Records that the run ended, now, and how (an interrupt, which no
+    /// event reports).
     pub(crate) fn end(&mut self, status: Status) {
         self.status = status;
         self.ended_unix = Some(crate::event::unix_now());
@@ -484,11 +494,12 @@ mod tests {
             ignored: 1,
             duration: std::time::Duration::from_secs(1),
             brokers: vec![BrokerStart {
-                broker: "RabbitMQ",
+                broker: "RabbitMQ".into(),
                 ready_after: std::time::Duration::from_secs(9),
                 image: Some("dmconf/rabbitmq:offline (sha256:00)".into()),
                 version: Some("3.10.8-1.1+deb12u2".into()),
             }],
+            ended_unix: 1.0,
         });
         let score = r.score().unwrap();
         let json = serde_json::to_value(r.summary(&score)).unwrap();

@@ -191,7 +191,7 @@ pub(super) async fn run_steps(
         }
         let at = StepRef {
             index: i + 1,
-            kind: step.action.kind(),
+            kind: step.action.kind().to_owned(),
             name: step.name.clone(),
             location: step.location.clone(),
         };

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Checks that a run split in two (`cargo nextest run --partition
+# hash:K/2`, as two CI runners would) gives the same verdict for every
+# case as one run, and that `dmconf merge` makes one bundle of the two.
+# Both partitions use one RabbitMQ, each in a vhost of its own, as two
+# runners would share a lab's broker.
+#
+#   scripts/check-partitions.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+work=$(mktemp -d /tmp/dmconf-partitions.XXXXXX)
+container=""
+cleanup() {
+  [[ -z $container ]] || docker rm -f "$container" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+image="${DMCONF_RABBITMQ_IMAGE:-dmconf/rabbitmq:offline}"
+password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+echo "check-partitions: one RabbitMQ ($image) for both partitions"
+container=$(docker run -d --label dmconf.broker=rabbitmq -p 127.0.0.1::5672 \
+  -e RABBITMQ_DEFAULT_USER=lab -e RABBITMQ_DEFAULT_PASS="$password" "$image")
+port=$(docker port "$container" 5672/tcp | head -n 1 | sed 's/.*://')
+for _ in $(seq 120); do
+  docker exec "$container" rabbitmqctl -q await_startup >/dev/null 2>&1 && break
+  sleep 1
+done
+for k in 1 2; do
+  docker exec "$container" rabbitmqctl -q add_vhost "runner-$k" >/dev/null
+  docker exec "$container" rabbitmqctl -q set_permissions -p "runner-$k" lab '.*' '.*' '.*' >/dev/null
+done
+
+cargo build --quiet --bin dmconf
+cargo nextest run --test conformance --no-run >/dev/null 2>&1
+# At the same time, as two runners would.
+pids=()
+for k in 1 2; do
+  echo "check-partitions: cargo nextest run --partition hash:$k/2, vhost runner-$k"
+  DMCONF_AMQP_URL="amqp://lab:$password@127.0.0.1:$port/runner-$k" \
+    DMCONF_REPORT_DIR="$work/part-$k" \
+    cargo nextest run --test conformance --partition "hash:$k/2" >"$work/part-$k.log" 2>&1 &
+  pids+=($!)
+done
+for k in 1 2; do
+  wait "${pids[$((k - 1))]}" || {
+    tail -n 30 "$work/part-$k.log" >&2
+    exit 1
+  }
+done
+
+echo "check-partitions: dmconf merge"
+target/debug/dmconf merge --out "$work/merged" "$work"/part-1/nextest-*/ "$work"/part-2/nextest-*/ ||
+  { echo "check-partitions: the merge failed" >&2; exit 1; }
+
+echo "check-partitions: one run, cargo test --test conformance"
+DMCONF_REPORT_DIR="$work/one" cargo test --quiet --test conformance >"$work/one.log" 2>&1 || {
+  tail -n 30 "$work/one.log" >&2
+  exit 1
+}
+
+python3 - "$work/one" "$work/merged" <<'PY'
+import glob, json, sys
+
+def verdicts(folder):
+    [summary] = glob.glob(f"{folder}/*/summary.json")
+    s = json.load(open(summary))
+    assert s["status"] == "finished", f"{summary}: {s['status']}"
+    return {c["case"]: c["result"] for c in s["cases"]}
+
+one, merged = verdicts(sys.argv[1]), verdicts(sys.argv[2])
+differ = sorted(c for c in one.keys() | merged.keys() if one.get(c) != merged.get(c))
+for c in differ:
+    print(f"check-partitions: {c}: one run {one.get(c)}, two partitions {merged.get(c)}", file=sys.stderr)
+if differ or not one:
+    sys.exit(1)
+print(f"check-partitions: the same verdict for all {len(one)} cases, in one merged bundle")
+PY
