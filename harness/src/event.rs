@@ -143,8 +143,8 @@ impl<F: FnMut(&RunEvent)> Sink for F {
     }
 }
 
-/// A system under test, as the evidence names it: never its command line
-/// or environment, which may hold secrets.
+/// A system under test, as the evidence names it: its profile with every
+/// secret hidden.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct SutInfo {
     /// The profile file, or the built-in reference's name.
@@ -159,6 +159,10 @@ pub struct SutInfo {
     pub capabilities: Vec<String>,
     /// The SHA-256 of the profile file, when there is one.
     pub profile_sha256: Option<String>,
+    /// The profile file's text, its secrets (as `secrets` knows them)
+    /// replaced by `***`.
+    #[serde(default)]
+    pub profile_redacted: Option<String>,
     /// What the SUT says its version is: its profile's `version` hook's
     /// output; a reference names itself.
     pub version: Option<String>,

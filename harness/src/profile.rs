@@ -228,6 +228,8 @@ struct RawSelect {
     level: Option<String>,
     #[serde(default)]
     basis: Vec<String>,
+    #[serde(default)]
+    capabilities: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -486,12 +488,15 @@ impl Profile {
                 "[sut] id_prefix `{id_prefix}`: use letters, digits, `-`, `_` and `.` (it starts MQTT client ids and topics)"
             ));
         }
-        let select = Selection::parse(
-            &raw.select.requirements,
-            raw.select.level.as_deref(),
-            &raw.select.basis,
-        )
-        .map_err(|e| format!("[select] {e}"))?;
+        let select = Selection {
+            capabilities: raw.select.capabilities.clone(),
+            ..Selection::parse(
+                &raw.select.requirements,
+                raw.select.level.as_deref(),
+                &raw.select.basis,
+            )
+            .map_err(|e| format!("[select] {e}"))?
+        };
         let parallel = raw.parallel.unwrap_or(16);
         if !(1..=MAX_PARALLEL).contains(&parallel) {
             return Err(format!(

@@ -1,7 +1,7 @@
 //! Which cases a run takes, by what they check: requirement ids, the
 //! level (only MUST, as h2spec runs without `--strict`), and the basis
 //! ("the documents only" leaves out what rests on hawkBit's code or on a
-//! convention). A case is judged by the weakest of its requirements: one
+//! convention), and the capabilities they need. A case is judged by the weakest of its requirements: one
 //! that checks a MUST and a SHOULD is a SHOULD case, one that rests on a
 //! seed and on a convention is a convention case. Cases left out are
 //! listed as ignored, with the reason.
@@ -14,6 +14,8 @@ pub const REQUIREMENTS_ENV: &str = "DMCONF_REQUIREMENTS";
 pub const LEVEL_ENV: &str = "DMCONF_LEVEL";
 /// A comma-separated list of bases, or `documents`.
 pub const BASIS_ENV: &str = "DMCONF_BASIS";
+/// A comma-separated list of capabilities.
+pub const CAPABILITIES_ENV: &str = "DMCONF_CAPABILITIES";
 
 /// What a run takes; the default takes every case.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -24,6 +26,9 @@ pub struct Selection {
     pub level: Option<Level>,
     /// Only cases whose requirements all rest on one of these (none: all).
     pub bases: Vec<Basis>,
+    /// Only cases that need one of these capabilities, by their suite or
+    /// by themselves (none: all); the SUT must still declare them.
+    pub capabilities: Vec<String>,
 }
 
 impl Selection {
@@ -66,6 +71,7 @@ impl Selection {
             requirements: requirements.to_vec(),
             level,
             bases,
+            capabilities: Vec::new(),
         })
     }
 
@@ -94,6 +100,9 @@ impl Selection {
                 .map_err(|e| format!("{BASIS_ENV}: {e}"))?
                 .bases;
         }
+        if let Some(capabilities) = list(CAPABILITIES_ENV) {
+            out.capabilities = capabilities;
+        }
         Ok(out)
     }
 
@@ -109,6 +118,18 @@ impl Selection {
             return Some(format!(
                 "left out by the selection: it checks none of {}",
                 self.requirements.join(", ")
+            ));
+        }
+        if !self.capabilities.is_empty()
+            && !suite
+                .capabilities
+                .iter()
+                .chain(&case.capabilities)
+                .any(|c| self.capabilities.contains(c))
+        {
+            return Some(format!(
+                "left out by the selection: it needs none of {}",
+                self.capabilities.join(", ")
             ));
         }
         if let Some(level) = self.level
@@ -188,6 +209,23 @@ cases:
     fn requirement_ids_take_the_cases_that_check_them() {
         let sel = Selection::parse(&["R-CONV".into()], None, &[]).unwrap();
         assert_eq!(kept(&sel), ["b"]);
+    }
+
+    #[test]
+    fn capabilities_take_the_cases_that_need_one_of_them() {
+        let mut s = suite();
+        s.cases[1].capabilities = vec!["dmf.download".into()];
+        let sel = Selection {
+            capabilities: vec!["dmf.download".into()],
+            ..Selection::default()
+        };
+        let kept: Vec<&str> = s
+            .cases
+            .iter()
+            .filter(|c| sel.leaves_out(&s, c).is_none())
+            .map(|c| c.id.as_str())
+            .collect();
+        assert_eq!(kept, ["b"]);
     }
 
     #[test]

@@ -460,9 +460,9 @@ async fn sut_version(p: &Profile) -> Result<Option<String>, String> {
     Ok(Some(crate::secrets::Secrets::of(p, &[]).hide(&first)))
 }
 
-/// What the evidence says of a SUT: never its command line or its
-/// environment.
+/// What the evidence says of a SUT: its profile, secrets hidden.
 fn sut_info(p: &Profile) -> SutInfo {
+    let text = std::fs::read(&p.origin).ok();
     SutInfo {
         profile: p.origin.clone(),
         protocol: p.protocol.to_string(),
@@ -474,9 +474,9 @@ fn sut_info(p: &Profile) -> SutInfo {
         }
         .to_owned(),
         capabilities: p.capabilities.clone(),
-        profile_sha256: std::fs::read(&p.origin)
-            .ok()
-            .map(|b| crate::message::sha256(&b)),
+        profile_sha256: text.as_ref().map(|b| crate::message::sha256(b)),
+        profile_redacted: text
+            .map(|b| crate::secrets::Secrets::of(p, &[]).hide(&String::from_utf8_lossy(&b))),
         version: None,
     }
 }
@@ -514,5 +514,43 @@ fn identity(root: &std::path::Path) -> Identity {
         commit,
         started_unix: crate::event::unix_now(),
         files,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_profile_in_the_evidence_hides_its_secrets() {
+        let dir = std::env::temp_dir().join(format!("dmconf-sutinfo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("p.toml");
+        let text = r#"
+[sut]
+protocol = "dmf"
+role = "server"
+command = ["srv"]
+env = { API_TOKEN = "tok-91ab", MODE = "plain" }
+[sut.mgmt]
+url = "http://localhost:8080"
+user = "admin"
+password = "pw-33cd"
+[broker]
+amqp_url = "amqp://lab:url-77ef@localhost:5672/%2f"
+"#;
+        std::fs::write(&path, text).unwrap();
+        let profile = Profile::load(&path).unwrap();
+        let info = sut_info(&profile);
+        let _ = std::fs::remove_dir_all(&dir);
+        let shown = info.profile_redacted.unwrap();
+        for secret in ["tok-91ab", "pw-33cd", "url-77ef"] {
+            assert!(!shown.contains(secret), "{secret} shown:\n{shown}");
+        }
+        assert!(shown.contains("MODE = \"plain\""), "{shown}");
+        assert_eq!(
+            info.profile_sha256.unwrap(),
+            crate::message::sha256(text.as_bytes())
+        );
     }
 }
