@@ -83,6 +83,16 @@ const DEVICE_FAULTS: &[(&str, &str, &str)] = &[
         "expect_none",
     ),
     (
+        "window-never-installs",
+        "dmf::device::maintenance-window::window-opens",
+        "installed",
+    ),
+    (
+        "cancels-finished",
+        "dmf::device::cancel::cancel-after-finished",
+        "answer",
+    ),
+    (
         "cancel-answered-finished",
         "dmf::device::cancel::cancel-early",
         "answer",

@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -63,6 +64,12 @@ crate::fault_catalogue! {
         DoubleInstall = "double-install",
         /// Treats DOWNLOAD (download only) as DOWNLOAD_AND_INSTALL.
         DownloadInstalls = "download-installs",
+        /// De-duplicates by actionId across topics: the DOWNLOAD_AND_INSTALL
+        /// that follows a DOWNLOAD of the same action (a maintenance window
+        /// that opens) is dropped, and the action never installs.
+        WindowNeverInstalls = "window-never-installs",
+        /// Answers CANCELED to a cancel of an action it has finished.
+        CancelsFinished = "cancels-finished",
         /// Drops requests whose JSON has fields it does not know.
         StrictJson = "strict-json",
         /// Hangs on a message with an unknown topic: stays connected and
@@ -211,6 +218,44 @@ const STEP: Duration = Duration::from_millis(300);
 struct Action {
     phase: watch::Receiver<Phase>,
     cancel: watch::Sender<bool>,
+    /// Whether it installs once downloaded (a DOWNLOAD_AND_INSTALL, or a
+    /// DOWNLOAD that a DOWNLOAD_AND_INSTALL of the same action followed),
+    /// and whether an installation has taken it.
+    install: Arc<Install>,
+}
+
+/// Download only, install wanted, install taken: whoever takes it (the
+/// action at its end of download, or the DOWNLOAD_AND_INSTALL that comes
+/// after) installs, once.
+#[derive(Default)]
+struct Install(AtomicU8);
+
+impl Install {
+    const WANTED: u8 = 1;
+    const TAKEN: u8 = 2;
+
+    fn new(wanted: bool) -> Self {
+        Install(AtomicU8::new(if wanted { Self::WANTED } else { 0 }))
+    }
+
+    /// Asks for an installation; `false` when one was asked for already.
+    fn want(&self) -> bool {
+        self.0
+            .compare_exchange(0, Self::WANTED, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    }
+
+    /// Takes the installation, if one is wanted and none has taken it.
+    fn take(&self) -> bool {
+        self.0
+            .compare_exchange(
+                Self::WANTED,
+                Self::TAKEN,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            )
+            .is_ok()
+    }
 }
 
 struct Device {
@@ -478,17 +523,42 @@ impl Device {
         };
         let (phase_tx, phase_rx) = watch::channel(Phase::Running);
         let (cancel_tx, cancel_rx) = watch::channel(false);
+        let install = Arc::new(Install::new(
+            !download_only || self.has(DeviceFault::DownloadInstalls),
+        ));
         let action = Action {
             phase: phase_rx,
             cancel: cancel_tx,
+            install: install.clone(),
         };
-        let install = !download_only || self.has(DeviceFault::DownloadInstalls);
         let mut earlier = {
             let mut actions = self.actions.lock().await;
-            let earlier = actions.get(&id).map(|a| a.phase.clone());
+            let earlier = actions
+                .get(&id)
+                .map(|a| (a.phase.clone(), a.install.clone()));
             match earlier {
+                // Its maintenance window opened: the downloaded action is
+                // installed now, or once its download is done.
+                Some((phase, wanted))
+                    if !download_only
+                        && !self.has(DeviceFault::WindowNeverInstalls)
+                        && wanted.want() =>
+                {
+                    if *phase.borrow() == Phase::Done && wanted.take() {
+                        actions.insert(
+                            id,
+                            Action {
+                                install: wanted,
+                                ..action
+                            },
+                        );
+                        drop(actions);
+                        tokio::spawn(async move { self.install(id, phase_tx).await });
+                    }
+                    return;
+                }
                 Some(_) if !self.has(DeviceFault::DoubleInstall) => return,
-                Some(e) => e,
+                Some((e, _)) => e,
                 None => {
                     actions.insert(id, action);
                     drop(actions);
@@ -511,7 +581,7 @@ impl Device {
     async fn run_action(
         &self,
         id: i64,
-        install: bool,
+        install: Arc<Install>,
         phase: watch::Sender<Phase>,
         mut cancel: watch::Receiver<bool>,
     ) {
@@ -531,14 +601,33 @@ impl Device {
         }
         let _ = phase.send(Phase::Downloaded);
         self.status(id, "DOWNLOADED", "Artifacts downloaded").await;
-        if !install || self.has(DeviceFault::NoFinalStatus) {
+        if self.has(DeviceFault::NoFinalStatus) {
             let _ = phase.send(Phase::Done);
             return;
+        }
+        if !install.take() {
+            let _ = phase.send(Phase::Done);
+            // A DOWNLOAD_AND_INSTALL may have come meanwhile and found the
+            // download not yet done.
+            if !install.take() {
+                return;
+            }
+            let _ = phase.send(Phase::Downloaded);
         }
         tokio::time::sleep(STEP).await;
         if self.has(DeviceFault::RejectedNeverFinishes) && *cancel.borrow() {
             return;
         }
+        let _ = phase.send(Phase::Done);
+        self.status(id, "FINISHED", "Update installed").await;
+    }
+
+    /// Installs an action whose artifacts a DOWNLOAD fetched earlier.
+    async fn install(&self, id: i64, phase: watch::Sender<Phase>) {
+        let _ = phase.send(Phase::Downloaded);
+        self.status(id, "RUNNING", "Installing the downloaded update")
+            .await;
+        tokio::time::sleep(STEP).await;
         let _ = phase.send(Phase::Done);
         self.status(id, "FINISHED", "Update installed").await;
     }
@@ -571,6 +660,8 @@ impl Device {
                         // Installing: too late to stop safely.
                         let _ = a.cancel.send(true);
                         "CANCEL_REJECTED"
+                    } else if self.has(DeviceFault::CancelsFinished) {
+                        "CANCELED"
                     } else {
                         "CANCEL_REJECTED"
                     }

@@ -436,6 +436,9 @@ pub struct Collect {
     pub message: Pattern,
     /// The message that ends the collection (it is taken too).
     pub until: Pattern,
+    /// Variables to set from the message that ends it: name to path.
+    #[serde(default)]
+    pub capture: BTreeMap<String, String>,
     /// How long to wait at most for the end.
     #[serde(default)]
     pub within: Option<Dur>,

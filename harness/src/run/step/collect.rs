@@ -1,7 +1,8 @@
 //! `collect`: takes the matching answers to the last stimulus, in order,
-//! until one matches `until`, and stores them for checks.
+//! until one matches `until`, stores them for checks, and captures values
+//! from the one that ended it.
 
-use super::{bind, mark_after, within};
+use super::{bind, capture, mark_after, within};
 use crate::event::Observed;
 use crate::matching::Bound;
 use crate::message::Message;
@@ -60,6 +61,9 @@ pub(super) async fn run(
     match ended {
         Ended::Stopped(at) => {
             mark_after(cx, step, at);
+            if let Some(last) = seq.took.last() {
+                capture(cx, last, &c.capture)?;
+            }
             let got: Vec<Message> = seq.took.iter().map(Item::message).collect();
             cx.collected.insert(c.into.clone(), got);
             Ok(())

@@ -1,10 +1,10 @@
 //! `expect`: waits for one message that matches, among the answers to
 //! the last stimulus, takes it, and captures values from it.
 
-use super::{bind, mark_after, within};
-use crate::matching::{Bound, lookup};
+use super::{bind, capture, mark_after, within};
+use crate::matching::Bound;
 use crate::run::cx::Cx;
-use crate::run::failure::{Miss, StepError, miss};
+use crate::run::failure::{Miss, StepError};
 use crate::run::inbox::{Item, Offer, Watch};
 use crate::run::wait::{Ended, wait};
 use crate::schema::SchemaStore;
@@ -54,16 +54,7 @@ pub(super) async fn run(
             let Some(item) = first.took else {
                 return Ok(());
             };
-            for (var, path) in &e.capture {
-                let value = lookup(&item.view, path).ok_or_else(|| {
-                    miss(
-                        format!("the matched message has `{path}` (to capture into `{var}`)"),
-                        format!("it does not:\n{}", item.message().render("    ")),
-                    )
-                })?;
-                cx.vars.set(var, value);
-            }
-            Ok(())
+            capture(cx, &item, &e.capture)
         }
         Ended::Window => {
             let observed = cx.near_misses(&pattern, &scope);

@@ -83,3 +83,21 @@ fn mark_after(cx: &mut Cx<'_>, step: &Step, entry: usize) {
         cx.marks.insert(name.clone(), entry + 1);
     }
 }
+
+/// Sets each variable of `capture` from the message `item`, at its path.
+fn capture(
+    cx: &mut Cx<'_>,
+    item: &crate::run::inbox::Item,
+    capture: &std::collections::BTreeMap<String, String>,
+) -> Result<(), StepError> {
+    for (var, path) in capture {
+        let value = crate::matching::lookup(&item.view, path).ok_or_else(|| {
+            crate::run::failure::miss(
+                format!("the matched message has `{path}` (to capture into `{var}`)"),
+                format!("it does not:\n{}", item.message().render("    ")),
+            )
+        })?;
+        cx.vars.set(var, value);
+    }
+    Ok(())
+}
