@@ -256,7 +256,7 @@ pub fn list(references: References, json: bool) -> ExitCode {
         for (_, p) in &planned {
             let reqs: Vec<String> = crate::run::requirements(p)
                 .iter()
-                .map(|r| format!("{} [{}, {}]", r.id, r.level.as_str(), r.basis.as_str()))
+                .map(|r| format!("{} [{}]", r.id, r.grade()))
                 .collect();
             let applies = match &p.ignored {
                 None => "runs".to_owned(),

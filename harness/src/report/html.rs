@@ -261,7 +261,11 @@ impl HtmlReporter {
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{holds}</td><td>{}</td></tr>",
                 esc(&c.id),
                 c.level.as_str(),
-                c.basis.as_str(),
+                if c.inferred {
+                    format!("{}, inferred", c.basis.as_str())
+                } else {
+                    c.basis.as_str().to_owned()
+                },
                 cases.join(", ")
             );
         }
@@ -315,10 +319,9 @@ impl HtmlReporter {
         for r in &p.requirements {
             let _ = write!(
                 out,
-                "<li><b>{}</b> [{}, {}] ({}, {}): {}</li>",
+                "<li><b>{}</b> [{}] ({}, {}): {}</li>",
                 esc(&r.id),
-                r.level.as_str(),
-                r.basis.as_str(),
+                r.grade(),
                 esc(&r.source),
                 esc(&r.section),
                 esc(&r.text)

@@ -110,13 +110,7 @@ impl JunitReporter {
             for r in &p.requirements {
                 case.add_property(Property::new(
                     "requirement",
-                    format!(
-                        "{} [{}, {}] {}",
-                        r.id,
-                        r.level.as_str(),
-                        r.basis.as_str(),
-                        r.text
-                    ),
+                    format!("{} [{}] {}", r.id, r.grade(), r.text),
                 ));
             }
             suites
@@ -146,6 +140,7 @@ mod tests {
                 source: "s".into(),
                 section: "x".into(),
                 text: "a thing holds".into(),
+                inferred: false,
             }],
             ignored: ignored.map(str::to_owned),
             known_deviation: None,

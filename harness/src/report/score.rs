@@ -92,6 +92,9 @@ pub(crate) struct Coverage {
     pub(crate) cases: Vec<(String, Result)>,
     /// Whether every case that ran passed; `None` when none ran.
     pub(crate) holds: Option<bool>,
+    /// Read from hawkBit's code, asserted by no hawkBit test.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) inferred: bool,
 }
 
 /// The score of a run.
@@ -128,6 +131,7 @@ impl Score {
                         basis: r.basis,
                         cases: Vec::new(),
                         holds: None,
+                        inferred: r.inferred,
                     })
                     .cases
                     .push((c.case.to_owned(), c.result));
@@ -398,6 +402,7 @@ mod tests {
             source: "s".into(),
             section: "x".into(),
             text: "t".into(),
+            inferred: false,
         }
     }
 

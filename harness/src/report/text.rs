@@ -103,10 +103,9 @@ fn failure(out: &mut String, f: &Failure) {
     for r in &f.requirements {
         let _ = writeln!(
             out,
-            "requirement {} [{}, {}] ({}, {}): {}",
+            "requirement {} [{}] ({}, {}): {}",
             r.id,
-            r.level.as_str(),
-            r.basis.as_str(),
+            r.grade(),
             r.source,
             r.section,
             r.text

@@ -156,6 +156,22 @@ pub struct Requirement {
     pub section: String,
     /// The requirement in one sentence.
     pub text: String,
+    /// The behaviour it checks is read from hawkBit's code and asserted by
+    /// none of hawkBit's tests (the reference marks it [inferred]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inferred: bool,
+}
+
+impl Requirement {
+    /// Its level and basis as reports show them: `MUST, seed`, or
+    /// `SHOULD, implementation, inferred`.
+    pub fn grade(&self) -> String {
+        let mut g = format!("{}, {}", self.level.as_str(), self.basis.as_str());
+        if self.inferred {
+            g.push_str(", inferred");
+        }
+        g
+    }
 }
 
 /// One suite file.
