@@ -3,7 +3,8 @@
 # hash:K/2`, as two CI runners would) gives the same verdict for every
 # case as one run, and that `dmconf merge` makes one bundle of the two.
 # Both partitions use one RabbitMQ, each in a vhost of its own, as two
-# runners would share a lab's broker.
+# runners would share a lab's broker; and the DMF server cases run alone
+# on a fresh vhost, as a part that holds only them would.
 #
 #   scripts/check-partitions.sh
 set -euo pipefail
@@ -27,7 +28,7 @@ for _ in $(seq 120); do
   docker exec "$container" rabbitmqctl -q await_startup >/dev/null 2>&1 && break
   sleep 1
 done
-for k in 1 2; do
+for k in 1 2 3; do
   docker exec "$container" rabbitmqctl -q add_vhost "runner-$k" >/dev/null
   docker exec "$container" rabbitmqctl -q set_permissions -p "runner-$k" lab '.*' '.*' '.*' >/dev/null
 done
@@ -49,6 +50,15 @@ for k in 1 2; do
     exit 1
   }
 done
+
+# A part may hold server cases only, on a vhost where nothing has run:
+# no verdict may depend on what ran before it.
+echo "check-partitions: the DMF server cases alone, on a fresh vhost"
+DMCONF_AMQP_URL="amqp://lab:$password@127.0.0.1:$port/runner-3" DMCONF_REPORT_DIR="$work/alone" \
+  cargo test --quiet --test conformance -- dmf::server >"$work/alone.log" 2>&1 || {
+  tail -n 30 "$work/alone.log" >&2
+  exit 1
+}
 
 echo "check-partitions: dmconf merge"
 target/debug/dmconf merge --out "$work/merged" "$work"/part-1/nextest-*/ "$work"/part-2/nextest-*/ ||

@@ -182,6 +182,16 @@ const DEVICE_FAULTS: &[(&str, &str, &str)] = &[
 /// Server fault, case, and the step that must fail.
 const SERVER_FAULTS: &[(&str, &str, &str)] = &[
     (
+        "refuses-final-while-canceling",
+        "dmf::server::cancel::finished-while-canceling",
+        "query",
+    ),
+    (
+        "refuses-final-while-canceling",
+        "dmf::server::cancel::error-while-canceling",
+        "query",
+    ),
+    (
         "exchange-wrong-type",
         "dmf::server::topology::inbound-exchange",
         "check",

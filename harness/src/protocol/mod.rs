@@ -125,6 +125,21 @@ impl Protocol {
         }
     }
 
+    /// Refusals that could not be watched when the case opened (the
+    /// server declares its dead-letter exchange when it starts), tried
+    /// again once the SUT has started, before the first stimulus.
+    pub(crate) async fn rewatch_refusals(
+        self,
+        sides: &Sides,
+        profile: &Profile,
+        earlier: Result<(), String>,
+    ) -> Result<Result<(), String>, Error> {
+        match (self, earlier) {
+            (Protocol::Dmf, Err(why)) => dmf::rewatch_refusals(sides, profile, why).await,
+            (_, earlier) => Ok(earlier),
+        }
+    }
+
     /// The schema a message from a SUT of `sut`'s role must satisfy, by
     /// its kind (read from its view); `Ok(None)` when the protocol does
     /// not judge it (telemetry), `Err` when the SUT may not send such a

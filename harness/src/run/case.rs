@@ -62,13 +62,21 @@ pub(crate) async fn run_case(env: &RunEnv<'_>, planned: &Planned, sink: &mut dyn
                     opened.link.close().await;
                 }
                 Started::Running(mut sut) => {
+                    let refusals = match suite
+                        .protocol
+                        .rewatch_refusals(env.sides, env.profile, opened.refusals)
+                        .await
+                    {
+                        Ok(r) => r,
+                        Err(e) => Err(format!("refusals cannot be watched: {e}")),
+                    };
                     let deadline = Instant::now() + env.profile.timeouts.case;
                     let mut cx = Cx::new(
                         env,
                         suite,
                         planned.name.clone(),
                         opened.link,
-                        opened.refusals,
+                        refusals,
                         started,
                         deadline,
                         &mut *sink,

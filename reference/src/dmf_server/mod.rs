@@ -84,6 +84,9 @@ crate::fault_catalogue! {
         NoNextAfterCancel = "no-next-after-cancel",
         /// Closes the action on CANCEL_REJECTED instead of resuming it.
         CancelRejectedCloses = "cancel-rejected-closes",
+        /// Refuses FINISHED or ERROR for an action being canceled, as if
+        /// only CANCELED or CANCEL_REJECTED could answer a cancel.
+        RefusesFinalWhileCanceling = "refuses-final-while-canceling",
         /// Answers PING without its correlation id.
         PingDropsCorrelationId = "ping-drops-correlation-id",
         /// Answers PING with a body that is not the server's time.

@@ -506,6 +506,14 @@ impl State {
                 }
             }
             "ERROR" if self.has(ServerFault::ErrorKeepsAction) => Ok(()),
+            "FINISHED" | "ERROR"
+                if action.state == ActionState::Canceling
+                    && self.has(ServerFault::RefusesFinalWhileCanceling) =>
+            {
+                Err(format!(
+                    "action {id} is canceling; only CANCELED or CANCEL_REJECTED answer it"
+                ))
+            }
             "FINISHED" | "ERROR" => {
                 let finished = status == "FINISHED";
                 if !self.has(ServerFault::FinishedKeepsAction) {

@@ -92,6 +92,23 @@ pub(crate) async fn open(o: Open<'_>) -> Result<Opened, Error> {
     })
 }
 
+/// The refusal watch, tried again after the SUT started: a server that
+/// declares its dead-letter exchange at start (as hawkBit does) may be
+/// the first to declare it on this broker. `why` stands when the profile
+/// says refusals cannot be observed.
+pub(crate) async fn rewatch_refusals(
+    sides: &Sides,
+    profile: &Profile,
+    why: String,
+) -> Result<Result<(), String>, Error> {
+    match &profile.dmf.dead_letter_exchange {
+        Some(dlx) if profile.role == Role::Server => {
+            Ok(sides.dmf_device().await?.watch_refusals(dlx).await?)
+        }
+        _ => Ok(Err(why)),
+    }
+}
+
 /// The largest DMF message dmconf takes in. No source sets a limit;
 /// hawkBit's messages are a few KiB, and a larger one is judged, not
 /// kept.
