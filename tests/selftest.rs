@@ -182,6 +182,21 @@ const DEVICE_FAULTS: &[(&str, &str, &str)] = &[
 /// Server fault, case, and the step that must fail.
 const SERVER_FAULTS: &[(&str, &str, &str)] = &[
     (
+        "requests-attributes-after-error",
+        "dmf::server::action-status::no-attribute-request-after-error",
+        "expect_none",
+    ),
+    (
+        "no-attribute-request-after-finished",
+        "dmf::server::action-status::attributes-requested-after-finished",
+        "expect",
+    ),
+    (
+        "late-status-reopens",
+        "dmf::server::action-status::late-status-keeps-closed",
+        "query",
+    ),
+    (
         "refuses-final-while-canceling",
         "dmf::server::cancel::finished-while-canceling",
         "query",

@@ -87,6 +87,12 @@ crate::fault_catalogue! {
         /// Refuses FINISHED or ERROR for an action being canceled, as if
         /// only CANCELED or CANCEL_REJECTED could answer a cancel.
         RefusesFinalWhileCanceling = "refuses-final-while-canceling",
+        /// Asks for the thing's attributes after ERROR too.
+        AttributesAfterError = "requests-attributes-after-error",
+        /// Never asks for the thing's attributes after FINISHED.
+        NoAttributesAfterFinished = "no-attribute-request-after-finished",
+        /// Reopens a closed action on a late intermediate status.
+        LateStatusReopens = "late-status-reopens",
         /// Answers PING without its correlation id.
         PingDropsCorrelationId = "ping-drops-correlation-id",
         /// Answers PING with a body that is not the server's time.

@@ -526,7 +526,12 @@ impl State {
                         },
                     );
                 }
-                if finished {
+                let ask = if finished {
+                    !self.has(ServerFault::NoAttributesAfterFinished)
+                } else {
+                    self.has(ServerFault::AttributesAfterError)
+                };
+                if ask {
                     out.push(self.request_attributes(&thing));
                 }
                 self.send_current(&thing, out);
@@ -536,6 +541,11 @@ impl State {
                 set(self, ActionState::Downloaded);
                 out.push(self.request_attributes(&thing));
                 self.send_current(&thing, out);
+                Ok(())
+            }
+            // Stored, and without effect on a closed action.
+            _ if !action.state.active() && self.has(ServerFault::LateStatusReopens) => {
+                set(self, ActionState::Running);
                 Ok(())
             }
             _ => Ok(()),
