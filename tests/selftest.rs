@@ -182,6 +182,16 @@ const DEVICE_FAULTS: &[(&str, &str, &str)] = &[
 /// Server fault, case, and the step that must fail.
 const SERVER_FAULTS: &[(&str, &str, &str)] = &[
     (
+        "acks-string-attribute-body",
+        "dmf::server::attributes::string-body-refused",
+        "expect_refused",
+    ),
+    (
+        "acks-anonymous-removal",
+        "dmf::server::removal::thing-id-required",
+        "expect_refused",
+    ),
+    (
         "requests-attributes-after-error",
         "dmf::server::action-status::no-attribute-request-after-error",
         "expect_none",

@@ -93,6 +93,11 @@ crate::fault_catalogue! {
         NoAttributesAfterFinished = "no-attribute-request-after-finished",
         /// Reopens a closed action on a late intermediate status.
         LateStatusReopens = "late-status-reopens",
+        /// Acknowledges an attribute update whose body is a JSON string,
+        /// and does nothing with it.
+        AcksStringAttributeBody = "acks-string-attribute-body",
+        /// Acknowledges THING_REMOVED without a thingId, and does nothing.
+        AcksAnonymousRemoval = "acks-anonymous-removal",
         /// Answers PING without its correlation id.
         PingDropsCorrelationId = "ping-drops-correlation-id",
         /// Answers PING with a body that is not the server's time.

@@ -285,7 +285,13 @@ impl State {
     }
 
     fn thing_removed(&mut self, msg: &Message, out: &mut Vec<Message>) -> Result<(), String> {
-        let thing = header(msg, "thingId").ok_or("THING_REMOVED without thingId")?;
+        let Some(thing) = header(msg, "thingId") else {
+            return if self.has(ServerFault::AcksAnonymousRemoval) {
+                Ok(())
+            } else {
+                Err("THING_REMOVED without thingId".into())
+            };
+        };
         let target = self
             .targets
             .remove(&thing)
@@ -336,6 +342,9 @@ impl State {
                 }
                 let body: Value =
                     serde_json::from_slice(&msg.body).map_err(|e| format!("body: {e}"))?;
+                if body.is_string() && self.has(ServerFault::AcksStringAttributeBody) {
+                    return Ok(());
+                }
                 self.update_attributes(&thing, &body)
             }
             "UPDATE_AUTO_CONFIRM" => {
