@@ -83,6 +83,11 @@ const DEVICE_FAULTS: &[(&str, &str, &str)] = &[
         "expect_none",
     ),
     (
+        "reregisters-after-deleted",
+        "dmf::device::deletion::stays-deleted",
+        "expect_none",
+    ),
+    (
         "window-never-installs",
         "dmf::device::maintenance-window::window-opens",
         "installed",

@@ -60,6 +60,9 @@ crate::fault_catalogue! {
         NoFinalStatus = "no-final-status",
         /// Sends status updates without `content_type`.
         StatusWithoutContentType = "status-without-content-type",
+        /// Resets itself when told the thing was deleted, and registers it
+        /// again a second later.
+        ReregistersAfterDeleted = "reregisters-after-deleted",
         /// Installs again when the same DOWNLOAD_AND_INSTALL comes again.
         DoubleInstall = "double-install",
         /// Treats DOWNLOAD (download only) as DOWNLOAD_AND_INSTALL.
@@ -263,6 +266,8 @@ struct Device {
     client: AmqpClient,
     reply_to: String,
     actions: Mutex<HashMap<i64, Action>>,
+    /// The server deleted the thing: the device no longer acts as it.
+    deleted: std::sync::atomic::AtomicBool,
 }
 
 /// A running reference device.
@@ -316,6 +321,7 @@ pub async fn start(cfg: DeviceConfig) -> Result<DeviceHandle, String> {
         client,
         reply_to,
         actions: Mutex::new(HashMap::new()),
+        deleted: std::sync::atomic::AtomicBool::new(false),
     });
     if device.cfg.variant == Some(Variant::Floods) {
         for i in 0..FLOOD {
@@ -403,7 +409,7 @@ impl Device {
         let mut report = tokio::time::interval(Duration::from_millis(1500));
         let mut ping = tokio::time::interval(Duration::from_millis(2500));
         let mut n = 0;
-        loop {
+        while !self.deleted.load(Ordering::SeqCst) {
             tokio::select! {
                 _ = poll.tick() => { let _ = self.register().await; }
                 _ = report.tick() => { n += 1; let _ = self.report_attributes(n).await; }
@@ -496,7 +502,16 @@ impl Device {
             (Some("EVENT"), Some("DOWNLOAD")) => self.on_deployment(&msg, true).await,
             (Some("EVENT"), Some("CANCEL_DOWNLOAD")) => self.on_cancel(&msg).await,
             (Some("EVENT"), Some("REQUEST_ATTRIBUTES_UPDATE")) => self.on_attribute_request().await,
-            (Some("THING_DELETED"), _) => return false,
+            (Some("THING_DELETED"), _) => {
+                if self.has(DeviceFault::ReregistersAfterDeleted) {
+                    // Resets itself, and is provisioned anew.
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let _ = self.register().await;
+                    return true;
+                }
+                self.deleted.store(true, Ordering::SeqCst);
+                return false;
+            }
             _ => {
                 if self.has(DeviceFault::CrashOnUnknownTopic) {
                     // Hung, not gone: its queue and exchange stay, so the

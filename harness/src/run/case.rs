@@ -217,6 +217,11 @@ pub(super) async fn run_steps(
         if !step.action.is_stimulus() {
             cx.close_stimuli();
         }
+        // `after:` a pause means after it ended.
+        if let (Some(name), crate::suite::Action::Wait(_)) = (&step.name, &step.action) {
+            let here = cx.entries();
+            cx.marks.insert(name.clone(), here);
+        }
         let case = cx.case().to_owned();
         cx.emit(RunEvent::StepFinished {
             case,

@@ -409,7 +409,8 @@ pub struct Expect {
     #[serde(default)]
     pub within: Option<Dur>,
     /// Only messages that arrived after the named step: after the message
-    /// it matched (`expect`, `collect`), or after it started (other steps).
+    /// it matched (`expect`, `collect`), after it ended (`wait`), or after
+    /// it started (other steps).
     #[serde(default)]
     pub after: Option<String>,
     /// Variables to set from the matched message: name to path
@@ -432,7 +433,8 @@ pub struct ExpectNone {
     /// How long to watch.
     pub during: Dur,
     /// Only messages that arrived after the named step: after the message
-    /// it matched (`expect`, `collect`), or after it started (other steps).
+    /// it matched (`expect`, `collect`), after it ended (`wait`), or after
+    /// it started (other steps).
     #[serde(default)]
     pub after: Option<String>,
     /// Also judge the SUT's own traffic: messages it sends of its own
@@ -459,7 +461,8 @@ pub struct Collect {
     #[serde(default)]
     pub within: Option<Dur>,
     /// Only messages that arrived after the named step: after the message
-    /// it matched (`expect`, `collect`), or after it started (other steps).
+    /// it matched (`expect`, `collect`), after it ended (`wait`), or after
+    /// it started (other steps).
     #[serde(default)]
     pub after: Option<String>,
     /// Also judge the SUT's own traffic: messages it sends of its own
