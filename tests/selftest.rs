@@ -83,6 +83,16 @@ const DEVICE_FAULTS: &[(&str, &str, &str)] = &[
         "expect_none",
     ),
     (
+        "confirm-installs",
+        "dmf::device::confirmation::confirm-answered",
+        "answer",
+    ),
+    (
+        "ignores-confirm",
+        "dmf::device::confirmation::confirm-answered",
+        "answer",
+    ),
+    (
         "reregisters-after-deleted",
         "dmf::device::deletion::stays-deleted",
         "expect_none",

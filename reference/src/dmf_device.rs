@@ -60,6 +60,11 @@ crate::fault_catalogue! {
         NoFinalStatus = "no-final-status",
         /// Sends status updates without `content_type`.
         StatusWithoutContentType = "status-without-content-type",
+        /// Takes CONFIRM for DOWNLOAD_AND_INSTALL: installs at once, and
+        /// never answers CONFIRMED.
+        ConfirmInstalls = "confirm-installs",
+        /// Never answers a CONFIRM.
+        IgnoresConfirm = "ignores-confirm",
         /// Resets itself when told the thing was deleted, and registers it
         /// again a second later.
         ReregistersAfterDeleted = "reregisters-after-deleted",
@@ -145,6 +150,7 @@ impl dmconf_harness::Reference for Reference {
     }
     fn capabilities(&self) -> &'static [&'static str] {
         &[
+            "dmf.confirmation",
             "dmf.download-only",
             "dmf.request-attributes",
             "dmf.reregister",
@@ -501,6 +507,7 @@ impl Device {
             (Some("EVENT"), Some("DOWNLOAD_AND_INSTALL")) => self.on_deployment(&msg, false).await,
             (Some("EVENT"), Some("DOWNLOAD")) => self.on_deployment(&msg, true).await,
             (Some("EVENT"), Some("CANCEL_DOWNLOAD")) => self.on_cancel(&msg).await,
+            (Some("EVENT"), Some("CONFIRM")) => self.on_confirm(&msg).await,
             (Some("EVENT"), Some("REQUEST_ATTRIBUTES_UPDATE")) => self.on_attribute_request().await,
             (Some("THING_DELETED"), _) => {
                 if self.has(DeviceFault::ReregistersAfterDeleted) {
@@ -635,6 +642,21 @@ impl Device {
         }
         let _ = phase.send(Phase::Done);
         self.status(id, "FINISHED", "Update installed").await;
+    }
+
+    /// Confirms every action it is asked to: the server then sends it.
+    async fn on_confirm(self: Arc<Self>, msg: &Message) {
+        if self.has(DeviceFault::ConfirmInstalls) {
+            return self.on_deployment(msg, false).await;
+        }
+        let Some(id) = self.action_id(msg, &["actionId", "targetSecurityToken", "softwareModules"])
+        else {
+            return;
+        };
+        if !self.has(DeviceFault::IgnoresConfirm) {
+            self.status(id, "CONFIRMED", "Confirmed by the device")
+                .await;
+        }
     }
 
     /// Installs an action whose artifacts a DOWNLOAD fetched earlier.
