@@ -197,6 +197,16 @@ const DEVICE_FAULTS: &[(&str, &str, &str)] = &[
 /// Server fault, case, and the step that must fail.
 const SERVER_FAULTS: &[(&str, &str, &str)] = &[
     (
+        "sends-before-confirmation",
+        "dmf::server::confirmation::confirmed-then-sent",
+        "confirm",
+    ),
+    (
+        "denied-installs",
+        "dmf::server::confirmation::denied-keeps-waiting",
+        "expect_none",
+    ),
+    (
         "acks-string-attribute-body",
         "dmf::server::attributes::string-body-refused",
         "expect_refused",

@@ -67,7 +67,8 @@ impl MgmtClient {
         match name {
             "assign" => {
                 let kind = args.get("type").and_then(Value::as_str).unwrap_or("forced");
-                self.assign(&arg(args, "thingId")?, kind).await
+                let confirm = args.get("confirm").and_then(Value::as_bool) == Some(true);
+                self.assign(&arg(args, "thingId")?, kind, confirm).await
             }
             "cancel" => {
                 let path = format!(
@@ -120,8 +121,10 @@ impl MgmtClient {
     }
 
     /// Creates a software module and a distribution set of its own, and
-    /// assigns the set to the thing; answers `{actionId}`.
-    async fn assign(&self, thing: &str, kind: &str) -> Result<Value, String> {
+    /// assigns the set to the thing, to be confirmed by the device first
+    /// when `confirm` (and the tenant has the confirmation flow on);
+    /// answers `{actionId}`.
+    async fn assign(&self, thing: &str, kind: &str, confirm: bool) -> Result<Value, String> {
         let version = format!("dmconf-{}", uuid::Uuid::new_v4().simple());
         let sm = self
             .request(
@@ -150,8 +153,9 @@ impl MgmtClient {
             .request(
                 reqwest::Method::POST,
                 &path,
-                // Not waiting for a confirmation, should the tenant have that flow on.
-                Some(json!({"id": ds, "type": kind, "confirmationRequired": false})),
+                // Not waiting for a confirmation unless asked, should the
+                // tenant have that flow on.
+                Some(json!({"id": ds, "type": kind, "confirmationRequired": confirm})),
             )
             .await?;
         let id = res

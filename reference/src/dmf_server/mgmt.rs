@@ -177,7 +177,8 @@ async fn assign(
             .and_then(Value::as_u64)
             .ok_or_else(|| MgmtError(400, "`id` is required".into()))?;
         let download_only = a.get("type").and_then(Value::as_str) == Some("downloadonly");
-        let (id, out) = s.state().assign(&t, ds, download_only)?;
+        let confirm = a.get("confirmationRequired").and_then(Value::as_bool) == Some(true);
+        let (id, out) = s.state().assign(&t, ds, download_only, confirm)?;
         s.send(out).await;
         ids.push(json!({ "id": id }));
     }

@@ -98,6 +98,11 @@ crate::fault_catalogue! {
         AcksStringAttributeBody = "acks-string-attribute-body",
         /// Acknowledges THING_REMOVED without a thingId, and does nothing.
         AcksAnonymousRemoval = "acks-anonymous-removal",
+        /// Sends DOWNLOAD_AND_INSTALL at once for an assignment that needs
+        /// the device's confirmation.
+        SendsBeforeConfirmation = "sends-before-confirmation",
+        /// Takes DENIED for CONFIRMED.
+        DeniedInstalls = "denied-installs",
         /// Answers PING without its correlation id.
         PingDropsCorrelationId = "ping-drops-correlation-id",
         /// Answers PING with a body that is not the server's time.
@@ -128,7 +133,7 @@ impl dmconf_harness::Reference for Reference {
         ServerFault::NAMES
     }
     fn capabilities(&self) -> &'static [&'static str] {
-        &["dmf.download-only"]
+        &["dmf.confirmation", "dmf.download-only"]
     }
     fn serves_management(&self) -> bool {
         true

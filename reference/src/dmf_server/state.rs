@@ -45,11 +45,16 @@ pub enum ActionState {
     Canceled,
     /// A download-only action closed by DOWNLOADED.
     Downloaded,
+    /// Sent as CONFIRM; waits for the device's CONFIRMED.
+    WaitForConfirmation,
 }
 
 impl ActionState {
     fn active(self) -> bool {
-        matches!(self, ActionState::Running | ActionState::Canceling)
+        matches!(
+            self,
+            ActionState::Running | ActionState::Canceling | ActionState::WaitForConfirmation
+        )
     }
 
     fn name(self) -> &'static str {
@@ -60,6 +65,7 @@ impl ActionState {
             ActionState::Error => "error",
             ActionState::Canceled => "canceled",
             ActionState::Downloaded => "downloaded",
+            ActionState::WaitForConfirmation => "wait_for_confirmation",
         }
     }
 }
@@ -507,6 +513,21 @@ impl State {
                 set(self, state);
                 Ok(())
             }
+            "CONFIRMED" | "DENIED" if action.state != ActionState::WaitForConfirmation => Err(
+                format!("action {id} is not waiting for confirmation; {status} is not allowed"),
+            ),
+            "CONFIRMED" => {
+                set(self, ActionState::Running);
+                self.send_current(&thing, out);
+                Ok(())
+            }
+            "DENIED" if self.has(ServerFault::DeniedInstalls) => {
+                set(self, ActionState::Running);
+                self.send_current(&thing, out);
+                Ok(())
+            }
+            // Stays waiting; nothing is sent.
+            "DENIED" => Ok(()),
             "FINISHED" | "ERROR" if !action.state.active() => {
                 if self.has(ServerFault::RefusesDuplicateFinal) {
                     Err(format!("action {id} is already closed"))
@@ -589,10 +610,10 @@ impl State {
         let (Some(action), Some(target)) = (self.current(thing), self.targets.get(thing)) else {
             return;
         };
-        let msg = if action.state == ActionState::Canceling {
-            self.cancel_message(target, action)
-        } else {
-            self.download_message(target, action)
+        let msg = match action.state {
+            ActionState::Canceling => self.cancel_message(target, action),
+            ActionState::WaitForConfirmation => self.download_message(target, action, "CONFIRM"),
+            _ => self.download_message(target, action, ""),
         };
         out.push(msg);
     }
@@ -613,7 +634,9 @@ impl State {
         )
     }
 
-    fn download_message(&self, target: &Target, action: &Action) -> Message {
+    /// DOWNLOAD_AND_INSTALL, DOWNLOAD, or `topic` when it is given
+    /// (CONFIRM, whose body is the same).
+    fn download_message(&self, target: &Target, action: &Action, topic: &str) -> Message {
         let modules: Vec<Value> = self
             .sets
             .get(&action.ds)
@@ -628,7 +651,9 @@ impl State {
             "softwareModules": modules,
         });
         let download = action.download_only && !self.has(ServerFault::DownloadOnlyAsInstall);
-        let topic = if download {
+        let topic = if !topic.is_empty() {
+            topic
+        } else if download {
             "DOWNLOAD"
         } else {
             "DOWNLOAD_AND_INSTALL"
@@ -712,6 +737,7 @@ impl State {
         thing: &str,
         ds: u64,
         download_only: bool,
+        confirm: bool,
     ) -> Result<(u64, Vec<Message>), MgmtError> {
         let target = self
             .targets
@@ -742,7 +768,11 @@ impl State {
             thing: thing.to_owned(),
             download_only,
             ds,
-            state: ActionState::Running,
+            state: if confirm && !self.has(ServerFault::SendsBeforeConfirmation) {
+                ActionState::WaitForConfirmation
+            } else {
+                ActionState::Running
+            },
             cancel: false,
         };
         self.actions.insert(id, action.clone());
@@ -751,7 +781,12 @@ impl State {
             .values()
             .any(|a| a.thing == thing && a.state == ActionState::Canceling);
         if !held_back {
-            out.push(self.download_message(&target, &action));
+            let topic = if action.state == ActionState::WaitForConfirmation {
+                "CONFIRM"
+            } else {
+                ""
+            };
+            out.push(self.download_message(&target, &action, topic));
         }
         Ok((id, out))
     }
@@ -920,11 +955,11 @@ mod tests {
         assert_eq!(register(&mut s, "d1"), (Verdict::Accept, vec![]));
         let sm = s.create_module("os", "1");
         let ds = s.create_set(vec![sm]).unwrap();
-        let (a1, out) = s.assign("d1", ds, false).unwrap();
+        let (a1, out) = s.assign("d1", ds, false, false).unwrap();
         assert_eq!(topic(&out[0]), "DOWNLOAD_AND_INSTALL");
         assert_eq!(out[0].header("tenant").as_deref(), Some("T"));
         // A second assignment cancels the first and is held back.
-        let (a2, out) = s.assign("d1", ds, false).unwrap();
+        let (a2, out) = s.assign("d1", ds, false, false).unwrap();
         assert_eq!(
             out.iter().map(topic).collect::<Vec<_>>(),
             ["CANCEL_DOWNLOAD"]
