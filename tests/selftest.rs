@@ -197,6 +197,11 @@ const DEVICE_FAULTS: &[(&str, &str, &str)] = &[
 /// Server fault, case, and the step that must fail.
 const SERVER_FAULTS: &[(&str, &str, &str)] = &[
     (
+        "no-next-after-finished",
+        "dmf::server::cancel::next-action-follows-finished",
+        "expect",
+    ),
+    (
         "sends-before-confirmation",
         "dmf::server::confirmation::confirmed-then-sent",
         "confirm",

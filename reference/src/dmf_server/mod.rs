@@ -103,6 +103,9 @@ crate::fault_catalogue! {
         SendsBeforeConfirmation = "sends-before-confirmation",
         /// Takes DENIED for CONFIRMED.
         DeniedInstalls = "denied-installs",
+        /// Sends nothing after FINISHED or ERROR: the thing's next action
+        /// waits for its next poll.
+        NoNextAfterFinished = "no-next-after-finished",
         /// Answers PING without its correlation id.
         PingDropsCorrelationId = "ping-drops-correlation-id",
         /// Answers PING with a body that is not the server's time.

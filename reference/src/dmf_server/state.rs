@@ -564,7 +564,9 @@ impl State {
                 if ask {
                     out.push(self.request_attributes(&thing));
                 }
-                self.send_current(&thing, out);
+                if !self.has(ServerFault::NoNextAfterFinished) {
+                    self.send_current(&thing, out);
+                }
                 Ok(())
             }
             "DOWNLOADED" if action.download_only && action.state.active() => {
