@@ -197,6 +197,16 @@ const DEVICE_FAULTS: &[(&str, &str, &str)] = &[
 /// Server fault, case, and the step that must fail.
 const SERVER_FAULTS: &[(&str, &str, &str)] = &[
     (
+        "no-status-message-quota",
+        "dmf::server::limits::status-message-quota",
+        "expect_refused",
+    ),
+    (
+        "no-attribute-quota",
+        "dmf::server::limits::attribute-quota",
+        "expect_refused",
+    ),
+    (
         "no-next-after-finished",
         "dmf::server::cancel::next-action-follows-finished",
         "expect",

@@ -106,6 +106,10 @@ crate::fault_catalogue! {
         /// Sends nothing after FINISHED or ERROR: the thing's next action
         /// waits for its next poll.
         NoNextAfterFinished = "no-next-after-finished",
+        /// Takes a status with any number of message entries.
+        NoStatusMessageQuota = "no-status-message-quota",
+        /// Takes any number of attributes.
+        NoAttributeQuota = "no-attribute-quota",
         /// Answers PING without its correlation id.
         PingDropsCorrelationId = "ping-drops-correlation-id",
         /// Answers PING with a body that is not the server's time.

@@ -19,6 +19,8 @@ pub const NAME_MAX: usize = 128;
 pub const ATTRIBUTE_MAX: usize = 128;
 /// Most attributes per target.
 pub const ATTRIBUTES_PER_TARGET: usize = 100;
+/// Most `message` entries in one action status.
+pub const STATUS_MESSAGES: usize = 50;
 
 /// What becomes of a message from a device.
 #[derive(Debug, PartialEq, Eq)]
@@ -418,6 +420,7 @@ impl State {
         }
         let replace_merges = self.has(ServerFault::ReplaceMerges);
         let refuses_unchanged = self.has(ServerFault::RefusesUnchangedAttributes);
+        let quota = !self.has(ServerFault::NoAttributeQuota);
         let target = self.targets.get_mut(thing).ok_or("unknown target")?;
         let mut next = target.attributes.clone();
         match mode {
@@ -439,7 +442,7 @@ impl State {
                 }
             }
         }
-        if next.len() > ATTRIBUTES_PER_TARGET && next.len() > target.attributes.len() {
+        if next.len() > ATTRIBUTES_PER_TARGET && next.len() > target.attributes.len() && quota {
             return Err("too many attributes".into());
         }
         if refuses_unchanged && next == target.attributes {
@@ -470,6 +473,15 @@ impl State {
             && !(m.is_string() || m.as_array().is_some_and(|a| a.iter().all(Value::is_string)))
         {
             return Err("message is not a list of strings".into());
+        }
+        let lines = body
+            .get("message")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        if lines > STATUS_MESSAGES && !self.has(ServerFault::NoStatusMessageQuota) {
+            return Err(format!(
+                "quota: {lines} messages in one status, at most {STATUS_MESSAGES}"
+            ));
         }
         let Some(action) = self.actions.get(&id).cloned() else {
             return if self.has(ServerFault::AcceptsUnknownAction) {
