@@ -197,6 +197,16 @@ const DEVICE_FAULTS: &[(&str, &str, &str)] = &[
 /// Server fault, case, and the step that must fail.
 const SERVER_FAULTS: &[(&str, &str, &str)] = &[
     (
+        "window-never-open",
+        "dmf::server::maintenance-window::window-open",
+        "expect",
+    ),
+    (
+        "ignores-maintenance-window",
+        "dmf::server::maintenance-window::window-later",
+        "expect",
+    ),
+    (
         "no-status-message-quota",
         "dmf::server::limits::status-message-quota",
         "expect_refused",
@@ -601,7 +611,7 @@ const ABILITY_DEVICE_FAULTS: &[(&str, &str, &str)] = &[
     (
         "crashes-on-duplicate",
         "ability::device::c2d::duplicate-tolerated",
-        "trigger",
+        "query",
     ),
     (
         "subscribes-qos0",

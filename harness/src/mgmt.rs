@@ -68,7 +68,12 @@ impl MgmtClient {
             "assign" => {
                 let kind = args.get("type").and_then(Value::as_str).unwrap_or("forced");
                 let confirm = args.get("confirm").and_then(Value::as_bool) == Some(true);
-                self.assign(&arg(args, "thingId")?, kind, confirm).await
+                let window = match args.get("window") {
+                    None | Some(Value::Null) => None,
+                    Some(w) => Some(maintenance_window(w, unix_now())?),
+                };
+                let how = json!({"type": kind, "confirmationRequired": confirm, "maintenanceWindow": window});
+                self.assign(&arg(args, "thingId")?, how).await
             }
             "cancel" => {
                 let path = format!(
@@ -121,10 +126,9 @@ impl MgmtClient {
     }
 
     /// Creates a software module and a distribution set of its own, and
-    /// assigns the set to the thing, to be confirmed by the device first
-    /// when `confirm` (and the tenant has the confirmation flow on);
-    /// answers `{actionId}`.
-    async fn assign(&self, thing: &str, kind: &str, confirm: bool) -> Result<Value, String> {
+    /// assigns the set to the thing as `how` says (`type`,
+    /// `confirmationRequired`, `maintenanceWindow`); answers `{actionId}`.
+    async fn assign(&self, thing: &str, mut how: Value) -> Result<Value, String> {
         let version = format!("dmconf-{}", uuid::Uuid::new_v4().simple());
         let sm = self
             .request(
@@ -155,7 +159,13 @@ impl MgmtClient {
                 &path,
                 // Not waiting for a confirmation unless asked, should the
                 // tenant have that flow on.
-                Some(json!({"id": ds, "type": kind, "confirmationRequired": confirm})),
+                Some({
+                    how["id"] = json!(ds);
+                    if how["maintenanceWindow"].is_null() {
+                        how.as_object_mut().map(|o| o.remove("maintenanceWindow"));
+                    }
+                    how
+                }),
             )
             .await?;
         let id = res
@@ -209,6 +219,35 @@ fn first_id(v: &Value) -> Option<u64> {
 /// An action as `{id, type, active, status}`, whatever the server's
 /// version (`active` and `status` from 0.10; `status` pending/finished
 /// and `detailStatus` before).
+/// Seconds since the epoch.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+/// hawkBit's `maintenanceWindow` for `{opensIn, lasts}` (seconds; a
+/// window that opened in the past has a negative `opensIn`) at `now`: a
+/// daily Quartz schedule at that time of day, UTC.
+fn maintenance_window(w: &Value, now: i64) -> Result<Value, String> {
+    let secs = |k: &str| {
+        w.get(k)
+            .and_then(Value::as_i64)
+            .ok_or_else(|| format!("window: `{k}` must be a number of seconds"))
+    };
+    let (opens_in, lasts) = (secs("opensIn")?, secs("lasts")?);
+    if !(1..86_400).contains(&lasts) {
+        return Err("window: `lasts` must be between 1 and 86399 seconds".to_owned());
+    }
+    let at = (now + opens_in).rem_euclid(86_400);
+    Ok(json!({
+        "schedule": format!("{} {} {} ? * *", at % 60, at / 60 % 60, at / 3600),
+        "duration": format!("{:02}:{:02}:{:02}", lasts / 3600, lasts / 60 % 60, lasts % 60),
+        "timezone": "+00:00",
+    }))
+}
+
 fn normalise_action(a: &Value) -> Value {
     let legacy = a.get("detailStatus").is_some();
     let status = if legacy {
@@ -226,6 +265,19 @@ fn normalise_action(a: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_window_is_a_daily_schedule_at_its_time() {
+        let w =
+            maintenance_window(&json!({"opensIn": 10, "lasts": 3725}), 86_400 * 3 + 3_590).unwrap();
+        assert_eq!(
+            w,
+            json!({"schedule": "0 0 1 ? * *", "duration": "01:02:05", "timezone": "+00:00"})
+        );
+        let before = maintenance_window(&json!({"opensIn": -60, "lasts": 600}), 30).unwrap();
+        assert_eq!(before["schedule"], "30 59 23 ? * *");
+        assert!(maintenance_window(&json!({"opensIn": 1}), 0).is_err());
+    }
 
     #[test]
     fn action_shapes_of_both_generations() {

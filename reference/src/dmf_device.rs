@@ -66,7 +66,7 @@ crate::fault_catalogue! {
         /// Never answers a CONFIRM.
         IgnoresConfirm = "ignores-confirm",
         /// Resets itself when told the thing was deleted, and registers it
-        /// again a second later.
+        /// again two seconds later.
         ReregistersAfterDeleted = "reregisters-after-deleted",
         /// Installs again when the same DOWNLOAD_AND_INSTALL comes again.
         DoubleInstall = "double-install",
@@ -415,11 +415,23 @@ impl Device {
         let mut report = tokio::time::interval(Duration::from_millis(1500));
         let mut ping = tokio::time::interval(Duration::from_millis(2500));
         let mut n = 0;
-        while !self.deleted.load(Ordering::SeqCst) {
-            tokio::select! {
-                _ = poll.tick() => { let _ = self.register().await; }
-                _ = report.tick() => { n += 1; let _ = self.report_attributes(n).await; }
-                _ = ping.tick() => { let _ = self.ping().await; }
+        loop {
+            let tick = tokio::select! {
+                _ = poll.tick() => 0,
+                _ = report.tick() => 1,
+                _ = ping.tick() => 2,
+            };
+            // A deleted thing is no longer polled for, or reported on.
+            if self.deleted.load(Ordering::SeqCst) {
+                return;
+            }
+            match tick {
+                0 => _ = self.register().await,
+                1 => {
+                    n += 1;
+                    let _ = self.report_attributes(n).await;
+                }
+                _ => _ = self.ping().await,
             }
         }
     }
@@ -512,7 +524,7 @@ impl Device {
             (Some("THING_DELETED"), _) => {
                 if self.has(DeviceFault::ReregistersAfterDeleted) {
                     // Resets itself, and is provisioned anew.
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tokio::time::sleep(Duration::from_secs(2)).await;
                     let _ = self.register().await;
                     return true;
                 }

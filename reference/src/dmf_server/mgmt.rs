@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use super::Shared;
-use super::state::MgmtError;
+use super::state::{Assignment, MgmtError, Window};
 
 /// `Basic` credentials `admin:admin`, hawkBit's default login.
 const ADMIN_LOGIN: &str = "Basic YWRtaW46YWRtaW4=";
@@ -176,9 +176,21 @@ async fn assign(
             .get("id")
             .and_then(Value::as_u64)
             .ok_or_else(|| MgmtError(400, "`id` is required".into()))?;
-        let download_only = a.get("type").and_then(Value::as_str) == Some("downloadonly");
-        let confirm = a.get("confirmationRequired").and_then(Value::as_bool) == Some(true);
-        let (id, out) = s.state().assign(&t, ds, download_only, confirm)?;
+        let window = match a.get("maintenanceWindow") {
+            None | Some(Value::Null) => None,
+            Some(w) => {
+                let field = |k: &str| w.get(k).and_then(Value::as_str).unwrap_or_default();
+                let parsed = Window::parse(field("schedule"), field("duration"), field("timezone"))
+                    .map_err(|e| MgmtError(400, format!("maintenanceWindow: {e}")))?;
+                Some(parsed)
+            }
+        };
+        let how = Assignment {
+            download_only: a.get("type").and_then(Value::as_str) == Some("downloadonly"),
+            confirm: a.get("confirmationRequired").and_then(Value::as_bool) == Some(true),
+            window,
+        };
+        let (id, out) = s.state().assign(&t, ds, how)?;
         s.send(out).await;
         ids.push(json!({ "id": id }));
     }

@@ -110,6 +110,11 @@ crate::fault_catalogue! {
         NoStatusMessageQuota = "no-status-message-quota",
         /// Takes any number of attributes.
         NoAttributeQuota = "no-attribute-quota",
+        /// Sends DOWNLOAD_AND_INSTALL whatever the maintenance window.
+        IgnoresMaintenanceWindow = "ignores-maintenance-window",
+        /// Looks for the window's next opening only, so it never finds
+        /// one open: every action with a window comes as DOWNLOAD.
+        WindowNeverOpen = "window-never-open",
         /// Answers PING without its correlation id.
         PingDropsCorrelationId = "ping-drops-correlation-id",
         /// Answers PING with a body that is not the server's time.
@@ -140,7 +145,11 @@ impl dmconf_harness::Reference for Reference {
         ServerFault::NAMES
     }
     fn capabilities(&self) -> &'static [&'static str] {
-        &["dmf.confirmation", "dmf.download-only"]
+        &[
+            "dmf.confirmation",
+            "dmf.download-only",
+            "dmf.maintenance-window",
+        ]
     }
     fn serves_management(&self) -> bool {
         true

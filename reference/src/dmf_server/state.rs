@@ -72,6 +72,88 @@ impl ActionState {
     }
 }
 
+/// How a distribution set is assigned.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Assignment {
+    /// Download only: DOWNLOAD, and DOWNLOADED closes it.
+    pub download_only: bool,
+    /// The device confirms it first (CONFIRM).
+    pub confirm: bool,
+    /// Installed only while this window is open; DOWNLOAD before.
+    pub window: Option<Window>,
+}
+
+/// A daily maintenance window, in UTC: it opens `start` seconds after
+/// midnight and stays open for `duration` seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// Seconds after midnight, UTC.
+    pub start: u64,
+    /// Seconds.
+    pub duration: u64,
+}
+
+const DAY: u64 = 86_400;
+
+impl Window {
+    /// Reads hawkBit's form of a window that opens daily at a fixed time:
+    /// a Quartz schedule `S M H ? * *`, a duration `HH:MM:SS` and a
+    /// timezone `+HH:MM`.
+    pub fn parse(schedule: &str, duration: &str, timezone: &str) -> Result<Window, String> {
+        let fields: Vec<&str> = schedule.split_whitespace().collect();
+        let number = |t: &str, max: u64| t.parse::<u64>().ok().filter(|n| *n < max);
+        let start = match fields[..] {
+            [sec, min, hour, "?", "*", "*"] | [sec, min, hour, "*", "*", "?"] => {
+                match (number(sec, 60), number(min, 60), number(hour, 24)) {
+                    (Some(s), Some(m), Some(h)) => h * 3600 + m * 60 + s,
+                    _ => return Err(format!("schedule `{schedule}`: not a time of day")),
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "schedule `{schedule}`: the reference takes a daily one, `S M H ? * *`"
+                ));
+            }
+        };
+        let hms = |t: &str| -> Option<u64> {
+            let p: Vec<u64> = t
+                .split(':')
+                .map(|x| x.parse().ok())
+                .collect::<Option<_>>()?;
+            match p[..] {
+                [h, m, s] if m < 60 && s < 60 => Some(h * 3600 + m * 60 + s),
+                _ => None,
+            }
+        };
+        let duration = hms(duration)
+            .filter(|d| *d > 0 && *d < DAY)
+            .ok_or_else(|| format!("duration `{duration}`: expected HH:MM:SS"))?;
+        let (sign, offset) = match timezone.split_at_checked(1) {
+            Some(("+", hm)) => (1i64, hm),
+            Some(("-", hm)) => (-1i64, hm),
+            _ => return Err(format!("timezone `{timezone}`: expected +HH:MM")),
+        };
+        let offset = hms(&format!("{offset}:00"))
+            .ok_or_else(|| format!("timezone `{timezone}`: expected +HH:MM"))?;
+        let start = (start as i64 - sign * offset as i64).rem_euclid(DAY as i64) as u64;
+        Ok(Window { start, duration })
+    }
+
+    /// Whether the window is open at `now`, seconds since the epoch.
+    pub fn open_at(&self, now: u64) -> bool {
+        let since = (now % DAY + DAY - self.start) % DAY;
+        since < self.duration
+    }
+}
+
+/// Seconds since the epoch.
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
 /// One deployment to one target.
 #[derive(Clone, Debug)]
 pub struct Action {
@@ -87,6 +169,8 @@ pub struct Action {
     pub state: ActionState,
     /// Whether it was ever canceled (the Management API's `type`).
     pub cancel: bool,
+    /// Its maintenance window, if it has one.
+    pub window: Option<Window>,
 }
 
 /// A registered target.
@@ -664,7 +748,12 @@ impl State {
             "targetSecurityToken": target.token,
             "softwareModules": modules,
         });
-        let download = action.download_only && !self.has(ServerFault::DownloadOnlyAsInstall);
+        let closed_window = action
+            .window
+            .is_some_and(|w| !w.open_at(now_secs()) || self.has(ServerFault::WindowNeverOpen))
+            && !self.has(ServerFault::IgnoresMaintenanceWindow);
+        let download = (action.download_only && !self.has(ServerFault::DownloadOnlyAsInstall))
+            || closed_window;
         let topic = if !topic.is_empty() {
             topic
         } else if download {
@@ -750,8 +839,7 @@ impl State {
         &mut self,
         thing: &str,
         ds: u64,
-        download_only: bool,
-        confirm: bool,
+        how: Assignment,
     ) -> Result<(u64, Vec<Message>), MgmtError> {
         let target = self
             .targets
@@ -780,9 +868,10 @@ impl State {
         let action = Action {
             id,
             thing: thing.to_owned(),
-            download_only,
+            download_only: how.download_only,
             ds,
-            state: if confirm && !self.has(ServerFault::SendsBeforeConfirmation) {
+            window: how.window,
+            state: if how.confirm && !self.has(ServerFault::SendsBeforeConfirmation) {
                 ActionState::WaitForConfirmation
             } else {
                 ActionState::Running
@@ -930,6 +1019,22 @@ mod tests {
         m
     }
 
+    #[test]
+    fn a_daily_window_opens_at_its_time_for_its_duration() {
+        let w = Window::parse("30 15 10 ? * *", "00:02:00", "+01:00").unwrap();
+        // 10:15:30 at +01:00 is 09:15:30 UTC.
+        assert_eq!(w.start, 9 * 3600 + 15 * 60 + 30);
+        let day = 20_000 * DAY;
+        assert!(!w.open_at(day + w.start - 1));
+        assert!(w.open_at(day + w.start));
+        assert!(w.open_at(day + w.start + 119));
+        assert!(!w.open_at(day + w.start + 120));
+        // A window that runs past midnight is open after it.
+        let late = Window::parse("0 59 23 ? * *", "00:10:00", "+00:00").unwrap();
+        assert!(late.open_at(day + 60));
+        assert!(Window::parse("0 0/5 * * * ?", "00:10:00", "+00:00").is_err());
+    }
+
     fn register(s: &mut State, thing: &str) -> (Verdict, Vec<Message>) {
         let h = [
             ("type", "THING_CREATED"),
@@ -969,11 +1074,11 @@ mod tests {
         assert_eq!(register(&mut s, "d1"), (Verdict::Accept, vec![]));
         let sm = s.create_module("os", "1");
         let ds = s.create_set(vec![sm]).unwrap();
-        let (a1, out) = s.assign("d1", ds, false, false).unwrap();
+        let (a1, out) = s.assign("d1", ds, Assignment::default()).unwrap();
         assert_eq!(topic(&out[0]), "DOWNLOAD_AND_INSTALL");
         assert_eq!(out[0].header("tenant").as_deref(), Some("T"));
         // A second assignment cancels the first and is held back.
-        let (a2, out) = s.assign("d1", ds, false, false).unwrap();
+        let (a2, out) = s.assign("d1", ds, Assignment::default()).unwrap();
         assert_eq!(
             out.iter().map(topic).collect::<Vec<_>>(),
             ["CANCEL_DOWNLOAD"]
