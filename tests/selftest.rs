@@ -197,6 +197,16 @@ const DEVICE_FAULTS: &[(&str, &str, &str)] = &[
 /// Server fault, case, and the step that must fail.
 const SERVER_FAULTS: &[(&str, &str, &str)] = &[
     (
+        "ignores-auto-confirm",
+        "dmf::server::auto-confirm::assignments-sent-at-once",
+        "expect",
+    ),
+    (
+        "ignores-auto-confirm",
+        "dmf::server::auto-confirm::waiting-action-confirmed",
+        "expect",
+    ),
+    (
         "window-never-open",
         "dmf::server::maintenance-window::window-open",
         "expect",

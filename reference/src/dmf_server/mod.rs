@@ -115,6 +115,8 @@ crate::fault_catalogue! {
         /// Looks for the window's next opening only, so it never finds
         /// one open: every action with a window comes as DOWNLOAD.
         WindowNeverOpen = "window-never-open",
+        /// Acknowledges UPDATE_AUTO_CONFIRM, and does nothing with it.
+        IgnoresAutoConfirm = "ignores-auto-confirm",
         /// Answers PING without its correlation id.
         PingDropsCorrelationId = "ping-drops-correlation-id",
         /// Answers PING with a body that is not the server's time.

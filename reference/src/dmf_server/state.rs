@@ -184,6 +184,8 @@ pub struct Target {
     pub attributes: BTreeMap<String, String>,
     /// The security token handed out with each action.
     pub token: String,
+    /// The device confirms every action itself (UPDATE_AUTO_CONFIRM).
+    pub auto_confirm: bool,
 }
 
 /// A software module created over the Management API.
@@ -442,9 +444,13 @@ impl State {
             "UPDATE_AUTO_CONFIRM" => {
                 let body: Value =
                     serde_json::from_slice(&msg.body).map_err(|e| format!("body: {e}"))?;
-                body.as_object()
-                    .map(|_| ())
-                    .ok_or_else(|| "body is not an object".into())
+                let body = body.as_object().ok_or("body is not an object")?;
+                let thing = header(msg, "thingId").ok_or("UPDATE_AUTO_CONFIRM without thingId")?;
+                let enabled = body
+                    .get("enabled")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                self.auto_confirm(&thing, enabled, out)
             }
             "DOWNLOAD_AND_INSTALL"
             | "DOWNLOAD"
@@ -460,6 +466,37 @@ impl State {
             }
             other => Err(format!("Got event without appropriate topic: {other}")),
         }
+    }
+
+    /// Switches auto-confirmation for `thing`; switched on, it confirms
+    /// the action waiting for confirmation, which is then sent.
+    fn auto_confirm(
+        &mut self,
+        thing: &str,
+        enabled: bool,
+        out: &mut Vec<Message>,
+    ) -> Result<(), String> {
+        if self.has(ServerFault::IgnoresAutoConfirm) {
+            return Ok(());
+        }
+        let target = self
+            .targets
+            .get_mut(thing)
+            .ok_or_else(|| format!("target {thing} does not exist"))?;
+        target.auto_confirm = enabled;
+        if enabled {
+            let mut confirmed = false;
+            for a in self.actions.values_mut() {
+                if a.thing == thing && a.state == ActionState::WaitForConfirmation {
+                    a.state = ActionState::Running;
+                    confirmed = true;
+                }
+            }
+            if confirmed {
+                self.send_current(thing, out);
+            }
+        }
+        Ok(())
     }
 
     fn update_attributes(&mut self, thing: &str, body: &Value) -> Result<(), String> {
@@ -871,7 +908,10 @@ impl State {
             download_only: how.download_only,
             ds,
             window: how.window,
-            state: if how.confirm && !self.has(ServerFault::SendsBeforeConfirmation) {
+            state: if how.confirm
+                && !target.auto_confirm
+                && !self.has(ServerFault::SendsBeforeConfirmation)
+            {
                 ActionState::WaitForConfirmation
             } else {
                 ActionState::Running
