@@ -83,6 +83,26 @@ const DEVICE_FAULTS: &[(&str, &str, &str)] = &[
         "expect_none",
     ),
     (
+        "finishes-without-download",
+        "dmf::device::download::fetched-before-finished",
+        "fetched",
+    ),
+    (
+        "finishes-without-download",
+        "dmf::device::download::missing-artifact-fails",
+        "expect",
+    ),
+    (
+        "downloads-without-token",
+        "dmf::device::download::fetched-before-finished",
+        "fetched",
+    ),
+    (
+        "ignores-hashes",
+        "dmf::device::download::tampered-artifact-refused",
+        "expect",
+    ),
+    (
         "confirm-installs",
         "dmf::device::confirmation::confirm-answered",
         "answer",

@@ -24,6 +24,7 @@ use dmconf_harness::suite::{Protocol, Role};
 use dmconf_harness::{BoxFuture, Instance, Setup};
 
 use crate::Fault;
+use crate::download;
 
 crate::fault_catalogue! {
     /// A realistic mistake the reference device can be started with.
@@ -60,6 +61,12 @@ crate::fault_catalogue! {
         NoFinalStatus = "no-final-status",
         /// Sends status updates without `content_type`.
         StatusWithoutContentType = "status-without-content-type",
+        /// Reports the action installed without fetching its artifacts.
+        FinishesWithoutDownload = "finishes-without-download",
+        /// Fetches its artifacts, and installs them whatever their hashes.
+        IgnoresHashes = "ignores-hashes",
+        /// Fetches its artifacts without the security token.
+        DownloadsWithoutToken = "downloads-without-token",
         /// Takes CONFIRM for DOWNLOAD_AND_INSTALL: installs at once, and
         /// never answers CONFIRMED.
         ConfirmInstalls = "confirm-installs",
@@ -151,6 +158,7 @@ impl dmconf_harness::Reference for Reference {
     fn capabilities(&self) -> &'static [&'static str] {
         &[
             "dmf.confirmation",
+            "dmf.download",
             "dmf.download-only",
             "dmf.request-attributes",
             "dmf.reregister",
@@ -223,6 +231,12 @@ enum Phase {
 /// Pauses between the statuses of an action, long enough for a cancel to
 /// arrive while downloading, and again while installing.
 const STEP: Duration = Duration::from_millis(300);
+
+/// What a request asks the device to fetch.
+struct Fetch {
+    token: Option<String>,
+    artifacts: Vec<download::Artifact>,
+}
 
 struct Action {
     phase: watch::Receiver<Phase>,
@@ -555,6 +569,11 @@ impl Device {
         else {
             return;
         };
+        let body = msg.body_json().unwrap_or_default();
+        let fetch = Arc::new(Fetch {
+            token: body["targetSecurityToken"].as_str().map(str::to_owned),
+            artifacts: download::artifacts(&body),
+        });
         let (phase_tx, phase_rx) = watch::channel(Phase::Running);
         let (cancel_tx, cancel_rx) = watch::channel(false);
         let install = Arc::new(Install::new(
@@ -596,9 +615,10 @@ impl Device {
                 None => {
                     actions.insert(id, action);
                     drop(actions);
-                    tokio::spawn(
-                        async move { self.run_action(id, install, phase_tx, cancel_rx).await },
-                    );
+                    tokio::spawn(async move {
+                        self.run_action(id, install, fetch, phase_tx, cancel_rx)
+                            .await
+                    });
                     return;
                 }
             }
@@ -608,7 +628,8 @@ impl Device {
         tokio::spawn(async move {
             let _ = earlier.wait_for(|p| *p == Phase::Done).await;
             self.actions.lock().await.insert(id, action);
-            self.run_action(id, install, phase_tx, cancel_rx).await
+            self.run_action(id, install, fetch, phase_tx, cancel_rx)
+                .await
         });
     }
 
@@ -616,6 +637,7 @@ impl Device {
         &self,
         id: i64,
         install: Arc<Install>,
+        fetch: Arc<Fetch>,
         phase: watch::Sender<Phase>,
         mut cancel: watch::Receiver<bool>,
     ) {
@@ -629,6 +651,12 @@ impl Device {
         }
         let _ = phase.send(Phase::Downloading);
         self.status(id, "DOWNLOAD", "Downloading artifacts").await;
+        if let Err(why) = self.download(&fetch).await {
+            let _ = phase.send(Phase::Done);
+            self.status(id, "ERROR", &format!("Download failed: {why}"))
+                .await;
+            return;
+        }
         let _ = tokio::time::timeout(STEP, cancel.changed()).await;
         if canceled(&cancel) {
             return;
@@ -654,6 +682,21 @@ impl Device {
         }
         let _ = phase.send(Phase::Done);
         self.status(id, "FINISHED", "Update installed").await;
+    }
+
+    /// Fetches every artifact of a request, as its faults allow.
+    async fn download(&self, fetch: &Fetch) -> Result<(), String> {
+        if self.has(DeviceFault::FinishesWithoutDownload) {
+            return Ok(());
+        }
+        let token = fetch
+            .token
+            .as_deref()
+            .filter(|_| !self.has(DeviceFault::DownloadsWithoutToken));
+        for a in &fetch.artifacts {
+            download::fetch(a, token, !self.has(DeviceFault::IgnoresHashes)).await?;
+        }
+        Ok(())
     }
 
     /// Confirms every action it is asked to: the server then sends it.

@@ -11,6 +11,7 @@ pub mod ability_device;
 pub mod cli;
 pub mod dmf_device;
 pub mod dmf_server;
+mod download;
 
 use std::sync::Arc;
 

@@ -147,6 +147,7 @@ impl Protocol {
     pub(crate) fn schema_of(self, sut: Role, view: &Value) -> Result<Option<String>, String> {
         let msg = &view["headers"];
         match (self, sut) {
+            (Protocol::Dmf, Role::Device) if dmf::artifacts::is_download(view) => Ok(None),
             (Protocol::Dmf, Role::Device) => {
                 dmf::device_message_schema(msg).map(|s| Some(s.to_owned()))
             }
@@ -225,7 +226,8 @@ impl Protocol {
         let header = |k: &str| view["headers"][k].as_str();
         match self {
             Protocol::Dmf => {
-                dmf::unprompted(sut, header("type"), header("topic"))
+                dmf::artifacts::is_download(view)
+                    || dmf::unprompted(sut, header("type"), header("topic"))
                     || (header("type") == Some("EVENT")
                         && header("topic") == Some("UPDATE_ACTION_STATUS")
                         && foreign)

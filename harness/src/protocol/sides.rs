@@ -9,7 +9,7 @@
 use tokio::sync::OnceCell;
 
 use super::ability::{AbilityDeviceSide, AbilityPlatformSide};
-use super::dmf::{DmfDeviceSide, DmfServerSide};
+use super::dmf::{ArtifactServer, DmfDeviceSide, DmfServerSide};
 use crate::broker::{Mosquitto, RabbitMq};
 use crate::error::Error;
 use crate::event::BrokerStart;
@@ -26,6 +26,7 @@ pub(crate) struct Sides {
     dmf_device: Lazy<DmfDeviceSide>,
     ability_platform: Lazy<AbilityPlatformSide>,
     ability_device: Lazy<AbilityDeviceSide>,
+    artifacts: Lazy<ArtifactServer>,
 }
 
 async fn once<T>(
@@ -66,7 +67,19 @@ impl Sides {
             dmf_device: OnceCell::new(),
             ability_platform: OnceCell::new(),
             ability_device: OnceCell::new(),
+            artifacts: OnceCell::new(),
         }
+    }
+
+    /// The artifact server for DMF devices, started on first use, on the
+    /// brokers' listen address.
+    pub(crate) async fn artifacts(&self) -> Result<&ArtifactServer, Error> {
+        once(&self.artifacts, async {
+            ArtifactServer::start(self.spec.listen())
+                .await
+                .map_err(Error::Setup)
+        })
+        .await
     }
 
     /// RabbitMQ, started on first use.

@@ -4,10 +4,12 @@
 //! the harness plays when a device is under test ([`server_side`]) and
 //! when a server is ([`device_side`]).
 
+pub(crate) mod artifacts;
 pub(crate) mod checks;
 pub(crate) mod device_side;
 pub(crate) mod server_side;
 
+pub(crate) use artifacts::ArtifactServer;
 pub(crate) use device_side::{DmfDeviceLink, DmfDeviceSide};
 pub(crate) use server_side::{DmfCaseLink, DmfServerSide};
 
@@ -33,10 +35,12 @@ pub(crate) async fn open(o: Open<'_>) -> Result<Opened, Error> {
     let thing_id = format!("{}{}", p.id_prefix, o.short);
     let amqp_url = o.sides.rabbitmq().await?.amqp_url.clone();
     let mut env: SutEnv = vec![(env::AMQP_URL, amqp_url)];
+    let mut served = Vec::new();
     let (tenant, exchange, link, refusals) = match o.role {
         Role::Device => {
             let side = o.sides.dmf_server().await?;
             let link = side.open_case(&own_tenant, &thing_id).await?;
+            served = o.sides.artifacts().await?.open_case(o.short, link.sender());
             env.push((env::THING_ID, thing_id.clone()));
             let refusals = Err("the SUT is a device; refusals are a server's".to_owned());
             (
@@ -83,6 +87,7 @@ pub(crate) async fn open(o: Open<'_>) -> Result<Opened, Error> {
     if let Link::DmfToServer(l) = &link {
         vars.push(("replyTo", Value::String(l.reply_to.clone())));
     }
+    vars.extend(served);
     Ok(Opened {
         link,
         ids: CaseIds { tenant, thing_id },

@@ -83,10 +83,11 @@ impl DmfServerSide {
             let mut r = self.router.lock().unwrap_or_else(|e| e.into_inner());
             // Tenants are case-insensitive in hawkBit.
             r.by_tenant.insert(tenant.to_uppercase(), tx.clone());
-            r.by_thing.insert(thing_id.to_owned(), tx);
+            r.by_thing.insert(thing_id.to_owned(), tx.clone());
         }
         let client = AmqpClient::connect(&self.url).await?;
         Ok(DmfCaseLink {
+            tx,
             rx,
             client,
             router: self.router.clone(),
@@ -120,6 +121,7 @@ fn dispatch(router: &Mutex<Router>, msg: Message) {
 
 /// One case's view of the broker, with a device under test.
 pub(crate) struct DmfCaseLink {
+    tx: mpsc::UnboundedSender<Message>,
     rx: mpsc::UnboundedReceiver<Message>,
     client: AmqpClient,
     router: Arc<Mutex<Router>>,
@@ -134,6 +136,11 @@ impl DmfCaseLink {
     /// case).
     pub(crate) async fn publish(&mut self, msg: &Message) -> Result<(), TransportError> {
         self.client.publish(msg).await
+    }
+
+    /// Where else this case's arrivals come in (the device's downloads).
+    pub(crate) fn sender(&self) -> mpsc::UnboundedSender<Message> {
+        self.tx.clone()
     }
 
     /// The next message from the device, or `None` once the link is closed.

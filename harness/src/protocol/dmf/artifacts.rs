@@ -1,0 +1,189 @@
+//! The artifacts a DMF device under test downloads, served by the harness
+//! as hawkBit serves them: over HTTP, one set per case, behind the
+//! action's security token (`Authorization: TargetToken <token>`, 401
+//! without it). Every request the device makes reaches its case as an
+//! arrival (properties `http_method`, `http_path`, `http_status`; its
+//! `authorization` header), so a suite judges a download as it judges
+//! any message.
+//!
+//! Each case gets three files: `firmware.bin` with the hashes and size
+//! its DOWNLOAD_AND_INSTALL announces, `tampered.bin` whose bytes differ
+//! from the same announced hashes, and `missing.bin`, which answers 404.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::message::Message;
+
+/// How large each served artifact is.
+const SIZE: usize = 4096;
+
+/// One case's files and where its requests go.
+struct Route {
+    token: String,
+    good: Arc<Vec<u8>>,
+    tampered: Arc<Vec<u8>>,
+    tx: UnboundedSender<Message>,
+}
+
+type Routes = Arc<Mutex<HashMap<String, Route>>>;
+
+/// The harness's artifact server, shared by the cases of a run.
+pub(crate) struct ArtifactServer {
+    base: String,
+    routes: Routes,
+}
+
+impl ArtifactServer {
+    /// Listens on `host` (the brokers' listen address), on a port of its
+    /// own.
+    pub(crate) async fn start(host: &str) -> Result<Self, String> {
+        let listener = tokio::net::TcpListener::bind((host, 0))
+            .await
+            .map_err(|e| format!("the artifact server cannot listen on {host}: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let routes: Routes = Arc::default();
+        let app = Router::new()
+            .route("/{case}/{file}", get(serve))
+            .with_state(routes.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        // A device on another host reaches the brokers' address; on
+        // loopback, the loopback one.
+        let shown = if host == "0.0.0.0" { "127.0.0.1" } else { host };
+        Ok(ArtifactServer {
+            base: format!("http://{shown}:{}", addr.port()),
+            routes,
+        })
+    }
+
+    /// Serves `case`'s files, its requests going to `tx`; returns the
+    /// variables its suites use: `targetToken`, `artifactUrl`,
+    /// `artifactPath`, `artifactSize`, `artifactMd5`, `artifactSha1`,
+    /// `artifactSha256`, `tamperedUrl` and `missingUrl`.
+    pub(crate) fn open_case(
+        &self,
+        case: &str,
+        tx: UnboundedSender<Message>,
+    ) -> Vec<(&'static str, Value)> {
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let good: Vec<u8> = (0..SIZE)
+            .map(|i| (i as u8) ^ token.as_bytes()[i % token.len()])
+            .collect();
+        let mut tampered = good.clone();
+        tampered[SIZE / 2] ^= 0xff;
+        let path = |file: &str| format!("/{case}/{file}");
+        let vars = vec![
+            ("targetToken", json!(token)),
+            (
+                "artifactUrl",
+                json!(format!("{}{}", self.base, path("firmware.bin"))),
+            ),
+            ("artifactPath", json!(path("firmware.bin"))),
+            ("artifactSize", json!(SIZE)),
+            ("artifactMd5", json!(hex(&md5::compute(&good).0))),
+            (
+                "artifactSha1",
+                json!(hex(ring::digest::digest(
+                    &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+                    &good
+                )
+                .as_ref())),
+            ),
+            ("artifactSha256", json!(crate::message::sha256(&good))),
+            (
+                "tamperedUrl",
+                json!(format!("{}{}", self.base, path("tampered.bin"))),
+            ),
+            (
+                "missingUrl",
+                json!(format!("{}{}", self.base, path("missing.bin"))),
+            ),
+        ];
+        let route = Route {
+            token,
+            good: Arc::new(good),
+            tampered: Arc::new(tampered),
+            tx,
+        };
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        // Cases that ended no longer take requests.
+        routes.retain(|_, r| !r.tx.is_closed());
+        routes.insert(case.to_owned(), route);
+        vars
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Answers a download, and hands the request to its case.
+async fn serve(
+    State(routes): State<Routes>,
+    Path((case, file)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let (status, body, tx) = {
+        let routes = routes.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(route) = routes.get(&case) else {
+            return StatusCode::NOT_FOUND.into_response();
+        };
+        let status = if auth.as_deref() != Some(&format!("TargetToken {}", route.token)) {
+            StatusCode::UNAUTHORIZED
+        } else if file == "firmware.bin" || file == "tampered.bin" {
+            StatusCode::OK
+        } else {
+            StatusCode::NOT_FOUND
+        };
+        let body = match (status, file.as_str()) {
+            (StatusCode::OK, "firmware.bin") => Some(route.good.clone()),
+            (StatusCode::OK, _) => Some(route.tampered.clone()),
+            _ => None,
+        };
+        (status, body, route.tx.clone())
+    };
+    let _ = tx.send(request(&case, &file, auth, status));
+    match body {
+        Some(bytes) => (status, Bytes::from((*bytes).clone())).into_response(),
+        None => status.into_response(),
+    }
+}
+
+/// A download request as the case's transcript shows it.
+pub(crate) fn request(case: &str, file: &str, auth: Option<String>, status: StatusCode) -> Message {
+    let mut headers = Map::new();
+    if let Some(a) = auth {
+        headers.insert("authorization".into(), json!(a));
+    }
+    let mut properties = Map::new();
+    properties.insert("http_method".into(), json!("GET"));
+    properties.insert("http_path".into(), json!(format!("/{case}/{file}")));
+    properties.insert("http_status".into(), json!(status.as_u16()));
+    Message {
+        channel: format!("GET /{case}/{file}"),
+        headers,
+        properties,
+        body: Vec::new(),
+        raw: false,
+    }
+}
+
+/// Whether a message of the transcript is a download request.
+pub(crate) fn is_download(view: &Value) -> bool {
+    view["properties"]["http_method"].is_string()
+}
