@@ -93,6 +93,11 @@ const DEVICE_FAULTS: &[(&str, &str, &str)] = &[
         "expect",
     ),
     (
+        "finishes-without-download",
+        "dmf::device::download::download-only-fetches",
+        "fetched",
+    ),
+    (
         "downloads-without-token",
         "dmf::device::download::fetched-before-finished",
         "fetched",
