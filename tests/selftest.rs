@@ -222,6 +222,11 @@ const DEVICE_FAULTS: &[(&str, &str, &str)] = &[
 /// Server fault, case, and the step that must fail.
 const SERVER_FAULTS: &[(&str, &str, &str)] = &[
     (
+        "drops-status-code",
+        "dmf::server::action-status::intermediate-statuses-recorded",
+        "query",
+    ),
+    (
         "ignores-auto-confirm",
         "dmf::server::auto-confirm::assignments-sent-at-once",
         "expect",

@@ -14,12 +14,13 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 /// The operations this plugin offers, by the names suites use.
-pub const OPERATIONS: [&str; 6] = [
+pub const OPERATIONS: [&str; 7] = [
     "assign",
     "cancel",
     "target",
     "attributes",
     "action",
+    "statuses",
     "delete",
 ];
 
@@ -117,6 +118,15 @@ impl MgmtClient {
                 );
                 let a = self.request(reqwest::Method::GET, &path, None).await?;
                 Ok(normalise_action(&a))
+            }
+            "statuses" => {
+                let path = format!(
+                    "targets/{}/actions/{}/status?limit=500",
+                    arg(args, "thingId")?,
+                    arg(args, "actionId")?
+                );
+                let page = self.request(reqwest::Method::GET, &path, None).await?;
+                Ok(by_type(&page))
             }
             other => Err(format!(
                 "the management API plugin has no operation `{other}` (it has {})",
@@ -219,6 +229,36 @@ fn first_id(v: &Value) -> Option<u64> {
 /// An action as `{id, type, active, status}`, whatever the server's
 /// version (`active` and `status` from 0.10; `status` pending/finished
 /// and `detailStatus` before).
+/// An action's status history as a suite asks about it: for each status
+/// type, its latest entry's `messages` (one text, a line each, which
+/// `$regex` reads) and `code`, and `count`, the number of entries.
+fn by_type(page: &Value) -> Value {
+    let entries = page["content"].as_array().cloned().unwrap_or_default();
+    let mut out = serde_json::Map::new();
+    out.insert("count".into(), json!(entries.len()));
+    // The page is newest first; the latest entry of a type wins.
+    for e in entries.iter().rev() {
+        if let Some(t) = e["type"].as_str() {
+            out.insert(
+                t.to_owned(),
+                json!({"messages": lines(&e["messages"]), "code": e.get("code")}),
+            );
+        }
+    }
+    Value::Object(out)
+}
+
+/// A list of messages as one text, a line each.
+fn lines(messages: &Value) -> String {
+    messages
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Seconds since the epoch.
 fn unix_now() -> i64 {
     std::time::SystemTime::now()

@@ -56,6 +56,10 @@ pub(super) async fn serve(
             "/rest/v1/targets/{target}/actions/{action}",
             get(action).delete(cancel),
         )
+        .route(
+            "/rest/v1/targets/{target}/actions/{action}/status",
+            get(statuses),
+        )
         .with_state(shared);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
@@ -218,6 +222,17 @@ async fn action(
 ) -> Result<Json<Value>, MgmtError> {
     login(&h)?;
     s.state().action(&t, a).map(Json)
+}
+
+async fn statuses(
+    Extract(s): S,
+    h: HeaderMap,
+    Path((t, a)): Path<(String, u64)>,
+) -> Result<Json<Value>, MgmtError> {
+    login(&h)?;
+    let list = s.state().statuses(&t, a)?;
+    let n = list.len();
+    Ok(Json(json!({ "content": list, "total": n, "size": n })))
 }
 
 async fn cancel(

@@ -117,6 +117,8 @@ crate::fault_catalogue! {
         WindowNeverOpen = "window-never-open",
         /// Acknowledges UPDATE_AUTO_CONFIRM, and does nothing with it.
         IgnoresAutoConfirm = "ignores-auto-confirm",
+        /// Stores a status without the code the device reported.
+        DropsStatusCode = "drops-status-code",
         /// Answers PING without its correlation id.
         PingDropsCorrelationId = "ping-drops-correlation-id",
         /// Answers PING with a body that is not the server's time.

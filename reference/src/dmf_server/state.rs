@@ -171,6 +171,9 @@ pub struct Action {
     pub cancel: bool,
     /// Its maintenance window, if it has one.
     pub window: Option<Window>,
+    /// The statuses the device reported and the server stored, oldest
+    /// first: `{type, messages, code}`.
+    pub history: Vec<Value>,
 }
 
 /// A registered target.
@@ -620,7 +623,10 @@ impl State {
                 a.state = state;
             }
         };
-        match status {
+        // hawkBit stores every status it takes, but a final one for an
+        // action already closed, which it ignores.
+        let stored = !matches!(status, "FINISHED" | "ERROR") || action.state.active();
+        let taken = match status {
             "CANCELED" | "CANCEL_REJECTED"
                 if !canceling && !self.has(ServerFault::AcceptsUnrequestedCancel) =>
             {
@@ -714,7 +720,31 @@ impl State {
                 Ok(())
             }
             _ => Ok(()),
+        };
+        if taken.is_ok() && stored {
+            let mut entry = json!({
+                "type": match status {
+                    "CONFIRMED" => "running".to_owned(),
+                    "DENIED" => "wait_for_confirmation".to_owned(),
+                    other => other.to_lowercase(),
+                },
+                "messages": match body.get("message") {
+                    Some(Value::String(m)) => vec![json!(m)],
+                    Some(Value::Array(m)) => m.clone(),
+                    _ => Vec::new(),
+                },
+            });
+            if let Some(code) = body
+                .get("code")
+                .filter(|_| !self.has(ServerFault::DropsStatusCode))
+            {
+                entry["code"] = code.clone();
+            }
+            if let Some(a) = self.actions.get_mut(&id) {
+                a.history.push(entry);
+            }
         }
+        taken
     }
 
     fn request_attributes(&self, thing: &str) -> Message {
@@ -908,6 +938,7 @@ impl State {
             download_only: how.download_only,
             ds,
             window: how.window,
+            history: Vec::new(),
             state: if how.confirm
                 && !target.auto_confirm
                 && !self.has(ServerFault::SendsBeforeConfirmation)
@@ -998,6 +1029,26 @@ impl State {
             "active": a.state.active(),
             "status": a.state.name(),
         }))
+    }
+
+    /// An action's status history, newest first, as the Management API
+    /// pages it.
+    pub fn statuses(&self, thing: &str, id: u64) -> Result<Vec<Value>, MgmtError> {
+        let a = self
+            .actions
+            .get(&id)
+            .filter(|a| a.thing == thing)
+            .ok_or_else(|| not_found("Action", &id.to_string()))?;
+        Ok(a.history
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(n, e)| {
+                let mut e = e.clone();
+                e["id"] = json!(n + 1);
+                e
+            })
+            .collect())
     }
 
     /// A target's actions, newest first.
