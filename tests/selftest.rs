@@ -1023,8 +1023,11 @@ fn victim(marker: &str) -> ExitCode {
 /// Whether `docker ps` shows a container of process `owner`.
 fn containers_of(owner: u32) -> Result<bool, String> {
     let out = std::process::Command::new("docker")
+        // Also those created and never started: they hold the run's
+        // secrets in their environment.
         .args([
             "ps",
+            "-a",
             "-q",
             "--filter",
             &format!("label=dmconf.owner={owner}"),
@@ -1305,6 +1308,7 @@ fn summary_validates() -> Result<(), Failed> {
 /// A run cut short leaves a whole bundle that says so: interrupted
 /// (SIGINT), every report written and marked incomplete; killed
 /// (SIGKILL), the reports written at the start, which say `running`.
+/// Either way no container it had begun to create is left.
 fn cut_short_says_so() -> Result<(), Failed> {
     let dir = scratch("cut")?;
     let mut problems = Vec::new();
@@ -1334,6 +1338,15 @@ fn cut_short_says_so() -> Result<(), Failed> {
             .status()
             .map_err(|e| e.to_string())?;
         let _ = child.wait();
+        // Whatever the run had begun to start is removed.
+        let gone = std::time::Instant::now();
+        while containers_of(child.id())? {
+            if gone.elapsed() > std::time::Duration::from_secs(30) {
+                problems.push(format!("after SIG{signal}: a container is left 30 s later"));
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
         let text = std::fs::read_to_string(&summary).map_err(|e| e.to_string())?;
         let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
         if json["status"] != status {

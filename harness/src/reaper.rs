@@ -136,18 +136,20 @@ pub fn reap(spec: &str) {
     }
     let rest = rest.unwrap_or_default();
     if what == "guard" {
-        return reap_ledger(Path::new(rest));
+        return reap_ledger(Path::new(rest), watched);
     }
     if let Some(id) = what.strip_prefix("container=") {
-        remove_containers(&[id.to_owned()]);
+        remove_containers(&[id.to_owned()], None);
     } else if let Some(Ok(pid)) = what.strip_prefix("process=").map(str::parse::<i32>) {
         stop_groups(&[pid]);
     }
     remove_paths(rest.lines().map(PathBuf::from));
 }
 
-/// Ends what a guard's ledger names, then deletes the guard's folder.
-fn reap_ledger(dir: &Path) {
+/// Ends what a guard's ledger names, and every container labelled as
+/// the guarded process's (one it created but did not live to register),
+/// then deletes the guard's folder.
+fn reap_ledger(dir: &Path, owner: i32) {
     let ledger = std::fs::read_to_string(dir.join("ledger")).unwrap_or_default();
     let (mut containers, mut groups, mut paths) = (Vec::new(), Vec::new(), Vec::new());
     for line in ledger.lines() {
@@ -172,7 +174,7 @@ fn reap_ledger(dir: &Path) {
         }
     }
     stop_groups(&groups);
-    remove_containers(&containers);
+    remove_containers(&containers, Some(owner));
     paths.push(dir.to_owned());
     remove_paths(paths.into_iter());
 }
@@ -224,8 +226,9 @@ fn stop_groups(pids: &[i32]) {
     }
 }
 
-fn remove_containers(ids: &[String]) {
-    if ids.is_empty() {
+/// Removes the containers `ids`, and those labelled `dmconf.owner=<owner>`.
+fn remove_containers(ids: &[String], owner: Option<i32>) {
+    if ids.is_empty() && owner.is_none() {
         return;
     }
     let Ok(rt) = tokio::runtime::Builder::new_current_thread()
@@ -236,7 +239,23 @@ fn remove_containers(ids: &[String]) {
     };
     rt.block_on(async {
         if let Ok(docker) = Docker::connect_with_local_defaults() {
-            for id in ids {
+            let mut ids = ids.to_vec();
+            if let Some(owner) = owner {
+                let filters = std::collections::HashMap::from([(
+                    "label".to_owned(),
+                    vec![format!("dmconf.owner={owner}")],
+                )]);
+                let found = docker
+                    .list_containers(Some(bollard::query_parameters::ListContainersOptions {
+                        all: true,
+                        filters: Some(filters),
+                        ..Default::default()
+                    }))
+                    .await
+                    .unwrap_or_default();
+                ids.extend(found.into_iter().filter_map(|c| c.id));
+            }
+            for id in &ids {
                 let _ = docker
                     .remove_container(
                         id,

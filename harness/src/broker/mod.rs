@@ -316,12 +316,15 @@ async fn start_container(
     leftovers: Option<&std::path::Path>,
 ) -> Result<(ContainerAsync<GenericImage>, Claim), String> {
     let Ok(run) = std::env::var("NEXTEST_RUN_ID") else {
+        // The guard first: should this process die while the container
+        // is being created, the guard removes it by its owner label.
+        let guard = crate::reaper::guard();
         let c = request
             .with_label("dmconf.owner", std::process::id().to_string())
             .start()
             .await
             .map_err(|e| e.to_string())?;
-        if let Some(g) = crate::reaper::guard() {
+        if let Some(g) = guard {
             g.container(c.id());
         }
         let claim = Claim {
