@@ -53,22 +53,4 @@ echo "check-install: $work/dmconf/bin/dmconf, from another folder, PATH=$bare_pa
   exit 1
 }
 
-python3 - "$work/by-cargo" "$work/installed" <<'PY'
-import glob, json, sys
-
-def verdicts(folder):
-    [summary] = glob.glob(f"{folder}/*/summary.json")
-    s = json.load(open(summary))
-    assert s["status"] == "finished", f"{summary}: {s['status']}"
-    return {c["case"]: c["result"] for c in s["cases"]}
-
-cargo, installed = verdicts(sys.argv[1]), verdicts(sys.argv[2])
-differ = sorted(c for c in cargo.keys() | installed.keys() if cargo.get(c) != installed.get(c))
-for c in differ:
-    print(f"check-install: {c}: cargo test {cargo.get(c)}, installed {installed.get(c)}", file=sys.stderr)
-results = set(cargo.values())
-if differ or not {"passed", "failed"} <= results:
-    sys.exit(1)
-failed = sum(r == "failed" for r in cargo.values())
-print(f"check-install: the same verdict for all {len(cargo)} cases ({failed} failed in both)")
-PY
+python3 scripts/same-verdicts.py check-install "cargo test" "$work/by-cargo" installed "$work/installed" --mixed

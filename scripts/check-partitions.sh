@@ -70,20 +70,4 @@ DMCONF_REPORT_DIR="$work/one" cargo test --quiet --test conformance >"$work/one.
   exit 1
 }
 
-python3 - "$work/one" "$work/merged" <<'PY'
-import glob, json, sys
-
-def verdicts(folder):
-    [summary] = glob.glob(f"{folder}/*/summary.json")
-    s = json.load(open(summary))
-    assert s["status"] == "finished", f"{summary}: {s['status']}"
-    return {c["case"]: c["result"] for c in s["cases"]}
-
-one, merged = verdicts(sys.argv[1]), verdicts(sys.argv[2])
-differ = sorted(c for c in one.keys() | merged.keys() if one.get(c) != merged.get(c))
-for c in differ:
-    print(f"check-partitions: {c}: one run {one.get(c)}, two partitions {merged.get(c)}", file=sys.stderr)
-if differ or not one:
-    sys.exit(1)
-print(f"check-partitions: the same verdict for all {len(one)} cases, in one merged bundle")
-PY
+python3 scripts/same-verdicts.py check-partitions "one run" "$work/one" "two partitions, merged" "$work/merged"

@@ -71,7 +71,7 @@ impl MgmtClient {
                 let confirm = args.get("confirm").and_then(Value::as_bool) == Some(true);
                 let window = match args.get("window") {
                     None | Some(Value::Null) => None,
-                    Some(w) => Some(maintenance_window(w, unix_now())?),
+                    Some(w) => Some(maintenance_window(w, crate::event::unix_now() as i64)?),
                 };
                 let how = json!({"type": kind, "confirmationRequired": confirm, "maintenanceWindow": window});
                 self.assign(&arg(args, "thingId")?, how).await
@@ -257,14 +257,6 @@ fn lines(messages: &Value) -> String {
         .filter_map(Value::as_str)
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// Seconds since the epoch.
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
 }
 
 /// hawkBit's `maintenanceWindow` for `{opensIn, lasts}` (seconds; a

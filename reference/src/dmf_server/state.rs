@@ -146,14 +146,6 @@ impl Window {
     }
 }
 
-/// Seconds since the epoch.
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
-}
-
 /// One deployment to one target.
 #[derive(Clone, Debug)]
 pub struct Action {
@@ -815,10 +807,10 @@ impl State {
             "targetSecurityToken": target.token,
             "softwareModules": modules,
         });
-        let closed_window = action
-            .window
-            .is_some_and(|w| !w.open_at(now_secs()) || self.has(ServerFault::WindowNeverOpen))
-            && !self.has(ServerFault::IgnoresMaintenanceWindow);
+        let closed_window = action.window.is_some_and(|w| {
+            !w.open_at(dmconf_harness::kit::dmf::now_ms() / 1000)
+                || self.has(ServerFault::WindowNeverOpen)
+        }) && !self.has(ServerFault::IgnoresMaintenanceWindow);
         let download = (action.download_only && !self.has(ServerFault::DownloadOnlyAsInstall))
             || closed_window;
         let topic = if !topic.is_empty() {

@@ -22,7 +22,7 @@ use axum::routing::get;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::message::Message;
+use crate::message::{Message, hex};
 
 /// How large each served artifact is.
 const SIZE: usize = 4096;
@@ -122,10 +122,6 @@ impl ArtifactServer {
         routes.insert(case.to_owned(), route);
         vars
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Answers a download, and hands the request to its case.
