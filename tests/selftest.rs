@@ -234,7 +234,7 @@ const SERVER_FAULTS: &[(&str, &str, &str)] = &[
     (
         "ignores-auto-confirm",
         "dmf::server::auto-confirm::waiting-action-confirmed",
-        "expect",
+        "query",
     ),
     (
         "window-never-open",
@@ -424,6 +424,16 @@ const SERVER_FAULTS: &[(&str, &str, &str)] = &[
     (
         "refuses-duplicate-final-status",
         "dmf::server::action-status::duplicate-final-ignored",
+        "expect_accepted",
+    ),
+    (
+        "requeues-duplicate-final-status",
+        "dmf::server::action-status::duplicate-final-ignored",
+        "expect_accepted",
+    ),
+    (
+        "requeues-status-without-message",
+        "dmf::server::action-status::status-without-message",
         "expect_accepted",
     ),
     (

@@ -88,6 +88,17 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// How the SUT's broker handed one message of the harness's to the SUT:
+/// how many times it was delivered, and how many of those were again,
+/// after the SUT put it back. A requeue loop shows as `again` growing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Deliveries {
+    /// Deliveries to the SUT, the first included.
+    pub times: u32,
+    /// Of those, the ones after the SUT put the message back.
+    pub again: u32,
+}
+
 /// What reaches a case from the SUT's side of the broker.
 #[derive(Clone, Debug)]
 pub enum Arrival {

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
-use testcontainers::core::{IntoContainerPort, WaitFor};
+use testcontainers::core::{CmdWaitFor, ExecCommand, IntoContainerPort, WaitFor};
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
 use super::READY_WITHIN;
@@ -82,6 +82,7 @@ impl RabbitMq {
         let url = format!("amqp://{USER}:{password}@{host}:{port}/%2f");
         if !claim.ready {
             wait_ready(&url).await?;
+            firehose_on(&c).await?;
         }
         claim.mark_ready();
         Ok(RabbitMq {
@@ -96,6 +97,20 @@ impl RabbitMq {
     pub async fn stop(self) {
         super::stop_container(self.container).await;
     }
+}
+
+/// Turns on RabbitMQ's firehose for the default vhost: the broker then
+/// copies every delivery to `amq.rabbitmq.trace`, which is how a case
+/// sees a server requeue a message instead of taking or refusing it,
+/// without consuming the server's queue.
+async fn firehose_on(c: &ContainerAsync<GenericImage>) -> Result<(), String> {
+    let cmd = ExecCommand::new(["rabbitmqctl", "trace_on", "-p", "/"])
+        .with_cmd_ready_condition(CmdWaitFor::exit_code(0));
+    tokio::time::timeout(READY_WITHIN, c.exec(cmd))
+        .await
+        .map_err(|_| format!("`rabbitmqctl trace_on` did not end within {READY_WITHIN:?}"))?
+        .map(drop)
+        .map_err(|e| format!("`rabbitmqctl trace_on` failed in the broker's container: {e}"))
 }
 
 /// Waits until an AMQP login succeeds, at most [`READY_WITHIN`]; a

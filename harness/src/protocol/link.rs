@@ -4,7 +4,7 @@
 
 use super::ability::{AbilityDeviceLink, AbilityPlatformLink};
 use super::dmf::{DmfCaseLink, DmfDeviceLink, admit};
-use crate::message::{Arrival, Message};
+use crate::message::{Arrival, Deliveries, Message};
 use crate::transport::TransportError;
 use crate::transport::amqp::AmqpClient;
 
@@ -71,6 +71,17 @@ impl Link {
         }
     }
 
+    /// How the SUT's broker has delivered the harness's message
+    /// `message_id` to the SUT; why that cannot be seen, if it cannot.
+    pub(crate) fn deliveries(&self, message_id: &str) -> Result<Deliveries, String> {
+        match self {
+            Link::DmfToServer(l) => l.deliveries(message_id),
+            #[cfg(test)]
+            Link::Memory(l) => l.deliveries.ok_or_else(|| "no broker".to_owned()),
+            _ => Err("only a server's deliveries are counted".to_owned()),
+        }
+    }
+
     /// The AMQP connection, for checks that ask the broker.
     pub(crate) fn amqp(&self) -> Option<&AmqpClient> {
         match self {
@@ -121,6 +132,9 @@ pub(crate) mod memory {
         script: Script,
         /// Everything the harness published.
         pub(crate) published: Vec<Message>,
+        /// How the scripted SUT's broker delivered each message of the
+        /// harness's, when it is seen.
+        pub(crate) deliveries: Option<crate::message::Deliveries>,
     }
 
     impl MemoryLink {
@@ -133,6 +147,7 @@ pub(crate) mod memory {
                 tx: tx.clone(),
                 script,
                 published: Vec::new(),
+                deliveries: None,
             };
             (link, tx)
         }

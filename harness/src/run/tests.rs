@@ -13,7 +13,7 @@ use super::case::run_steps;
 use super::cx::Cx;
 use super::failure::StepError;
 use crate::event::{RunEvent, StepRef};
-use crate::message::{Arrival, Message};
+use crate::message::{Arrival, Deliveries, Message};
 use crate::profile::{BrokerSpec, Profile};
 use crate::protocol::Link;
 use crate::protocol::Sides;
@@ -98,6 +98,20 @@ async fn run(
     before: Vec<Arrival>,
     limit: Duration,
 ) -> (Ended, Vec<Message>) {
+    run_on(protocol, role, steps, script, before, limit, None).await
+}
+
+/// [`run`], on a broker that shows its deliveries to the SUT as
+/// `deliveries` (the same for every message).
+async fn run_on(
+    protocol: Protocol,
+    role: Role,
+    steps: &str,
+    script: Script,
+    before: Vec<Arrival>,
+    limit: Duration,
+    deliveries: Option<Deliveries>,
+) -> (Ended, Vec<Message>) {
     let schemas = schemas();
     let suite = suite(protocol.name(), role.as_str(), steps, &schemas);
     let mut profile = Profile::reference(protocol, role, None, None);
@@ -111,7 +125,8 @@ async fn run(
         references: &references,
         shared_sut: None,
     };
-    let (link, own) = MemoryLink::new(script);
+    let (mut link, own) = MemoryLink::new(script);
+    link.deliveries = deliveries;
     for a in before {
         own.send(a).expect("the link is open");
     }
@@ -374,6 +389,42 @@ async fn refusals_are_judged_by_the_message_id_of_what_was_sent() {
         ended.expect_err("refused").0.as_deref(),
         Some("expect_accepted")
     );
+}
+
+#[tokio::test]
+async fn a_requeue_loop_or_a_message_never_taken_is_not_an_acceptance() {
+    let accepted = "      - name: reg\n        send:\n          to: dmf.exchange\n          headers: {type: THING_CREATED, tenant: T, thingId: t1}\n          properties: {message_id: m-2}\n      - expect_accepted: {of: reg, during: 100ms}\n";
+    let judge = |times, again| async move {
+        let deliveries = Deliveries { times, again };
+        let quiet: Script = Box::new(|_| Vec::new());
+        let limit = Duration::from_secs(2);
+        let role = Role::Server;
+        run_on(
+            Protocol::Dmf,
+            role,
+            accepted,
+            quiet,
+            Vec::new(),
+            limit,
+            Some(deliveries),
+        )
+        .await
+        .0
+    };
+    assert_eq!(judge(1, 0).await, Ok(()));
+    assert_eq!(
+        judge(2, 1).await,
+        Ok(()),
+        "one delivery again is a lost consumer"
+    );
+    let (at, why) = judge(40, 39).await.expect_err("a requeue loop");
+    assert_eq!(at.as_deref(), Some("expect_accepted"));
+    assert!(
+        why.contains("requeue loop") && why.contains("40 times"),
+        "{why}"
+    );
+    let (_, why) = judge(0, 0).await.expect_err("never taken");
+    assert!(why.contains("never took it"), "{why}");
 }
 
 #[tokio::test]

@@ -253,13 +253,18 @@ impl AmqpClient {
 
     /// Binds a queue to an exchange with routing key "".
     pub async fn bind(&self, queue: &str, exchange: &str) -> Result<()> {
+        self.bind_key(queue, exchange, "").await
+    }
+
+    /// Binds `queue` to `exchange` under the routing key `key`.
+    pub async fn bind_key(&self, queue: &str, exchange: &str, key: &str) -> Result<()> {
         let ch = self.channel().await?;
         bounded(
             &format!("bind {queue} to {exchange}"),
             ch.queue_bind(
                 queue.into(),
                 exchange.into(),
-                "".into(),
+                key.into(),
                 QueueBindOptions::default(),
                 FieldTable::default(),
             ),
@@ -397,7 +402,17 @@ impl Delivery {
     /// Rejects the message without requeueing it: the broker dead-letters
     /// it when its queue has a dead-letter exchange.
     pub async fn reject(self) {
-        let opts = BasicRejectOptions { requeue: false };
+        self.reject_with(false).await;
+    }
+
+    /// Rejects the message and puts it back in its queue: the broker
+    /// delivers it again.
+    pub async fn requeue(self) {
+        self.reject_with(true).await;
+    }
+
+    async fn reject_with(self, requeue: bool) {
+        let opts = BasicRejectOptions { requeue };
         let _ = tokio::time::timeout(OP_TIMEOUT, self.0.reject(opts)).await;
     }
 }

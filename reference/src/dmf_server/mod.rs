@@ -66,6 +66,13 @@ crate::fault_catalogue! {
         AcceptsUnknownAction = "accepts-unknown-action",
         /// Dead-letters a second final status for a closed action.
         RefusesDuplicateFinal = "refuses-duplicate-final-status",
+        /// Fails on a second final status for a closed action and puts it
+        /// back in its queue, forever.
+        RequeuesDuplicateFinal = "requeues-duplicate-final-status",
+        /// Fails on a status without `message` that has a correlation id,
+        /// and puts it back in its queue, forever (hawkBit's own, §5.2 of
+        /// its DMF reference).
+        RequeuesStatusWithoutMessage = "requeues-status-without-message",
         /// Dead-letters an attribute update that changes nothing.
         RefusesUnchangedAttributes = "refuses-unchanged-attributes",
         /// Keeps the reply_to of a thing's first registration.
@@ -273,6 +280,7 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, String> {
             match verdict {
                 Verdict::Accept => delivery.accept().await,
                 Verdict::Refuse(_) => delivery.reject().await,
+                Verdict::Requeue(_) => delivery.requeue().await,
             }
         }
     });

@@ -30,6 +30,10 @@ pub enum Verdict {
     /// Refused: rejected without requeue, so that the broker
     /// dead-letters it. The text says why, for the server's log.
     Refuse(String),
+    /// Failed, and put back in the queue to be tried again: what hawkBit
+    /// does with an exception it does not list as fatal. Only a fault
+    /// does this; it loops, as the message fails the same way each time.
+    Requeue(String),
 }
 
 /// The state of an action.
@@ -208,6 +212,9 @@ pub struct State {
     modules: BTreeMap<u64, Module>,
     sets: BTreeMap<u64, Vec<u64>>,
     next_id: u64,
+    /// The message being handled fails with an error that is not
+    /// fatal: it goes back to the queue (only under a fault).
+    requeue: bool,
 }
 
 fn header(msg: &Message, name: &str) -> Option<String> {
@@ -238,6 +245,7 @@ impl State {
             modules: BTreeMap::new(),
             sets: BTreeMap::new(),
             next_id: 1,
+            requeue: false,
         }
     }
 
@@ -259,7 +267,11 @@ impl State {
             Ok(()) => Verdict::Accept,
             Err(why) => {
                 out.clear();
-                Verdict::Refuse(why)
+                if std::mem::take(&mut self.requeue) {
+                    Verdict::Requeue(why)
+                } else {
+                    Verdict::Refuse(why)
+                }
             }
         };
         (verdict, out)
@@ -445,7 +457,7 @@ impl State {
                     .get("enabled")
                     .and_then(Value::as_bool)
                     .unwrap_or(false);
-                self.auto_confirm(&thing, enabled, out)
+                self.auto_confirm(&thing, enabled)
             }
             "DOWNLOAD_AND_INSTALL"
             | "DOWNLOAD"
@@ -464,13 +476,9 @@ impl State {
     }
 
     /// Switches auto-confirmation for `thing`; switched on, it confirms
-    /// the action waiting for confirmation, which is then sent.
-    fn auto_confirm(
-        &mut self,
-        thing: &str,
-        enabled: bool,
-        out: &mut Vec<Message>,
-    ) -> Result<(), String> {
+    /// the action waiting for confirmation. As hawkBit, it sends nothing
+    /// then: the action goes out the next time it is sent (THING_CREATED).
+    fn auto_confirm(&mut self, thing: &str, enabled: bool) -> Result<(), String> {
         if self.has(ServerFault::IgnoresAutoConfirm) {
             return Ok(());
         }
@@ -480,15 +488,10 @@ impl State {
             .ok_or_else(|| format!("target {thing} does not exist"))?;
         target.auto_confirm = enabled;
         if enabled {
-            let mut confirmed = false;
             for a in self.actions.values_mut() {
                 if a.thing == thing && a.state == ActionState::WaitForConfirmation {
                     a.state = ActionState::Running;
-                    confirmed = true;
                 }
-            }
-            if confirmed {
-                self.send_current(thing, out);
             }
         }
         Ok(())
@@ -590,6 +593,15 @@ impl State {
         {
             return Err("message is not a list of strings".into());
         }
+        if body.get("message").is_none()
+            && msg.property("correlation_id").is_some()
+            && self.has(ServerFault::RequeuesStatusWithoutMessage)
+        {
+            // hawkBit's own: it appends the correlation id to the absent
+            // list's immutable stand-in, and the exception is not fatal.
+            self.requeue = true;
+            return Err("UnsupportedOperationException".into());
+        }
         let lines = body
             .get("message")
             .and_then(Value::as_array)
@@ -660,7 +672,10 @@ impl State {
             // Stays waiting; nothing is sent.
             "DENIED" => Ok(()),
             "FINISHED" | "ERROR" if !action.state.active() => {
-                if self.has(ServerFault::RefusesDuplicateFinal) {
+                if self.has(ServerFault::RequeuesDuplicateFinal) {
+                    self.requeue = true;
+                    Err(format!("action {id} is already closed"))
+                } else if self.has(ServerFault::RefusesDuplicateFinal) {
                     Err(format!("action {id} is already closed"))
                 } else {
                     Ok(())

@@ -1,37 +1,79 @@
 //! The side of the broker that the harness plays when a DMF server is
 //! under test: virtual devices, one per case, each with its own thing id,
-//! reply exchange and queue; and a watch on the server's dead-letter
-//! exchange that hands each refused message back to the case that sent
-//! it, known by the `message_id` the harness gave it.
+//! reply exchange and queue; a watch on the server's dead-letter exchange
+//! that hands each refused message back to the case that sent it, known
+//! by the `message_id` the harness gave it; and a watch on RabbitMQ's
+//! firehose that counts how often the server's queue delivered each of
+//! those messages, so that a requeue loop is seen without consuming the
+//! server's queue.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::message::{Arrival, Message};
+use crate::message::{Arrival, Deliveries, Message};
 use crate::transport::TransportError;
 use crate::transport::amqp::{AmqpClient, QueueSpec};
 
-type Routes = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Arrival>>>>;
+/// Where a message of the harness's went, and what became of it.
+struct Route {
+    /// The case that sent it.
+    tx: mpsc::UnboundedSender<Arrival>,
+    /// The exchange it was published to: a delivery of it from a queue
+    /// bound there is a delivery to the server.
+    exchange: String,
+    deliveries: Deliveries,
+}
+
+type Routes = Arc<Mutex<HashMap<String, Route>>>;
+
+fn lock(routes: &Routes) -> std::sync::MutexGuard<'_, HashMap<String, Route>> {
+    routes.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// RabbitMQ's firehose: with tracing on for a vhost, every delivery is
+/// copied here under `deliver.<queue>`.
+const TRACE_EXCHANGE: &str = "amq.rabbitmq.trace";
+
+/// How long the firehose has to show a probe before it counts as off.
+const PROBE_WITHIN: Duration = Duration::from_secs(3);
+
+fn exclusive() -> QueueSpec {
+    QueueSpec {
+        exclusive: true,
+        auto_delete: true,
+        ..Default::default()
+    }
+}
 
 /// The devices' side of the broker, shared by the cases of a run.
 pub(crate) struct DmfDeviceSide {
     url: String,
     client: AmqpClient,
-    refusals: Routes,
+    routes: Routes,
     watching: tokio::sync::Mutex<Vec<String>>,
+    /// Whether deliveries can be counted; why not, if not.
+    firehose: Result<(), String>,
 }
 
 impl DmfDeviceSide {
-    /// Connects to the broker at `url`.
+    /// Connects to the broker at `url` and watches its firehose.
     pub(crate) async fn start(url: &str) -> Result<Self, TransportError> {
+        let client = AmqpClient::connect(url).await?;
+        let routes = Routes::default();
+        let firehose = watch_deliveries(&client, &routes).await?;
+        if let Err(why) = &firehose {
+            eprintln!("dmconf: {why}");
+        }
         Ok(DmfDeviceSide {
             url: url.to_owned(),
-            client: AmqpClient::connect(url).await?,
-            refusals: Arc::default(),
+            client,
+            routes,
             watching: tokio::sync::Mutex::new(Vec::new()),
+            firehose,
         })
     }
 
@@ -52,23 +94,14 @@ impl DmfDeviceSide {
                 "the dead-letter exchange `{dlx}` does not exist on the broker, so a refusal by the server cannot be observed (declare it, or name the server's in `[dmf] dead_letter_exchange` of the profile)"
             )));
         }
-        let tap = QueueSpec {
-            exclusive: true,
-            auto_delete: true,
-            ..Default::default()
-        };
-        let tap = self.client.declare_queue("", &tap).await?;
+        let tap = self.client.declare_queue("", &exclusive()).await?;
         self.client.bind(&tap, dlx).await?;
         let mut rx = self.client.consume(&tap).await?;
-        let routes = self.refusals.clone();
+        let routes = self.routes.clone();
         tokio::spawn(async move {
             while let Some(msg) = rx.recv().await {
                 let id = msg.property("message_id").unwrap_or_default();
-                let tx = routes
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(&id)
-                    .cloned();
+                let tx = lock(&routes).get(&id).map(|r| r.tx.clone());
                 if let Some(tx) = tx {
                     let _ = tx.send(Arrival::Refused(msg));
                 }
@@ -89,12 +122,7 @@ impl DmfDeviceSide {
         let client = AmqpClient::connect(&self.url).await?;
         let reply_to = format!("dmconf.device.{thing_id}");
         client.declare_fanout(&reply_to, false, true).await?;
-        let queue = QueueSpec {
-            exclusive: true,
-            auto_delete: true,
-            ..Default::default()
-        };
-        let queue = client.declare_queue("", &queue).await?;
+        let queue = client.declare_queue("", &exclusive()).await?;
         client.bind(&queue, &reply_to).await?;
         let mut inbox = client.consume(&queue).await?;
         let (tx, rx) = mpsc::unbounded_channel();
@@ -112,7 +140,8 @@ impl DmfDeviceSide {
             tx,
             rx,
             sent_ids: Vec::new(),
-            routes: self.refusals.clone(),
+            routes: self.routes.clone(),
+            firehose: self.firehose.clone(),
         })
     }
 }
@@ -126,6 +155,7 @@ pub(crate) struct DmfDeviceLink {
     rx: mpsc::UnboundedReceiver<Arrival>,
     sent_ids: Vec<String>,
     routes: Routes,
+    firehose: Result<(), String>,
 }
 
 impl DmfDeviceLink {
@@ -143,10 +173,13 @@ impl DmfDeviceLink {
                 id
             }
         };
-        self.routes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id.clone(), self.tx.clone());
+        lock(&self.routes)
+            .entry(id.clone())
+            .or_insert_with(|| Route {
+                tx: self.tx.clone(),
+                exchange: msg.channel.clone(),
+                deliveries: Deliveries::default(),
+            });
         self.sent_ids.push(id);
         self.client.publish(&msg).await?;
         Ok(msg)
@@ -162,6 +195,16 @@ impl DmfDeviceLink {
         self.rx.try_recv().ok()
     }
 
+    /// How the server's queue has delivered the message `message_id` of
+    /// this case so far; why that cannot be seen, if it cannot.
+    pub(crate) fn deliveries(&self, message_id: &str) -> Result<Deliveries, String> {
+        self.firehose.clone()?;
+        Ok(lock(&self.routes)
+            .get(message_id)
+            .map(|r| r.deliveries)
+            .unwrap_or_default())
+    }
+
     /// The broker connection, for checks.
     pub(crate) fn client(&self) -> &AmqpClient {
         &self.client
@@ -171,11 +214,86 @@ impl DmfDeviceLink {
     /// reply exchange and queue go with it.
     pub(crate) async fn close(self) {
         {
-            let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+            let mut routes = lock(&self.routes);
             for id in &self.sent_ids {
                 routes.remove(id);
             }
         }
         self.client.close().await;
+    }
+}
+
+/// Counts, from the firehose, each delivery of a message of the
+/// harness's by a queue bound to the exchange it was published to, once
+/// a probe has shown that the firehose is on. `Ok(Err(why))` when it is
+/// off: then deliveries cannot be counted.
+async fn watch_deliveries(
+    client: &AmqpClient,
+    routes: &Routes,
+) -> Result<Result<(), String>, TransportError> {
+    let off = |why: String| {
+        Ok(Err(format!(
+            "RabbitMQ's firehose shows no deliveries ({why}), so a server that puts a message back in its queue forever cannot be told from one that takes it; turn it on with `rabbitmqctl trace_on -p <vhost>`"
+        )))
+    };
+    let tap = client.declare_queue("", &exclusive()).await?;
+    if let Err(e) = client.bind_key(&tap, TRACE_EXCHANGE, "deliver.#").await {
+        return off(e.to_string());
+    }
+    let mut rx = client.consume(&tap).await?;
+    let counted = routes.clone();
+    tokio::spawn(async move {
+        while let Some(trace) = rx.recv().await {
+            let Some(id) = trace.headers["properties"]["message_id"].as_str() else {
+                continue;
+            };
+            if let Some(r) = lock(&counted).get_mut(id)
+                && trace.headers["exchange_name"].as_str() == Some(r.exchange.as_str())
+            {
+                r.deliveries.times += 1;
+                if trace.headers["redelivered"].as_i64().unwrap_or(0) != 0 {
+                    r.deliveries.again += 1;
+                }
+            }
+        }
+    });
+    // A probe: a message of our own, through an exchange and queue of our
+    // own, consumed by us.
+    let id = format!("dmconf-probe-{}", uuid::Uuid::new_v4().simple());
+    let exchange = format!("dmconf.probe.{id}");
+    client.declare_fanout(&exchange, false, true).await?;
+    let queue = client.declare_queue("", &exclusive()).await?;
+    client.bind(&queue, &exchange).await?;
+    let _consumed = client.consume(&queue).await?;
+    let (tx, _) = mpsc::unbounded_channel();
+    lock(routes).insert(
+        id.clone(),
+        Route {
+            tx,
+            exchange: exchange.clone(),
+            deliveries: Deliveries::default(),
+        },
+    );
+    let mut probe = Message {
+        channel: exchange.clone(),
+        ..Default::default()
+    };
+    probe
+        .properties
+        .insert("message_id".into(), Value::String(id.clone()));
+    client.publish(&probe).await?;
+    let seen = async {
+        while lock(routes)[&id].deliveries.times == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let on = tokio::time::timeout(PROBE_WITHIN, seen).await.is_ok();
+    lock(routes).remove(&id);
+    client.delete_queue(&queue).await;
+    client.delete_exchange(&exchange).await;
+    if on {
+        Ok(Ok(()))
+    } else {
+        off(format!("a probe was not seen within {PROBE_WITHIN:?}"))
     }
 }

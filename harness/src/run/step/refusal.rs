@@ -1,12 +1,19 @@
 //! `expect_refused` and `expect_accepted`: whether the SUT refuses a
 //! message an earlier step sent, as the protocol lets the harness see it
 //! (DMF: the broker dead-letters it, and hands it back by its
-//! `message_id`).
+//! `message_id`), or takes it. Where the broker shows its deliveries, a
+//! message the SUT puts back in its queue again and again (a requeue
+//! loop) is neither, and one it never takes is not accepted.
 
 use super::{scaled, within};
 use crate::run::cx::Cx;
 use crate::run::failure::{StepError, miss, observed};
 use crate::run::inbox::{Item, Offer, Scope, Watch};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::message::Deliveries;
 use crate::run::wait::{Ended, wait};
 use crate::suite::{ExpectAccepted, ExpectRefused, Step};
 use crate::sut::SutInstance;
@@ -57,6 +64,37 @@ fn refusable(cx: &Cx<'_>, of: &str) -> Result<String, StepError> {
         })
 }
 
+/// Deliveries again past which a message is in a requeue loop: one more
+/// delivery can be a consumer that lost its connection; two mean the SUT
+/// put the message back, and will again.
+const LOOP: u32 = 2;
+
+/// What the SUT's broker shows of the message `id`: why the step fails,
+/// if it does.
+fn handed(cx: &Cx<'_>, id: &str) -> Option<String> {
+    let Deliveries { times, again } = cx.link.deliveries(id).ok()?;
+    if again >= LOOP {
+        Some(format!(
+            "the SUT put it back in its queue instead: the broker delivered it {times} times, {again} of them again (a requeue loop; a message the SUT cannot take must be refused, dead-lettered, not requeued)"
+        ))
+    } else if times == 0 {
+        Some("the SUT never took it from its queue".to_owned())
+    } else {
+        None
+    }
+}
+
+/// [`handed`], once the SUT's first delivery of the message `id` has
+/// been seen or the profile's `expect` timeout has passed: a window with
+/// no refusal can be shorter than a busy server takes to reach it.
+async fn taken(cx: &Cx<'_>, id: &str) -> Option<String> {
+    let until = (Instant::now() + within(cx, None)).min(cx.deadline);
+    while cx.link.deliveries(id).is_ok_and(|d| d.times == 0) && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    handed(cx, id)
+}
+
 fn refusals() -> Scope {
     Scope {
         refusals: true,
@@ -86,7 +124,10 @@ pub(super) async fn refused(
                 "within {window:?}, the SUT refuses the message of step `{}` (a DMF server dead-letters it)",
                 r.of
             ),
-            "it was not refused",
+            match handed(cx, &watch.message_id) {
+                Some(why) => format!("it was not refused: {why}"),
+                None => "it was not refused".to_owned(),
+            },
         )),
     }
 }
@@ -105,7 +146,16 @@ pub(super) async fn accepted(
         seen: None,
     };
     match wait(cx, sut, &refusals(), &mut watch, during).await? {
-        Ended::Window => Ok(()),
+        Ended::Window => match taken(cx, &watch.message_id).await {
+            None => Ok(()),
+            Some(why) => Err(miss(
+                format!(
+                    "for {during:?}, the SUT takes the message of step `{}` and does not refuse it",
+                    a.of
+                ),
+                why,
+            )),
+        },
         Ended::Stopped(_) => {
             let mut e = miss(
                 format!(
