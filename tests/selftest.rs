@@ -98,6 +98,11 @@ const DEVICE_FAULTS: &[(&str, &str, &str)] = &[
         "fetched",
     ),
     (
+        "serves-truncated-artifact",
+        "dmf::server::artifacts::downloadable",
+        "fetch",
+    ),
+    (
         "downloads-without-token",
         "dmf::device::download::fetched-before-finished",
         "fetched",
@@ -425,6 +430,26 @@ const SERVER_FAULTS: &[(&str, &str, &str)] = &[
         "refuses-duplicate-final-status",
         "dmf::server::action-status::duplicate-final-ignored",
         "expect_accepted",
+    ),
+    (
+        "announces-wrong-sha1",
+        "dmf::server::artifacts::announced",
+        "expect",
+    ),
+    (
+        "announces-no-artifacts",
+        "dmf::server::artifacts::announced",
+        "expect",
+    ),
+    (
+        "announces-no-artifacts",
+        "dmf::server::artifacts::downloadable",
+        "expect",
+    ),
+    (
+        "downloads-without-token",
+        "dmf::server::artifacts::token-required",
+        "fetch",
     ),
     (
         "requeues-duplicate-final-status",

@@ -14,8 +14,10 @@ pub use crate::transport::TransportError;
 pub use crate::transport::amqp::{AmqpClient, Delivery, QueueSpec};
 pub use crate::transport::mqtt::{Endpoint, Login, MqttClient, Received};
 
-/// hawkBit DMF: broker objects, PING.
+/// hawkBit DMF: broker objects, PING, an artifact's hashes.
 pub mod dmf {
+    pub use crate::message::sha256;
+    pub use crate::protocol::dmf::artifacts::{md5_hex, sha1_hex};
     pub use crate::protocol::dmf::{
         ACTION_STATUSES, DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, DEAD_LETTER_TTL_MS, DMF_EXCHANGE,
         RECEIVER_QUEUE, declare_topology, now_ms, ping_response,

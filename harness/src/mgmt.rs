@@ -74,7 +74,8 @@ impl MgmtClient {
                     Some(w) => Some(maintenance_window(w, crate::event::unix_now() as i64)?),
                 };
                 let how = json!({"type": kind, "confirmationRequired": confirm, "maintenanceWindow": window});
-                self.assign(&arg(args, "thingId")?, how).await
+                let artifact = args.get("artifact").and_then(Value::as_str);
+                self.assign(&arg(args, "thingId")?, how, artifact).await
             }
             "cancel" => {
                 let path = format!(
@@ -135,10 +136,16 @@ impl MgmtClient {
         }
     }
 
-    /// Creates a software module and a distribution set of its own, and
-    /// assigns the set to the thing as `how` says (`type`,
-    /// `confirmationRequired`, `maintenanceWindow`); answers `{actionId}`.
-    async fn assign(&self, thing: &str, mut how: Value) -> Result<Value, String> {
+    /// Creates a software module (with the file at `artifact` uploaded
+    /// into it, if given) and a distribution set of its own, and assigns
+    /// the set to the thing as `how` says (`type`, `confirmationRequired`,
+    /// `maintenanceWindow`); answers `{actionId}`.
+    async fn assign(
+        &self,
+        thing: &str,
+        mut how: Value,
+        artifact: Option<&str>,
+    ) -> Result<Value, String> {
         let version = format!("dmconf-{}", uuid::Uuid::new_v4().simple());
         let sm = self
             .request(
@@ -151,6 +158,9 @@ impl MgmtClient {
             )
             .await?;
         let sm = first_id(&sm).ok_or_else(|| format!("no module id in {sm}"))?;
+        if let Some(path) = artifact {
+            self.upload(sm, path).await?;
+        }
         let ds = self
             .request(
                 reqwest::Method::POST,
@@ -185,6 +195,41 @@ impl MgmtClient {
         Ok(json!({ "actionId": id }))
     }
 
+    /// Uploads the file at `path` into software module `sm`, under its
+    /// own name (hawkBit: a multipart form with the part `file`).
+    async fn upload(&self, sm: u64, path: &str) -> Result<(), String> {
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|e| format!("cannot read the artifact {path}: {e}"))?;
+        let name = std::path::Path::new(path)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let part = reqwest::multipart::Part::bytes(bytes).file_name(name);
+        let form = reqwest::multipart::Form::new().part("file", part);
+        let url = self.url(&format!("softwaremodules/{sm}/artifacts"));
+        let res = self
+            .http
+            .post(&url)
+            .basic_auth(&self.spec.user, Some(&self.spec.password))
+            .header("Accept", "application/json")
+            .multipart(form)
+            .send()
+            .await
+            .map_err(|e| format!("POST {url}: {e}"))?;
+        let status = res.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let text = res.text().await.unwrap_or_default();
+        Err(format!("{} from POST {url}: {text}", status.as_u16()))
+    }
+
+    /// The URL of `path` under the API's `/rest/v1`.
+    fn url(&self, path: &str) -> String {
+        format!("{}/rest/v1/{path}", self.spec.url.trim_end_matches('/'))
+    }
+
     /// One request; a JSON answer, `null` for an empty one, and `Err`
     /// starting with the status code otherwise.
     async fn request(
@@ -193,7 +238,7 @@ impl MgmtClient {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, String> {
-        let url = format!("{}/rest/v1/{path}", self.spec.url.trim_end_matches('/'));
+        let url = self.url(path);
         let mut req = self
             .http
             .request(method.clone(), &url)

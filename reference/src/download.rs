@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use dmconf_harness::kit::dmf;
 use serde_json::Value;
 
 /// One artifact of a DOWNLOAD_AND_INSTALL or DOWNLOAD.
@@ -73,24 +74,15 @@ pub(crate) async fn fetch(a: &Artifact, token: Option<&str>, verify: bool) -> Re
     if !verify {
         return Ok(());
     }
-    let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
     let checks = [
         (
             "size",
             a.size.map(|s| s.to_string()),
             bytes.len().to_string(),
         ),
-        ("md5", a.md5.clone(), hex(&md5::compute(&bytes).0)),
-        (
-            "sha1",
-            a.sha1.clone(),
-            hex(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &bytes).as_ref()),
-        ),
-        (
-            "sha256",
-            a.sha256.clone(),
-            hex(ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref()),
-        ),
+        ("md5", a.md5.clone(), dmf::md5_hex(&bytes)),
+        ("sha1", a.sha1.clone(), dmf::sha1_hex(&bytes)),
+        ("sha256", a.sha256.clone(), dmf::sha256(&bytes)),
     ];
     for (what, announced, got) in checks {
         if let Some(want) = announced

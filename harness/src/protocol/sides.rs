@@ -9,7 +9,7 @@
 use tokio::sync::OnceCell;
 
 use super::ability::{AbilityDeviceSide, AbilityPlatformSide};
-use super::dmf::{ArtifactServer, DmfDeviceSide, DmfServerSide};
+use super::dmf::{ArtifactServer, DmfDeviceSide, DmfServerSide, Upload};
 use crate::broker::{Mosquitto, RabbitMq};
 use crate::error::Error;
 use crate::event::BrokerStart;
@@ -27,6 +27,7 @@ pub(crate) struct Sides {
     ability_platform: Lazy<AbilityPlatformSide>,
     ability_device: Lazy<AbilityDeviceSide>,
     artifacts: Lazy<ArtifactServer>,
+    upload: Lazy<Upload>,
 }
 
 async fn once<T>(
@@ -68,6 +69,7 @@ impl Sides {
             ability_platform: OnceCell::new(),
             ability_device: OnceCell::new(),
             artifacts: OnceCell::new(),
+            upload: OnceCell::new(),
         }
     }
 
@@ -78,6 +80,15 @@ impl Sides {
             ArtifactServer::start(self.spec.listen())
                 .await
                 .map_err(Error::Setup)
+        })
+        .await
+    }
+
+    /// The artifact a DMF server under test is given to announce,
+    /// written on first use.
+    pub(crate) async fn upload(&self) -> Result<&Upload, Error> {
+        once(&self.upload, async {
+            Upload::write().map_err(Error::Setup)
         })
         .await
     }

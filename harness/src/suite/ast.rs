@@ -300,6 +300,8 @@ pub enum Action {
     Wait(Wait),
     /// Ask the SUT (through a hook) for a JSON answer until it matches.
     Query(Query),
+    /// Download a URL the SUT announced, and judge the answer.
+    Fetch(Fetch),
     /// The SUT refuses the message an earlier step sent (DMF: the server
     /// dead-letters it).
     ExpectRefused(ExpectRefused),
@@ -311,7 +313,7 @@ pub enum Action {
 impl Action {
     /// Every step kind, by its key in a suite file, in the order the
     /// docs list them.
-    pub const KINDS: [&'static str; 11] = [
+    pub const KINDS: [&'static str; 12] = [
         "send",
         "resend",
         "expect",
@@ -321,6 +323,7 @@ impl Action {
         "trigger",
         "wait",
         "query",
+        "fetch",
         "expect_refused",
         "expect_accepted",
     ];
@@ -337,6 +340,7 @@ impl Action {
             Action::Trigger(_) => "trigger",
             Action::Wait(_) => "wait",
             Action::Query(_) => "query",
+            Action::Fetch(_) => "fetch",
             Action::ExpectRefused(_) => "expect_refused",
             Action::ExpectAccepted(_) => "expect_accepted",
         }
@@ -510,6 +514,24 @@ pub struct Query {
     /// Subset match on the answer; leaves may be matchers.
     pub expect: Value,
     /// How long to keep asking.
+    #[serde(default)]
+    pub within: Option<Dur>,
+}
+
+/// Download a URL the SUT announced (an artifact), and judge the answer
+/// as `{status, size, md5, sha1, sha256}`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fetch {
+    /// The URL; variables are expanded.
+    pub url: String,
+    /// Request headers (`Authorization: TargetToken ...`); variables are
+    /// expanded.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Subset match on the answer; leaves may be matchers.
+    pub expect: Value,
+    /// How long the download may take.
     #[serde(default)]
     pub within: Option<Dur>,
 }

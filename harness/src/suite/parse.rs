@@ -344,7 +344,7 @@ fn steps(
                     ));
                 }
             }
-            Action::Trigger(_) | Action::Wait(_) | Action::Query(_) => {}
+            Action::Trigger(_) | Action::Wait(_) | Action::Query(_) | Action::Fetch(_) => {}
         }
         if let Some(n) = &step.name {
             if names.iter().any(|(m, _)| m == n) {

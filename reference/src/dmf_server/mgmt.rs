@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State as Extract};
+use axum::extract::multipart::MultipartError;
+use axum::extract::{Multipart, Path, State as Extract};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -44,6 +45,14 @@ pub(super) async fn serve(
     let app = Router::new()
         .route("/rest/v1/userinfo", get(userinfo))
         .route("/rest/v1/softwaremodules", post(create_modules))
+        .route(
+            "/rest/v1/softwaremodules/{module}/artifacts",
+            post(upload_artifact),
+        )
+        .route(
+            "/{tenant}/controller/v1/{target}/softwaremodules/{module}/artifacts/{file}",
+            get(download),
+        )
         .route("/rest/v1/distributionsets", post(create_sets))
         .route(
             "/rest/v1/targets/{target}",
@@ -60,7 +69,7 @@ pub(super) async fn serve(
             "/rest/v1/targets/{target}/actions/{action}/status",
             get(statuses),
         )
-        .with_state(shared);
+        .with_state(shared.clone());
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .map_err(|e| format!("management API: cannot listen: {e}"))?;
@@ -70,7 +79,9 @@ pub(super) async fn serve(
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    Ok((task, format!("http://{addr}")))
+    let base = format!("http://{addr}");
+    shared.state().set_download_base(&base);
+    Ok((task, base))
 }
 
 async fn userinfo(Extract(s): S, h: HeaderMap) -> Result<Json<Value>, MgmtError> {
@@ -106,6 +117,44 @@ async fn create_modules(
         created.push(json!({"id": id, "name": name, "version": version, "type": kind}));
     }
     Ok((StatusCode::CREATED, Json(Value::Array(created))))
+}
+
+/// `POST /rest/v1/softwaremodules/{id}/artifacts`: a multipart form
+/// whose part `file` is the artifact (`filename` may rename it).
+async fn upload_artifact(
+    Extract(s): S,
+    Path(module): Path<u64>,
+    h: HeaderMap,
+    mut form: Multipart,
+) -> Result<(StatusCode, Json<Value>), MgmtError> {
+    login(&h)?;
+    let bad = |e: MultipartError| MgmtError(400, format!("multipart: {e}"));
+    let (mut file, mut rename) = (None, None);
+    while let Some(part) = form.next_field().await.map_err(bad)? {
+        match part.name() {
+            Some("file") => {
+                let name = part.file_name().unwrap_or("file").to_owned();
+                file = Some((name, part.bytes().await.map_err(bad)?.to_vec()));
+            }
+            Some("filename") => rename = Some(part.text().await.map_err(bad)?),
+            _ => {}
+        }
+    }
+    let (name, bytes) = file.ok_or_else(|| MgmtError(400, "no part `file`".into()))?;
+    let name = rename.filter(|n| !n.is_empty()).unwrap_or(name);
+    let answer = s.state().add_artifact(module, &name, bytes)?;
+    Ok((StatusCode::CREATED, Json(answer)))
+}
+
+/// hawkBit's DDI download of an artifact, which DMF's URLs point to.
+async fn download(
+    Extract(s): S,
+    Path((_tenant, target, module, file)): Path<(String, String, u64, String)>,
+    h: HeaderMap,
+) -> Result<Vec<u8>, MgmtError> {
+    let auth = h.get("authorization").and_then(|v| v.to_str().ok());
+    let bytes = s.state().download(&target, module, &file, auth)?;
+    Ok((*bytes).clone())
 }
 
 async fn create_sets(

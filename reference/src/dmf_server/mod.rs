@@ -133,6 +133,16 @@ crate::fault_catalogue! {
         /// Deletes a thing (removed by the device or over the Management
         /// API) without sending THING_DELETED.
         NoThingDeleted = "no-thing-deleted",
+        /// Announces each artifact with the SHA-1 of its file name, not of
+        /// its bytes.
+        AnnouncesWrongSha1 = "announces-wrong-sha1",
+        /// Announces every software module without its artifacts.
+        AnnouncesNoArtifacts = "announces-no-artifacts",
+        /// Serves only an artifact's first 8 KiB, as a download whose stream
+        /// ends early.
+        ServesTruncatedArtifact = "serves-truncated-artifact",
+        /// Serves an artifact to anyone, without the target's token.
+        DownloadsWithoutToken = "downloads-without-token",
         /// Declares its inbound exchange as a topic exchange.
         ExchangeWrongType = "exchange-wrong-type",
     }
@@ -157,6 +167,7 @@ impl dmconf_harness::Reference for Reference {
     }
     fn capabilities(&self) -> &'static [&'static str] {
         &[
+            "dmf.artifacts",
             "dmf.confirmation",
             "dmf.download-only",
             "dmf.maintenance-window",

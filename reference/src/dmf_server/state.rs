@@ -4,12 +4,13 @@
 //! with an outcome and the messages to send; the caller does the I/O.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
 use super::ServerFault;
 use dmconf_harness::kit::Message;
-use dmconf_harness::kit::dmf::ACTION_STATUSES;
+use dmconf_harness::kit::dmf::{self, ACTION_STATUSES};
 
 /// Longest controller id (`JpaTarget.controllerId`).
 pub const THING_ID_MAX: usize = 256;
@@ -196,6 +197,17 @@ pub struct Module {
     pub kind: String,
     /// Version.
     pub version: String,
+    /// Files uploaded into it.
+    pub artifacts: Vec<Artifact>,
+}
+
+/// A file uploaded into a software module.
+#[derive(Clone, Debug)]
+pub struct Artifact {
+    /// Its file name, as uploaded.
+    pub filename: String,
+    /// Its bytes.
+    pub bytes: Arc<Vec<u8>>,
 }
 
 /// A management request that could not be carried out, as an HTTP status
@@ -212,6 +224,8 @@ pub struct State {
     modules: BTreeMap<u64, Module>,
     sets: BTreeMap<u64, Vec<u64>>,
     next_id: u64,
+    /// The base of the download URLs it announces.
+    download_base: String,
     /// The message being handled fails with an error that is not
     /// fatal: it goes back to the queue (only under a fault).
     requeue: bool,
@@ -245,6 +259,7 @@ impl State {
             modules: BTreeMap::new(),
             sets: BTreeMap::new(),
             next_id: 1,
+            download_base: String::new(),
             requeue: false,
         }
     }
@@ -815,7 +830,17 @@ impl State {
             .into_iter()
             .flatten()
             .filter_map(|m| self.modules.get(m))
-            .map(|m| json!({"moduleId": m.id, "moduleType": m.kind, "moduleVersion": m.version, "artifacts": []}))
+            .map(|m| {
+                let artifacts: Vec<Value> = if self.has(ServerFault::AnnouncesNoArtifacts) {
+                    Vec::new()
+                } else {
+                    m.artifacts
+                        .iter()
+                        .map(|a| self.announce(&action.thing, m.id, a))
+                        .collect()
+                };
+                json!({"moduleId": m.id, "moduleType": m.kind, "moduleVersion": m.version, "artifacts": artifacts})
+            })
             .collect();
         let body = json!({
             "actionId": action.id,
@@ -889,9 +914,90 @@ impl State {
                 id,
                 kind: kind.to_owned(),
                 version: version.to_owned(),
+                artifacts: Vec::new(),
             },
         );
         id
+    }
+
+    /// Uploads a file into module `sm`; answers as hawkBit does, with its
+    /// size and hashes.
+    pub fn add_artifact(
+        &mut self,
+        sm: u64,
+        filename: &str,
+        bytes: Vec<u8>,
+    ) -> Result<Value, MgmtError> {
+        let id = self.id();
+        let module = self.modules.get_mut(&sm).ok_or_else(|| {
+            MgmtError(
+                404,
+                format!("SoftwareModule with given identifier {{{sm}}} does not exist."),
+            )
+        })?;
+        let answer = json!({
+            "id": id,
+            "providedFilename": filename,
+            "size": bytes.len(),
+            "hashes": {"md5": dmf::md5_hex(&bytes), "sha1": dmf::sha1_hex(&bytes), "sha256": dmf::sha256(&bytes)},
+        });
+        module.artifacts.push(Artifact {
+            filename: filename.to_owned(),
+            bytes: Arc::new(bytes),
+        });
+        Ok(answer)
+    }
+
+    /// Where the download URLs it announces point: the base of its
+    /// Management API server, which serves them too.
+    pub fn set_download_base(&mut self, base: &str) {
+        self.download_base = base.to_owned();
+    }
+
+    /// A download, as the thing asks for it: the file's bytes, if the
+    /// request carries the thing's token (`Authorization: TargetToken`).
+    pub fn download(
+        &self,
+        thing: &str,
+        sm: u64,
+        filename: &str,
+        authorization: Option<&str>,
+    ) -> Result<Arc<Vec<u8>>, MgmtError> {
+        let target = self
+            .targets
+            .get(thing)
+            .ok_or_else(|| MgmtError(404, format!("target {thing} does not exist")))?;
+        let token = format!("TargetToken {}", target.token);
+        if authorization != Some(token.as_str()) && !self.has(ServerFault::DownloadsWithoutToken) {
+            return Err(MgmtError(401, "Full authentication is required".into()));
+        }
+        self.modules
+            .get(&sm)
+            .and_then(|m| m.artifacts.iter().find(|a| a.filename == filename))
+            .map(|a| match self.has(ServerFault::ServesTruncatedArtifact) {
+                true => Arc::new(a.bytes[..a.bytes.len().min(8192)].to_vec()),
+                false => a.bytes.clone(),
+            })
+            .ok_or_else(|| MgmtError(404, format!("artifact {filename} not found")))
+    }
+
+    /// An artifact as DOWNLOAD_AND_INSTALL announces it to `thing`.
+    fn announce(&self, thing: &str, sm: u64, a: &Artifact) -> Value {
+        let sha1 = if self.has(ServerFault::AnnouncesWrongSha1) {
+            dmf::sha1_hex(a.filename.as_bytes())
+        } else {
+            dmf::sha1_hex(&a.bytes)
+        };
+        let url = format!(
+            "{}/{}/controller/v1/{thing}/softwaremodules/{sm}/artifacts/{}",
+            self.download_base, self.tenant, a.filename
+        );
+        json!({
+            "filename": a.filename,
+            "hashes": {"sha1": sha1, "md5": dmf::md5_hex(&a.bytes)},
+            "size": a.bytes.len(),
+            "urls": {"HTTP": url},
+        })
     }
 
     /// Creates a distribution set of existing modules.

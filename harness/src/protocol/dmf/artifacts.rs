@@ -91,15 +91,8 @@ impl ArtifactServer {
             ),
             ("artifactPath", json!(path("firmware.bin"))),
             ("artifactSize", json!(SIZE)),
-            ("artifactMd5", json!(hex(&md5::compute(&good).0))),
-            (
-                "artifactSha1",
-                json!(hex(ring::digest::digest(
-                    &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
-                    &good
-                )
-                .as_ref())),
-            ),
+            ("artifactMd5", json!(md5_hex(&good))),
+            ("artifactSha1", json!(sha1_hex(&good))),
             ("artifactSha256", json!(crate::message::sha256(&good))),
             (
                 "tamperedUrl",
@@ -182,4 +175,14 @@ pub(crate) fn request(case: &str, file: &str, auth: Option<String>, status: Stat
 /// Whether a message of the transcript is a download request.
 pub(crate) fn is_download(view: &Value) -> bool {
     view["properties"]["http_method"].is_string()
+}
+
+/// The MD5 of `bytes`, in hex, as DMF announces an artifact's.
+pub fn md5_hex(bytes: &[u8]) -> String {
+    hex(&md5::compute(bytes).0)
+}
+
+/// The SHA-1 of `bytes`, in hex, as DMF announces an artifact's.
+pub fn sha1_hex(bytes: &[u8]) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, bytes).as_ref())
 }

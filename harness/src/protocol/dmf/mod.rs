@@ -8,10 +8,12 @@ pub(crate) mod artifacts;
 pub(crate) mod checks;
 pub(crate) mod device_side;
 pub(crate) mod server_side;
+pub(crate) mod upload;
 
 pub(crate) use artifacts::ArtifactServer;
 pub(crate) use device_side::{DmfDeviceLink, DmfDeviceSide};
 pub(crate) use server_side::{DmfCaseLink, DmfServerSide};
+pub(crate) use upload::Upload;
 
 use serde_json::Value;
 
@@ -35,7 +37,7 @@ pub(crate) async fn open(o: Open<'_>) -> Result<Opened, Error> {
     let thing_id = format!("{}{}", p.id_prefix, o.short);
     let amqp_url = o.sides.rabbitmq().await?.amqp_url.clone();
     let mut env: SutEnv = vec![(env::AMQP_URL, amqp_url)];
-    let mut served = Vec::new();
+    let served;
     let (tenant, exchange, link, refusals) = match o.role {
         Role::Device => {
             let side = o.sides.dmf_server().await?;
@@ -63,6 +65,7 @@ pub(crate) async fn open(o: Open<'_>) -> Result<Opened, Error> {
             env.push((env::DMF_EXCHANGE, exchange.clone()));
             let side = o.sides.dmf_device().await?;
             let link = side.open_case(&thing_id).await?;
+            served = o.sides.upload().await?.vars();
             let refusals = match &p.dmf.dead_letter_exchange {
                 None => Err(
                     "the profile declares that this server's refusals cannot be observed (`[dmf] dead_letter_exchange = \"\"`)"

@@ -7,6 +7,7 @@ mod check;
 mod collect;
 mod expect;
 mod expect_none;
+mod fetch;
 mod query;
 mod refusal;
 mod resend;
@@ -38,6 +39,7 @@ pub(crate) async fn run(
         Action::Trigger(t) => trigger::run(t, step, cx, sut).await,
         Action::Wait(w) => wait::run(w, step, cx, sut).await,
         Action::Query(q) => query::run(q, step, cx, sut).await,
+        Action::Fetch(f) => fetch::run(f, step, cx, sut).await,
         Action::ExpectRefused(r) => refusal::refused(r, step, cx, sut).await,
         Action::ExpectAccepted(a) => refusal::accepted(a, step, cx, sut).await,
     }
