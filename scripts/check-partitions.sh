@@ -31,6 +31,7 @@ done
 for k in 1 2 3; do
   docker exec "$container" rabbitmqctl -q add_vhost "runner-$k" >/dev/null
   docker exec "$container" rabbitmqctl -q set_permissions -p "runner-$k" lab '.*' '.*' '.*' >/dev/null
+  docker exec "$container" rabbitmqctl -q trace_on -p "runner-$k" >/dev/null
 done
 
 cargo build --quiet --bin dmconf
