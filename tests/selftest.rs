@@ -432,6 +432,11 @@ const SERVER_FAULTS: &[(&str, &str, &str)] = &[
         "expect_accepted",
     ),
     (
+        "download-only-finish-ignored",
+        "dmf::server::action-status::download-only-then-installed",
+        "query",
+    ),
+    (
         "announces-wrong-sha1",
         "dmf::server::artifacts::announced",
         "expect",

@@ -14,13 +14,14 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 /// The operations this plugin offers, by the names suites use.
-pub const OPERATIONS: [&str; 7] = [
+pub const OPERATIONS: [&str; 8] = [
     "assign",
     "cancel",
     "target",
     "attributes",
     "action",
     "statuses",
+    "installed",
     "delete",
 ];
 
@@ -129,6 +130,11 @@ impl MgmtClient {
                 let page = self.request(reqwest::Method::GET, &path, None).await?;
                 Ok(by_type(&page))
             }
+            "installed" => {
+                let path = format!("targets/{}/installedDS", arg(args, "thingId")?);
+                let ds = self.request(reqwest::Method::GET, &path, None).await?;
+                Ok(json!({ "distributionSetId": ds.get("id") }))
+            }
             other => Err(format!(
                 "the management API plugin has no operation `{other}` (it has {})",
                 OPERATIONS.join(", ")
@@ -139,7 +145,7 @@ impl MgmtClient {
     /// Creates a software module (with the file at `artifact` uploaded
     /// into it, if given) and a distribution set of its own, and assigns
     /// the set to the thing as `how` says (`type`, `confirmationRequired`,
-    /// `maintenanceWindow`); answers `{actionId}`.
+    /// `maintenanceWindow`); answers `{actionId, distributionSetId}`.
     async fn assign(
         &self,
         thing: &str,
@@ -192,7 +198,7 @@ impl MgmtClient {
             .get("assignedActions")
             .and_then(first_id)
             .ok_or_else(|| format!("the assignment created no action: {res}"))?;
-        Ok(json!({ "actionId": id }))
+        Ok(json!({ "actionId": id, "distributionSetId": ds }))
     }
 
     /// Uploads the file at `path` into software module `sm`, under its

@@ -59,6 +59,7 @@ pub(super) async fn serve(
             get(target).delete(delete_target),
         )
         .route("/rest/v1/targets/{target}/attributes", get(attributes))
+        .route("/rest/v1/targets/{target}/installedDS", get(installed))
         .route("/rest/v1/targets/{target}/assignedDS", post(assign))
         .route("/rest/v1/targets/{target}/actions", get(actions))
         .route(
@@ -144,6 +145,19 @@ async fn upload_artifact(
     let name = rename.filter(|n| !n.is_empty()).unwrap_or(name);
     let answer = s.state().add_artifact(module, &name, bytes)?;
     Ok((StatusCode::CREATED, Json(answer)))
+}
+
+/// The target's installed distribution set; no content if none.
+async fn installed(
+    Extract(s): S,
+    Path(target): Path<String>,
+    h: HeaderMap,
+) -> Result<Response, MgmtError> {
+    login(&h)?;
+    Ok(match s.state().installed(&target)? {
+        Some(id) => Json(json!({ "id": id })).into_response(),
+        None => StatusCode::NO_CONTENT.into_response(),
+    })
 }
 
 /// hawkBit's DDI download of an artifact, which DMF's URLs point to.

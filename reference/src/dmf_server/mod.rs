@@ -133,6 +133,9 @@ crate::fault_catalogue! {
         /// Deletes a thing (removed by the device or over the Management
         /// API) without sending THING_DELETED.
         NoThingDeleted = "no-thing-deleted",
+        /// Ignores FINISHED for a download-only action it closed at
+        /// DOWNLOADED, so the set is never recorded as installed.
+        DownloadOnlyFinishIgnored = "download-only-finish-ignored",
         /// Announces each artifact with the SHA-1 of its file name, not of
         /// its bytes.
         AnnouncesWrongSha1 = "announces-wrong-sha1",

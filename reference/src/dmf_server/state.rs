@@ -186,6 +186,8 @@ pub struct Target {
     pub token: String,
     /// The device confirms every action itself (UPDATE_AUTO_CONFIRM).
     pub auto_confirm: bool,
+    /// The distribution set it reported FINISHED for last.
+    pub installed: Option<u64>,
 }
 
 /// A software module created over the Management API.
@@ -644,7 +646,12 @@ impl State {
         };
         // hawkBit stores every status it takes, but a final one for an
         // action already closed, which it ignores.
-        let stored = !matches!(status, "FINISHED" | "ERROR") || action.state.active();
+        let installs_download = status == "FINISHED"
+            && action.download_only
+            && action.state == ActionState::Downloaded
+            && !self.has(ServerFault::DownloadOnlyFinishIgnored);
+        let stored =
+            !matches!(status, "FINISHED" | "ERROR") || action.state.active() || installs_download;
         let taken = match status {
             "CANCELED" | "CANCEL_REJECTED"
                 if !canceling && !self.has(ServerFault::AcceptsUnrequestedCancel) =>
@@ -686,6 +693,13 @@ impl State {
             }
             // Stays waiting; nothing is sent.
             "DENIED" => Ok(()),
+            // hawkBit's one exception: a download-only action the device
+            // then installs.
+            "FINISHED" if installs_download => {
+                set(self, ActionState::Finished);
+                self.install(&thing, action.ds);
+                Ok(())
+            }
             "FINISHED" | "ERROR" if !action.state.active() => {
                 if self.has(ServerFault::RequeuesDuplicateFinal) {
                     self.requeue = true;
@@ -707,6 +721,9 @@ impl State {
             }
             "FINISHED" | "ERROR" => {
                 let finished = status == "FINISHED";
+                if finished {
+                    self.install(&thing, action.ds);
+                }
                 if !self.has(ServerFault::FinishedKeepsAction) {
                     set(
                         self,
@@ -918,6 +935,21 @@ impl State {
             },
         );
         id
+    }
+
+    /// Records that `thing` installed the distribution set `ds`.
+    fn install(&mut self, thing: &str, ds: u64) {
+        if let Some(t) = self.targets.get_mut(thing) {
+            t.installed = Some(ds);
+        }
+    }
+
+    /// The distribution set `thing` installed last, if any.
+    pub fn installed(&self, thing: &str) -> Result<Option<u64>, MgmtError> {
+        self.targets
+            .get(thing)
+            .map(|t| t.installed)
+            .ok_or_else(|| not_found("Target", thing))
     }
 
     /// Uploads a file into module `sm`; answers as hawkBit does, with its
