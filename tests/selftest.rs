@@ -347,6 +347,11 @@ const SERVER_FAULTS: &[(&str, &str, &str)] = &[
         "expect",
     ),
     (
+        "registers-before-refusing",
+        "dmf::server::registration::reply-to-required",
+        "query",
+    ),
+    (
         "accepts-no-tenant",
         "dmf::server::registration::tenant-and-type-required",
         "expect_refused",

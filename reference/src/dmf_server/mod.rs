@@ -30,6 +30,9 @@ crate::fault_catalogue! {
     pub enum ServerFault {
         /// Registers a thing whose THING_CREATED has no (or an empty) `reply_to`.
         AcceptsNoReplyTo = "accepts-no-reply-to",
+        /// Creates the target of a THING_CREATED without `reply_to`, then
+        /// refuses the message (no transaction around the two).
+        RegistersBeforeRefusing = "registers-before-refusing",
         /// Registers a thing whose `thingId` header is empty.
         AcceptsEmptyThingId = "accepts-empty-thing-id",
         /// Registers a thing whose `thingId` has whitespace in it.

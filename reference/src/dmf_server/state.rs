@@ -345,6 +345,12 @@ impl State {
         }
         let reply_to = msg.property("reply_to").unwrap_or_default();
         if reply_to.is_empty() && !self.has(ServerFault::AcceptsNoReplyTo) {
+            if self.has(ServerFault::RegistersBeforeRefusing) {
+                self.targets.entry(thing.clone()).or_insert_with(|| Target {
+                    name: thing.clone(),
+                    ..Default::default()
+                });
+            }
             return Err("THING_CREATED without reply_to".into());
         }
         let empty_body = msg.body.is_empty() || msg.body == b"\"\"";
