@@ -113,6 +113,21 @@ const DEVICE_FAULTS: &[(&str, &str, &str)] = &[
         "expect",
     ),
     (
+        "batch-takes-first",
+        "dmf::device::batch::own-entry-installed",
+        "statuses",
+    ),
+    (
+        "ignores-batch",
+        "dmf::device::batch::own-entry-installed",
+        "statuses",
+    ),
+    (
+        "ignores-batch",
+        "dmf::device::batch::own-entry-downloaded",
+        "statuses",
+    ),
+    (
         "confirm-installs",
         "dmf::device::confirmation::confirm-answered",
         "answer",

@@ -29,6 +29,11 @@ use crate::download;
 crate::fault_catalogue! {
     /// A realistic mistake the reference device can be started with.
     pub enum DeviceFault {
+        /// Takes a batch's first entry as its own, whatever its
+        /// controllerId.
+        BatchTakesFirst = "batch-takes-first",
+        /// Ignores BATCH_DOWNLOAD_AND_INSTALL and BATCH_DOWNLOAD.
+        IgnoresBatch = "ignores-batch",
         /// Registers without the `reply_to` property.
         NoReplyTo = "no-reply-to",
         /// Names a reply exchange in `reply_to` that it never declared.
@@ -157,6 +162,7 @@ impl dmconf_harness::Reference for Reference {
     }
     fn capabilities(&self) -> &'static [&'static str] {
         &[
+            "dmf.batch",
             "dmf.confirmation",
             "dmf.download",
             "dmf.download-only",
@@ -532,6 +538,11 @@ impl Device {
         match (msg.header("type").as_deref(), topic.as_deref()) {
             (Some("EVENT"), Some("DOWNLOAD_AND_INSTALL")) => self.on_deployment(&msg, false).await,
             (Some("EVENT"), Some("DOWNLOAD")) => self.on_deployment(&msg, true).await,
+            (Some("EVENT"), Some(t @ ("BATCH_DOWNLOAD_AND_INSTALL" | "BATCH_DOWNLOAD"))) => {
+                if let Some(own) = self.own_entry(&msg) {
+                    self.on_deployment(&own, t == "BATCH_DOWNLOAD").await;
+                }
+            }
             (Some("EVENT"), Some("CANCEL_DOWNLOAD")) => self.on_cancel(&msg).await,
             (Some("EVENT"), Some("CONFIRM")) => self.on_confirm(&msg).await,
             (Some("EVENT"), Some("REQUEST_ATTRIBUTES_UPDATE")) => self.on_attribute_request().await,
@@ -554,6 +565,32 @@ impl Device {
             }
         }
         true
+    }
+
+    /// A batch's entry for this device, as the single deployment it
+    /// stands for: its actionId and token, with the batch's modules.
+    fn own_entry(&self, msg: &Message) -> Option<Message> {
+        if self.has(DeviceFault::IgnoresBatch) {
+            return None;
+        }
+        let body = msg.body_json()?;
+        let targets = body.get("targets")?.as_array()?;
+        let entry = if self.has(DeviceFault::BatchTakesFirst) {
+            targets.first()?
+        } else {
+            targets
+                .iter()
+                .find(|t| t["controllerId"].as_str() == Some(self.cfg.thing_id.as_str()))?
+        };
+        let one = json!({
+            "actionId": entry["actionId"],
+            "targetSecurityToken": entry["targetSecurityToken"],
+            "softwareModules": body["softwareModules"],
+        });
+        Some(Message {
+            body: serde_json::to_vec(&one).ok()?,
+            ..msg.clone()
+        })
     }
 
     fn action_id(&self, msg: &Message, known: &[&str]) -> Option<i64> {
