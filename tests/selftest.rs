@@ -477,6 +477,16 @@ const SERVER_FAULTS: &[(&str, &str, &str)] = &[
         "fetch",
     ),
     (
+        "drops-final-status-messages",
+        "dmf::server::action-status::error-closes-action",
+        "query",
+    ),
+    (
+        "drops-final-status-messages",
+        "dmf::server::cancel::cancel-rejected-keeps-running",
+        "query",
+    ),
+    (
         "requeues-duplicate-final-status",
         "dmf::server::action-status::duplicate-final-ignored",
         "expect_accepted",

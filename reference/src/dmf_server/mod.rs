@@ -127,6 +127,9 @@ crate::fault_catalogue! {
         WindowNeverOpen = "window-never-open",
         /// Acknowledges UPDATE_AUTO_CONFIRM, and does nothing with it.
         IgnoresAutoConfirm = "ignores-auto-confirm",
+        /// Stores final and cancel-answer statuses without the device's
+        /// messages.
+        DropsFinalStatusMessages = "drops-final-status-messages",
         /// Stores a status without the code the device reported.
         DropsStatusCode = "drops-status-code",
         /// Answers PING without its correlation id.

@@ -774,6 +774,11 @@ impl State {
                     other => other.to_lowercase(),
                 },
                 "messages": match body.get("message") {
+                    _ if self.has(ServerFault::DropsFinalStatusMessages)
+                        && matches!(status, "FINISHED" | "ERROR" | "CANCELED" | "CANCEL_REJECTED") =>
+                    {
+                        Vec::new()
+                    }
                     Some(Value::String(m)) => vec![json!(m)],
                     Some(Value::Array(m)) => m.clone(),
                     _ => Vec::new(),
