@@ -128,6 +128,16 @@ const DEVICE_FAULTS: &[(&str, &str, &str)] = &[
         "statuses",
     ),
     (
+        "accepts-any-certificate",
+        "dmf::device::download::unsigned-certificate-refused",
+        "ended",
+    ),
+    (
+        "finishes-without-download",
+        "dmf::device::download::https-fetched",
+        "fetched",
+    ),
+    (
         "confirm-installs",
         "dmf::device::confirmation::confirm-answered",
         "answer",

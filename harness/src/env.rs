@@ -31,6 +31,9 @@ pub const AMQP_URL: &str = "DMCONF_AMQP_URL";
 pub const MQTT_URL: &str = "DMCONF_MQTT_URL";
 /// The CA of the MQTT broker's TLS listener, as a PEM file.
 pub const MQTT_CA: &str = "DMCONF_MQTT_CA";
+/// The CA of the harness's HTTPS artifact server, as a PEM file (a DMF
+/// device).
+pub const ARTIFACT_CA: &str = "DMCONF_ARTIFACT_CA";
 /// The case's tenant (a device), or the tenant served (a server).
 pub const TENANT: &str = "DMCONF_TENANT";
 /// The thing id a DMF device registers.

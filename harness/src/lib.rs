@@ -34,6 +34,7 @@
 
 pub mod baseline;
 mod broker;
+mod certs;
 mod discover;
 mod env;
 mod error;

@@ -32,6 +32,9 @@ crate::fault_catalogue! {
         /// Takes a batch's first entry as its own, whatever its
         /// controllerId.
         BatchTakesFirst = "batch-takes-first",
+        /// Downloads over HTTPS from a server whose certificate no trusted
+        /// CA signed.
+        AcceptsAnyCertificate = "accepts-any-certificate",
         /// Ignores BATCH_DOWNLOAD_AND_INSTALL and BATCH_DOWNLOAD.
         IgnoresBatch = "ignores-batch",
         /// Registers without the `reply_to` property.
@@ -165,6 +168,7 @@ impl dmconf_harness::Reference for Reference {
             "dmf.batch",
             "dmf.confirmation",
             "dmf.download",
+            "dmf.download-https",
             "dmf.download-only",
             "dmf.request-attributes",
             "dmf.reregister",
@@ -181,6 +185,12 @@ impl dmconf_harness::Reference for Reference {
                 thing_id: setup.var(kit::THING_ID)?.to_owned(),
                 fault: DeviceFault::named(setup.fault.as_deref())?,
                 variant: Variant::named(setup.variant.as_deref())?,
+                artifact_ca: setup
+                    .var(kit::ARTIFACT_CA)
+                    .ok()
+                    .map(std::fs::read_to_string)
+                    .transpose()
+                    .map_err(|e| format!("{}: {e}", kit::ARTIFACT_CA))?,
             };
             Ok(Box::new(start(cfg).await?) as Box<dyn Instance>)
         })
@@ -223,6 +233,8 @@ pub struct DeviceConfig {
     pub fault: Option<DeviceFault>,
     /// The legal behaviour to show, if any.
     pub variant: Option<Variant>,
+    /// The CA to trust for HTTPS downloads (PEM), if given.
+    pub artifact_ca: Option<String>,
 }
 
 /// Phase of an installation, as its last reported status.
@@ -730,8 +742,13 @@ impl Device {
             .token
             .as_deref()
             .filter(|_| !self.has(DeviceFault::DownloadsWithoutToken));
+        let trust = download::Trust {
+            ca_pem: self.cfg.artifact_ca.clone(),
+            any_certificate: self.has(DeviceFault::AcceptsAnyCertificate),
+            verify: !self.has(DeviceFault::IgnoresHashes),
+        };
         for a in &fetch.artifacts {
-            download::fetch(a, token, !self.has(DeviceFault::IgnoresHashes)).await?;
+            download::fetch(a, token, &trust).await?;
         }
         Ok(())
     }

@@ -110,24 +110,13 @@ struct Secrets {
 }
 
 fn make_secrets(dir: PathBuf, hosts: Vec<String>) -> Result<Secrets, String> {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-    let e = |e: rcgen::Error| format!("cannot make the broker's certificates: {e}");
-    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "dmconf test CA (one run)");
-    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().map_err(e)?).map_err(e)?;
-    let mut server = CertificateParams::new(hosts).map_err(e)?;
-    server
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
-    let key = KeyPair::generate().map_err(e)?;
-    let cert = server.signed_by(&key, &ca).map_err(e)?;
+    let ca = crate::certs::RunCa::new("dmconf test CA (one run)")?;
+    let server = ca.issue(hosts)?;
     super::private_dir(&dir)?;
     let secrets = Secrets {
         ca_pem: ca.pem(),
-        server_pem: cert.pem(),
-        server_key: key.serialize_pem(),
+        server_pem: server.cert_pem,
+        server_key: server.key_pem,
         password: uuid::Uuid::new_v4().simple().to_string(),
         run_tag: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
         dir,

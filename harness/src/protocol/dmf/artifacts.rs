@@ -1,17 +1,22 @@
 //! The artifacts a DMF device under test downloads, served by the harness
-//! as hawkBit serves them: over HTTP, one set per case, behind the
-//! action's security token (`Authorization: TargetToken <token>`, 401
-//! without it). Every request the device makes reaches its case as an
-//! arrival (properties `http_method`, `http_path`, `http_status`; its
-//! `authorization` header), so a suite judges a download as it judges
-//! any message.
+//! as hawkBit serves them: one set per case, behind the action's security
+//! token (`Authorization: TargetToken <token>`, 401 without it), over
+//! HTTP, over HTTPS with a certificate of a CA made for the run (handed
+//! to the device as a file, `DMCONF_ARTIFACT_CA`), and over HTTPS with a
+//! certificate no CA signed, which a device that checks certificates
+//! never reaches. Every request the device makes reaches its case as an
+//! arrival (properties `http_scheme`, `http_method`, `http_path`,
+//! `http_status`; its `authorization` header), so a suite judges a
+//! download as it judges any message.
 //!
 //! Each case gets three files: `firmware.bin` with the hashes and size
 //! its DOWNLOAD_AND_INSTALL announces, `tampered.bin` whose bytes differ
 //! from the same announced hashes, and `missing.bin`, which answers 404.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -20,7 +25,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Map, Value, json};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc::UnboundedSender;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+use crate::certs::{self, RunCa};
 
 use crate::message::{Message, hex};
 
@@ -37,40 +47,124 @@ struct Route {
 
 type Routes = Arc<Mutex<HashMap<String, Route>>>;
 
+/// How long a client has to finish its TLS handshake.
+const HANDSHAKE_WITHIN: Duration = Duration::from_secs(10);
+
 /// The harness's artifact server, shared by the cases of a run.
 pub(crate) struct ArtifactServer {
-    base: String,
+    /// `http://host:port`, `https://…` (trusted) and `https://…` (not).
+    bases: [String; 3],
     routes: Routes,
+    /// The folder of the CA file, removed with the server.
+    dir: PathBuf,
+    ca_file: PathBuf,
+}
+
+/// A TCP listener whose connections are TLS, each handshake bounded; a
+/// client that fails its handshake is dropped, and the next one served.
+struct TlsListener {
+    tcp: TcpListener,
+    tls: TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (tcp, addr) = axum::serve::Listener::accept(&mut self.tcp).await;
+            if let Ok(Ok(tls)) =
+                tokio::time::timeout(HANDSHAKE_WITHIN, self.tls.accept(tcp)).await
+            {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// Serves the files over `scheme` on `listener`.
+fn serve_on<L: axum::serve::Listener>(listener: L, routes: &Routes, scheme: &'static str)
+where
+    L::Addr: std::fmt::Debug,
+{
+    let app = Router::new()
+        .route("/{case}/{file}", get(serve))
+        .with_state((routes.clone(), scheme));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
 }
 
 impl ArtifactServer {
-    /// Listens on `host` (the brokers' listen address), on a port of its
-    /// own.
+    /// Listens on `host` (the brokers' listen address), on three ports of
+    /// its own: HTTP, HTTPS, and HTTPS with an unsigned certificate.
     pub(crate) async fn start(host: &str) -> Result<Self, String> {
-        let listener = tokio::net::TcpListener::bind((host, 0))
-            .await
-            .map_err(|e| format!("the artifact server cannot listen on {host}: {e}"))?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        let routes: Routes = Arc::default();
-        let app = Router::new()
-            .route("/{case}/{file}", get(serve))
-            .with_state(routes.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let bind = || async {
+            TcpListener::bind((host, 0))
+                .await
+                .map_err(|e| format!("the artifact server cannot listen on {host}: {e}"))
+        };
         // A device on another host reaches the brokers' address; on
         // loopback, the loopback one.
         let shown = if host == "0.0.0.0" { "127.0.0.1" } else { host };
-        Ok(ArtifactServer {
-            base: format!("http://{shown}:{}", addr.port()),
+        let hosts = vec![shown.to_owned(), "localhost".to_owned(), "127.0.0.1".to_owned()];
+        let ca = RunCa::new("dmconf artifact CA (one run)")?;
+        let trusted = certs::server_config(&ca.issue(hosts.clone())?)?;
+        let untrusted = certs::server_config(&certs::self_signed(hosts)?)?;
+        let dir = std::env::temp_dir().join(format!(
+            "dmconf-artifacts-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        if let Some(g) = crate::reaper::guard() {
+            g.path(&dir);
+        }
+        crate::broker::private_dir(&dir)?;
+        let ca_file = dir.join("ca.pem");
+        crate::broker::private_file(&ca_file, &ca.pem())?;
+
+        let routes: Routes = Arc::default();
+        let plain = bind().await?;
+        let port = |l: &TcpListener| l.local_addr().map(|a| a.port()).map_err(|e| e.to_string());
+        let bases = [
+            format!("http://{shown}:{}", port(&plain)?),
+            String::new(),
+            String::new(),
+        ];
+        serve_on(plain, &routes, "http");
+        let mut server = ArtifactServer {
+            bases,
             routes,
-        })
+            dir,
+            ca_file,
+        };
+        for (i, (config, scheme)) in [(trusted, "https"), (untrusted, "https-unsigned")]
+            .into_iter()
+            .enumerate()
+        {
+            let tcp = bind().await?;
+            server.bases[i + 1] = format!("https://{shown}:{}", port(&tcp)?);
+            let tls = TlsAcceptor::from(config);
+            serve_on(TlsListener { tcp, tls }, &server.routes, scheme);
+        }
+        Ok(server)
+    }
+
+    /// The run's artifact CA, as a PEM file, for the device
+    /// (`DMCONF_ARTIFACT_CA`).
+    pub(crate) fn ca_file(&self) -> String {
+        self.ca_file.to_string_lossy().into_owned()
     }
 
     /// Serves `case`'s files, its requests going to `tx`; returns the
     /// variables its suites use: `targetToken`, `artifactUrl`,
-    /// `artifactPath`, `artifactSize`, `artifactMd5`, `artifactSha1`,
-    /// `artifactSha256`, `tamperedUrl` and `missingUrl`.
+    /// `artifactHttpsUrl`, `unsignedUrl` (HTTPS with a certificate no CA
+    /// signed), `artifactPath`, `artifactSize`, `artifactMd5`,
+    /// `artifactSha1`, `artifactSha256`, `tamperedUrl` and `missingUrl`.
     pub(crate) fn open_case(
         &self,
         case: &str,
@@ -87,7 +181,15 @@ impl ArtifactServer {
             ("targetToken", json!(token)),
             (
                 "artifactUrl",
-                json!(format!("{}{}", self.base, path("firmware.bin"))),
+                json!(format!("{}{}", self.bases[0], path("firmware.bin"))),
+            ),
+            (
+                "artifactHttpsUrl",
+                json!(format!("{}{}", self.bases[1], path("firmware.bin"))),
+            ),
+            (
+                "unsignedUrl",
+                json!(format!("{}{}", self.bases[2], path("firmware.bin"))),
             ),
             ("artifactPath", json!(path("firmware.bin"))),
             ("artifactSize", json!(SIZE)),
@@ -96,11 +198,11 @@ impl ArtifactServer {
             ("artifactSha256", json!(crate::message::sha256(&good))),
             (
                 "tamperedUrl",
-                json!(format!("{}{}", self.base, path("tampered.bin"))),
+                json!(format!("{}{}", self.bases[0], path("tampered.bin"))),
             ),
             (
                 "missingUrl",
-                json!(format!("{}{}", self.base, path("missing.bin"))),
+                json!(format!("{}{}", self.bases[0], path("missing.bin"))),
             ),
         ];
         let route = Route {
@@ -117,9 +219,15 @@ impl ArtifactServer {
     }
 }
 
+impl Drop for ArtifactServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// Answers a download, and hands the request to its case.
 async fn serve(
-    State(routes): State<Routes>,
+    State((routes, scheme)): State<(Routes, &'static str)>,
     Path((case, file)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
@@ -146,7 +254,7 @@ async fn serve(
         };
         (status, body, route.tx.clone())
     };
-    let _ = tx.send(request(&case, &file, auth, status));
+    let _ = tx.send(request(scheme, &case, &file, auth, status));
     match body {
         Some(bytes) => (status, Bytes::from((*bytes).clone())).into_response(),
         None => status.into_response(),
@@ -154,12 +262,19 @@ async fn serve(
 }
 
 /// A download request as the case's transcript shows it.
-pub(crate) fn request(case: &str, file: &str, auth: Option<String>, status: StatusCode) -> Message {
+pub(crate) fn request(
+    scheme: &str,
+    case: &str,
+    file: &str,
+    auth: Option<String>,
+    status: StatusCode,
+) -> Message {
     let mut headers = Map::new();
     if let Some(a) = auth {
         headers.insert("authorization".into(), json!(a));
     }
     let mut properties = Map::new();
+    properties.insert("http_scheme".into(), json!(scheme));
     properties.insert("http_method".into(), json!("GET"));
     properties.insert("http_path".into(), json!(format!("/{case}/{file}")));
     properties.insert("http_status".into(), json!(status.as_u16()));

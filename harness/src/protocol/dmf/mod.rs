@@ -42,8 +42,10 @@ pub(crate) async fn open(o: Open<'_>) -> Result<Opened, Error> {
         Role::Device => {
             let side = o.sides.dmf_server().await?;
             let link = side.open_case(&own_tenant, &thing_id).await?;
-            served = o.sides.artifacts().await?.open_case(o.short, link.sender());
+            let artifacts = o.sides.artifacts().await?;
+            served = artifacts.open_case(o.short, link.sender());
             env.push((env::THING_ID, thing_id.clone()));
+            env.push((env::ARTIFACT_CA, artifacts.ca_file()));
             let refusals = Err("the SUT is a device; refusals are a server's".to_owned());
             (
                 own_tenant,
