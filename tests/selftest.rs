@@ -98,11 +98,6 @@ const DEVICE_FAULTS: &[(&str, &str, &str)] = &[
         "fetched",
     ),
     (
-        "serves-truncated-artifact",
-        "dmf::server::artifacts::downloadable",
-        "fetch",
-    ),
-    (
         "downloads-without-token",
         "dmf::device::download::fetched-before-finished",
         "fetched",
@@ -113,9 +108,9 @@ const DEVICE_FAULTS: &[(&str, &str, &str)] = &[
         "expect",
     ),
     (
-        "batch-takes-first",
+        "batch-acts-for-all",
         "dmf::device::batch::own-entry-installed",
-        "statuses",
+        "expect_none",
     ),
     (
         "ignores-batch",
@@ -482,9 +477,14 @@ const SERVER_FAULTS: &[(&str, &str, &str)] = &[
         "expect",
     ),
     (
-        "downloads-without-token",
-        "dmf::server::artifacts::token-required",
+        "serves-truncated-artifact",
+        "dmf::server::artifacts::downloadable",
         "fetch",
+    ),
+    (
+        "serves-without-token",
+        "dmf::server::artifacts::token-required",
+        "anonymous",
     ),
     (
         "drops-final-status-messages",

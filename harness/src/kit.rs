@@ -6,8 +6,8 @@
 //! harness's proof that its cases can fail.
 
 pub use crate::env::{
-    AMQP_URL, ARTIFACT_CA, C2D_BYTES, D2C_BYTES, DEVICE_ID, DMF_EXCHANGE, DMF_RECEIVER_QUEUE, HEADER_BYTES,
-    MQTT_CA, MQTT_URL, TENANT, THING_ID,
+    AMQP_URL, ARTIFACT_CA, C2D_BYTES, D2C_BYTES, DEVICE_ID, DMF_EXCHANGE, DMF_RECEIVER_QUEUE,
+    HEADER_BYTES, MQTT_CA, MQTT_URL, TENANT, THING_ID,
 };
 pub use crate::message::{Message, scalar_text};
 pub use crate::transport::TransportError;

@@ -97,6 +97,8 @@ pub(crate) struct Deliveries {
     pub times: u32,
     /// Of those, the ones after the SUT put the message back.
     pub again: u32,
+    /// When the first was seen.
+    pub first: Option<std::time::Instant>,
 }
 
 /// What reaches a case from the SUT's side of the broker.

@@ -25,6 +25,9 @@ pub const OPERATIONS: [&str; 8] = [
     "delete",
 ];
 
+/// The largest artifact `assign` uploads.
+const MAX_UPLOAD: u64 = 256 << 20;
+
 /// Bound on each HTTP request.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -204,6 +207,15 @@ impl MgmtClient {
     /// Uploads the file at `path` into software module `sm`, under its
     /// own name (hawkBit: a multipart form with the part `file`).
     async fn upload(&self, sm: u64, path: &str) -> Result<(), String> {
+        let size = tokio::fs::metadata(path)
+            .await
+            .map_err(|e| format!("cannot read the artifact {path}: {e}"))?
+            .len();
+        if size > MAX_UPLOAD {
+            return Err(format!(
+                "the artifact {path} is {size} bytes; dmconf uploads at most {MAX_UPLOAD}"
+            ));
+        }
         let bytes = tokio::fs::read(path)
             .await
             .map_err(|e| format!("cannot read the artifact {path}: {e}"))?;

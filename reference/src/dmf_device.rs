@@ -29,9 +29,8 @@ use crate::download;
 crate::fault_catalogue! {
     /// A realistic mistake the reference device can be started with.
     pub enum DeviceFault {
-        /// Takes a batch's first entry as its own, whatever its
-        /// controllerId.
-        BatchTakesFirst = "batch-takes-first",
+        /// Acts on every entry of a batch, as if each were its own.
+        BatchActsForAll = "batch-acts-for-all",
         /// Downloads over HTTPS from a server whose certificate no trusted
         /// CA signed.
         AcceptsAnyCertificate = "accepts-any-certificate",
@@ -551,8 +550,10 @@ impl Device {
             (Some("EVENT"), Some("DOWNLOAD_AND_INSTALL")) => self.on_deployment(&msg, false).await,
             (Some("EVENT"), Some("DOWNLOAD")) => self.on_deployment(&msg, true).await,
             (Some("EVENT"), Some(t @ ("BATCH_DOWNLOAD_AND_INSTALL" | "BATCH_DOWNLOAD"))) => {
-                if let Some(own) = self.own_entry(&msg) {
-                    self.on_deployment(&own, t == "BATCH_DOWNLOAD").await;
+                for one in self.own_entries(&msg) {
+                    self.clone()
+                        .on_deployment(&one, t == "BATCH_DOWNLOAD")
+                        .await;
                 }
             }
             (Some("EVENT"), Some("CANCEL_DOWNLOAD")) => self.on_cancel(&msg).await,
@@ -581,28 +582,32 @@ impl Device {
 
     /// A batch's entry for this device, as the single deployment it
     /// stands for: its actionId and token, with the batch's modules.
-    fn own_entry(&self, msg: &Message) -> Option<Message> {
+    fn own_entries(&self, msg: &Message) -> Vec<Message> {
         if self.has(DeviceFault::IgnoresBatch) {
-            return None;
+            return Vec::new();
         }
-        let body = msg.body_json()?;
-        let targets = body.get("targets")?.as_array()?;
-        let entry = if self.has(DeviceFault::BatchTakesFirst) {
-            targets.first()?
-        } else {
-            targets
-                .iter()
-                .find(|t| t["controllerId"].as_str() == Some(self.cfg.thing_id.as_str()))?
+        let body = msg.body_json().unwrap_or_default();
+        let mine = |t: &&Value| {
+            t["controllerId"].as_str() == Some(self.cfg.thing_id.as_str())
+                || self.has(DeviceFault::BatchActsForAll)
         };
-        let one = json!({
-            "actionId": entry["actionId"],
-            "targetSecurityToken": entry["targetSecurityToken"],
-            "softwareModules": body["softwareModules"],
-        });
-        Some(Message {
-            body: serde_json::to_vec(&one).ok()?,
-            ..msg.clone()
-        })
+        body["targets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(mine)
+            .filter_map(|entry| {
+                let one = json!({
+                    "actionId": entry["actionId"],
+                    "targetSecurityToken": entry["targetSecurityToken"],
+                    "softwareModules": body["softwareModules"],
+                });
+                Some(Message {
+                    body: serde_json::to_vec(&one).ok()?,
+                    ..msg.clone()
+                })
+            })
+            .collect()
     }
 
     fn action_id(&self, msg: &Message, known: &[&str]) -> Option<i64> {

@@ -82,7 +82,10 @@ impl RabbitMq {
         let url = format!("amqp://{USER}:{password}@{host}:{port}/%2f");
         if !claim.ready {
             wait_ready(&url).await?;
-            firehose_on(&c).await?;
+            // Without it, requeue loops go unseen, and the run says so.
+            if let Err(why) = firehose_on(&c).await {
+                eprintln!("dmconf: {why}");
+            }
         }
         claim.mark_ready();
         Ok(RabbitMq {

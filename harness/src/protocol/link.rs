@@ -82,6 +82,17 @@ impl Link {
         }
     }
 
+    /// Whether the SUT's broker has shown the SUT taking any message of
+    /// this case.
+    pub(crate) fn deliveries_seen(&self) -> bool {
+        match self {
+            Link::DmfToServer(l) => l.deliveries_seen(),
+            #[cfg(test)]
+            Link::Memory(l) => l.seen,
+            _ => false,
+        }
+    }
+
     /// The AMQP connection, for checks that ask the broker.
     pub(crate) fn amqp(&self) -> Option<&AmqpClient> {
         match self {
@@ -135,6 +146,8 @@ pub(crate) mod memory {
         /// How the scripted SUT's broker delivered each message of the
         /// harness's, when it is seen.
         pub(crate) deliveries: Option<crate::message::Deliveries>,
+        /// Whether the broker has shown the SUT taking any message.
+        pub(crate) seen: bool,
     }
 
     impl MemoryLink {
@@ -148,6 +161,7 @@ pub(crate) mod memory {
                 script,
                 published: Vec::new(),
                 deliveries: None,
+                seen: false,
             };
             (link, tx)
         }

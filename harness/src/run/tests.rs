@@ -126,6 +126,7 @@ async fn run_on(
         shared_sut: None,
     };
     let (mut link, own) = MemoryLink::new(script);
+    link.seen = deliveries.is_some();
     link.deliveries = deliveries;
     for a in before {
         own.send(a).expect("the link is open");
@@ -395,7 +396,11 @@ async fn refusals_are_judged_by_the_message_id_of_what_was_sent() {
 async fn a_requeue_loop_or_a_message_never_taken_is_not_an_acceptance() {
     let accepted = "      - name: reg\n        send:\n          to: dmf.exchange\n          headers: {type: THING_CREATED, tenant: T, thingId: t1}\n          properties: {message_id: m-2}\n      - expect_accepted: {of: reg, during: 100ms}\n";
     let judge = |times, again| async move {
-        let deliveries = Deliveries { times, again };
+        let deliveries = Deliveries {
+            times,
+            again,
+            first: None,
+        };
         let quiet: Script = Box::new(|_| Vec::new());
         let limit = Duration::from_secs(2);
         let role = Role::Server;
@@ -413,9 +418,9 @@ async fn a_requeue_loop_or_a_message_never_taken_is_not_an_acceptance() {
     };
     assert_eq!(judge(1, 0).await, Ok(()));
     assert_eq!(
-        judge(2, 1).await,
+        judge(3, 2).await,
         Ok(()),
-        "one delivery again is a lost consumer"
+        "a few deliveries again: a lost consumer, a retried conflict"
     );
     let (at, why) = judge(40, 39).await.expect_err("a requeue loop");
     assert_eq!(at.as_deref(), Some("expect_accepted"));

@@ -53,6 +53,9 @@ pub struct QueueSpec {
     pub dead_letter_exchange: Option<String>,
     /// `x-message-ttl` in milliseconds.
     pub message_ttl: Option<i64>,
+    /// `x-max-length`, the oldest dropped past it (`x-overflow`
+    /// `drop-head`).
+    pub max_length: Option<i64>,
 }
 
 /// One AMQP connection with a publishing channel (publisher confirms on).
@@ -236,6 +239,13 @@ impl AmqpClient {
         }
         if let Some(ttl) = spec.message_ttl {
             args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl));
+        }
+        if let Some(n) = spec.max_length {
+            args.insert("x-max-length".into(), AMQPValue::LongLongInt(n));
+            args.insert(
+                "x-overflow".into(),
+                AMQPValue::LongString("drop-head".into()),
+            );
         }
         let opts = QueueDeclareOptions {
             durable: spec.durable,

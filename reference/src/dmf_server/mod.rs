@@ -151,7 +151,7 @@ crate::fault_catalogue! {
         /// ends early.
         ServesTruncatedArtifact = "serves-truncated-artifact",
         /// Serves an artifact to anyone, without the target's token.
-        DownloadsWithoutToken = "downloads-without-token",
+        ServesWithoutToken = "serves-without-token",
         /// Declares its inbound exchange as a topic exchange.
         ExchangeWrongType = "exchange-wrong-type",
     }
@@ -180,6 +180,7 @@ impl dmconf_harness::Reference for Reference {
             "dmf.confirmation",
             "dmf.download-only",
             "dmf.maintenance-window",
+            "dmf.robustness",
         ]
     }
     fn serves_management(&self) -> bool {

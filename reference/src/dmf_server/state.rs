@@ -1011,7 +1011,7 @@ impl State {
             .get(thing)
             .ok_or_else(|| MgmtError(404, format!("target {thing} does not exist")))?;
         let token = format!("TargetToken {}", target.token);
-        if authorization != Some(token.as_str()) && !self.has(ServerFault::DownloadsWithoutToken) {
+        if authorization != Some(token.as_str()) && !self.has(ServerFault::ServesWithoutToken) {
             return Err(MgmtError(401, "Full authentication is required".into()));
         }
         self.modules

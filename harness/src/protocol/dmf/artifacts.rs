@@ -74,8 +74,7 @@ impl axum::serve::Listener for TlsListener {
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
             let (tcp, addr) = axum::serve::Listener::accept(&mut self.tcp).await;
-            if let Ok(Ok(tls)) =
-                tokio::time::timeout(HANDSHAKE_WITHIN, self.tls.accept(tcp)).await
+            if let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_WITHIN, self.tls.accept(tcp)).await
             {
                 return (tls, addr);
             }
@@ -112,7 +111,11 @@ impl ArtifactServer {
         // A device on another host reaches the brokers' address; on
         // loopback, the loopback one.
         let shown = if host == "0.0.0.0" { "127.0.0.1" } else { host };
-        let hosts = vec![shown.to_owned(), "localhost".to_owned(), "127.0.0.1".to_owned()];
+        let hosts = vec![
+            shown.to_owned(),
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+        ];
         let ca = RunCa::new("dmconf artifact CA (one run)")?;
         let trusted = certs::server_config(&ca.issue(hosts.clone())?)?;
         let untrusted = certs::server_config(&certs::self_signed(hosts)?)?;

@@ -8,6 +8,7 @@
 //! server's queue.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,6 +42,13 @@ const TRACE_EXCHANGE: &str = "amq.rabbitmq.trace";
 /// How long the firehose has to show a probe before it counts as off.
 const PROBE_WITHIN: Duration = Duration::from_secs(3);
 
+/// How the firehose probe's message ids start.
+const PROBE: &str = "dmconf-probe-";
+
+/// The most firehose copies waiting for the harness; past it the oldest
+/// go, so that a SUT's flood cannot fill the broker's memory.
+const TAP_LENGTH: i64 = 10_000;
+
 fn exclusive() -> QueueSpec {
     QueueSpec {
         exclusive: true,
@@ -56,7 +64,29 @@ pub(crate) struct DmfDeviceSide {
     routes: Routes,
     watching: tokio::sync::Mutex<Vec<String>>,
     /// Whether deliveries can be counted; why not, if not.
-    firehose: Result<(), String>,
+    firehose: Firehose,
+}
+
+/// Whether the firehose shows deliveries: why not, if it was off from
+/// the start; `alive` falls when the tap's connection or task ends.
+#[derive(Clone)]
+struct Firehose {
+    on: Result<(), String>,
+    alive: Arc<AtomicBool>,
+    /// It has shown the SUT taking a message of the harness's: on a
+    /// cluster, it may be on for the harness's node and off for the
+    /// SUT's.
+    seen: Arc<AtomicBool>,
+}
+
+impl Firehose {
+    fn check(&self) -> Result<(), String> {
+        self.on.clone()?;
+        if !self.alive.load(Ordering::SeqCst) {
+            return Err("the firehose watch ended".to_owned());
+        }
+        Ok(())
+    }
 }
 
 impl DmfDeviceSide {
@@ -64,10 +94,12 @@ impl DmfDeviceSide {
     pub(crate) async fn start(url: &str) -> Result<Self, TransportError> {
         let client = AmqpClient::connect(url).await?;
         let routes = Routes::default();
-        let firehose = watch_deliveries(&client, &routes).await?;
-        if let Err(why) = &firehose {
+        let (alive, seen) = (Arc::new(AtomicBool::new(true)), Arc::default());
+        let on = watch_deliveries(&client, &routes, alive.clone(), Arc::clone(&seen)).await?;
+        if let Err(why) = &on {
             eprintln!("dmconf: {why}");
         }
+        let firehose = Firehose { on, alive, seen };
         Ok(DmfDeviceSide {
             url: url.to_owned(),
             client,
@@ -155,7 +187,7 @@ pub(crate) struct DmfDeviceLink {
     rx: mpsc::UnboundedReceiver<Arrival>,
     sent_ids: Vec<String>,
     routes: Routes,
-    firehose: Result<(), String>,
+    firehose: Firehose,
 }
 
 impl DmfDeviceLink {
@@ -198,11 +230,19 @@ impl DmfDeviceLink {
     /// How the server's queue has delivered the message `message_id` of
     /// this case so far; why that cannot be seen, if it cannot.
     pub(crate) fn deliveries(&self, message_id: &str) -> Result<Deliveries, String> {
-        self.firehose.clone()?;
+        self.firehose.check()?;
         Ok(lock(&self.routes)
             .get(message_id)
             .map(|r| r.deliveries)
             .unwrap_or_default())
+    }
+
+    /// Whether the firehose has shown the SUT taking any message of the
+    /// harness's in this run: only then does a message it shows no
+    /// delivery of count as not taken (on a cluster, the firehose may be
+    /// on for the harness's node and off for the SUT's).
+    pub(crate) fn deliveries_seen(&self) -> bool {
+        self.firehose.check().is_ok() && self.firehose.seen.load(Ordering::SeqCst)
     }
 
     /// The broker connection, for checks.
@@ -230,13 +270,19 @@ impl DmfDeviceLink {
 async fn watch_deliveries(
     client: &AmqpClient,
     routes: &Routes,
+    alive: Arc<AtomicBool>,
+    seen: Arc<AtomicBool>,
 ) -> Result<Result<(), String>, TransportError> {
     let off = |why: String| {
         Ok(Err(format!(
             "RabbitMQ's firehose shows no deliveries ({why}), so a server that puts a message back in its queue forever cannot be told from one that takes it; turn it on with `rabbitmqctl trace_on -p <vhost>`"
         )))
     };
-    let tap = client.declare_queue("", &exclusive()).await?;
+    let spec = QueueSpec {
+        max_length: Some(TAP_LENGTH),
+        ..exclusive()
+    };
+    let tap = client.declare_queue("", &spec).await?;
     if let Err(e) = client.bind_key(&tap, TRACE_EXCHANGE, "deliver.#").await {
         return off(e.to_string());
     }
@@ -244,22 +290,32 @@ async fn watch_deliveries(
     let counted = routes.clone();
     tokio::spawn(async move {
         while let Some(trace) = rx.recv().await {
-            let Some(id) = trace.headers["properties"]["message_id"].as_str() else {
+            let header = |k: &str| trace.headers.get(k).cloned().unwrap_or_default();
+            let Some(id) = header("properties")
+                .get("message_id")
+                .and_then(|v| v.as_str().map(str::to_owned))
+            else {
                 continue;
             };
-            if let Some(r) = lock(&counted).get_mut(id)
-                && trace.headers["exchange_name"].as_str() == Some(r.exchange.as_str())
+            if let Some(r) = lock(&counted).get_mut(&id)
+                && header("exchange_name").as_str() == Some(r.exchange.as_str())
             {
-                r.deliveries.times += 1;
-                if trace.headers["redelivered"].as_i64().unwrap_or(0) != 0 {
-                    r.deliveries.again += 1;
+                if !id.starts_with(PROBE) {
+                    seen.store(true, Ordering::SeqCst);
+                }
+                let d = &mut r.deliveries;
+                d.times += 1;
+                d.first.get_or_insert_with(std::time::Instant::now);
+                if header("redelivered").as_i64().unwrap_or(0) != 0 {
+                    d.again += 1;
                 }
             }
         }
+        alive.store(false, Ordering::SeqCst);
     });
     // A probe: a message of our own, through an exchange and queue of our
     // own, consumed by us.
-    let id = format!("dmconf-probe-{}", uuid::Uuid::new_v4().simple());
+    let id = format!("{PROBE}{}", uuid::Uuid::new_v4().simple());
     let exchange = format!("dmconf.probe.{id}");
     client.declare_fanout(&exchange, false, true).await?;
     let queue = client.declare_queue("", &exclusive()).await?;

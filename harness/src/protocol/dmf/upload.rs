@@ -27,6 +27,9 @@ impl Upload {
     pub(crate) fn write() -> Result<Self, String> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let dir = std::env::temp_dir().join(format!("dmconf-upload-{id}"));
+        if let Some(g) = crate::reaper::guard() {
+            g.path(&dir);
+        }
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {dir:?}: {e}"))?;
         let name = format!("dmconf-{}.bin", &id[..12]);
         let path = dir.join(&name);

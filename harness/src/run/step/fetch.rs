@@ -6,12 +6,14 @@
 
 use futures_lite::StreamExt;
 use serde_json::{Value, json};
+use tokio::time::Instant;
 
 use super::within;
 use crate::matching::check_value;
 use crate::message::hex;
 use crate::run::cx::Cx;
 use crate::run::failure::{StepError, miss};
+use crate::run::wait::case_deadline;
 use crate::suite::{Fetch, Step};
 use crate::sut::SutInstance;
 
@@ -38,10 +40,18 @@ pub(super) async fn run(
         headers.push((k.clone(), v));
     }
     let window = within(cx, f.within);
-    let answer = tokio::time::timeout(window, download(&url, &headers))
-        .await
-        .unwrap_or_else(|_| Err(format!("the download did not end within {window:?}")))
-        .map_err(|why| miss(format!("a download of {url}"), why))?;
+    let window_ends = Instant::now() + window;
+    let until = window_ends.min(cx.deadline);
+    let answer = match tokio::time::timeout_at(until, download(&url, &headers)).await {
+        Ok(answer) => answer.map_err(|why| miss(format!("a download of {url}"), why))?,
+        Err(_) if until < window_ends => return Err(case_deadline(cx)),
+        Err(_) => {
+            return Err(miss(
+                format!("a download of {url}"),
+                format!("it did not end within {window:?}"),
+            ));
+        }
+    };
     let expected = cx
         .vars
         .expand(&f.expect)

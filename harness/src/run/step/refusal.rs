@@ -5,15 +5,15 @@
 //! message the SUT puts back in its queue again and again (a requeue
 //! loop) is neither, and one it never takes is not accepted.
 
-use super::{scaled, within};
-use crate::run::cx::Cx;
-use crate::run::failure::{StepError, miss, observed};
-use crate::run::inbox::{Item, Offer, Scope, Watch};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::{scaled, within};
 use crate::message::Deliveries;
+use crate::run::cx::Cx;
+use crate::run::failure::{StepError, miss, observed};
+use crate::run::inbox::{Item, Offer, Scope, Watch};
 use crate::run::wait::{Ended, wait};
 use crate::suite::{ExpectAccepted, ExpectRefused, Step};
 use crate::sut::SutInstance;
@@ -64,20 +64,25 @@ fn refusable(cx: &Cx<'_>, of: &str) -> Result<String, StepError> {
         })
 }
 
-/// Deliveries again past which a message is in a requeue loop: one more
-/// delivery can be a consumer that lost its connection; two mean the SUT
-/// put the message back, and will again.
-const LOOP: u32 = 2;
+/// Deliveries again that make a requeue loop. A few can be a consumer
+/// that lost its connection, or a server that retried a conflict and then
+/// took the message; a loop goes on.
+const LOOP: u32 = 5;
+
+/// How long after its first delivery a message is watched for more: a
+/// loop that puts it back at once shows within it. A loop that waits
+/// longer between deliveries (hawkBit's before 0.9) is not seen.
+const SETTLE: Duration = Duration::from_secs(1);
 
 /// What the SUT's broker shows of the message `id`: why the step fails,
 /// if it does.
 fn handed(cx: &Cx<'_>, id: &str) -> Option<String> {
-    let Deliveries { times, again } = cx.link.deliveries(id).ok()?;
+    let Deliveries { times, again, .. } = cx.link.deliveries(id).ok()?;
     if again >= LOOP {
         Some(format!(
             "the SUT put it back in its queue instead: the broker delivered it {times} times, {again} of them again (a requeue loop; a message the SUT cannot take must be refused, dead-lettered, not requeued)"
         ))
-    } else if times == 0 {
+    } else if times == 0 && cx.link.deliveries_seen() {
         Some("the SUT never took it from its queue".to_owned())
     } else {
         None
@@ -85,12 +90,30 @@ fn handed(cx: &Cx<'_>, id: &str) -> Option<String> {
 }
 
 /// [`handed`], once the SUT's first delivery of the message `id` has
-/// been seen or the profile's `expect` timeout has passed: a window with
-/// no refusal can be shorter than a busy server takes to reach it.
+/// been seen (or the profile's `expect` timeout has passed: a window with
+/// no refusal can be shorter than a busy server takes to reach it) and
+/// [`SETTLE`] has passed since.
 async fn taken(cx: &Cx<'_>, id: &str) -> Option<String> {
     let until = (Instant::now() + within(cx, None)).min(cx.deadline);
-    while cx.link.deliveries(id).is_ok_and(|d| d.times == 0) && Instant::now() < until {
+    let watched = || {
+        cx.link
+            .deliveries(id)
+            .ok()
+            .filter(|_| cx.link.deliveries_seen())
+    };
+    while watched().is_some_and(|d| d.times == 0) && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if let Some(Deliveries {
+        first: Some(first),
+        again,
+        ..
+    }) = cx.link.deliveries(id).ok()
+        && again < LOOP
+    {
+        let settled = scaled(cx, SETTLE).saturating_sub(first.elapsed());
+        let left = cx.deadline.saturating_duration_since(Instant::now());
+        tokio::time::sleep(settled.min(left)).await;
     }
     handed(cx, id)
 }
