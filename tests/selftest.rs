@@ -372,6 +372,11 @@ const SERVER_FAULTS: &[(&str, &str, &str)] = &[
         "query",
     ),
     (
+        "ignores-target-type",
+        "dmf::server::registration::target-type",
+        "query",
+    ),
+    (
         "accepts-no-tenant",
         "dmf::server::registration::tenant-and-type-required",
         "expect_refused",

@@ -14,8 +14,9 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 /// The operations this plugin offers, by the names suites use.
-pub const OPERATIONS: [&str; 8] = [
+pub const OPERATIONS: [&str; 9] = [
     "assign",
+    "target_type",
     "cancel",
     "target",
     "attributes",
@@ -105,6 +106,7 @@ impl MgmtClient {
                         "name": t.get("name"),
                         "address": t.get("address"),
                         "updateStatus": t.get("updateStatus"),
+                        "type": t.get("targetTypeName"),
                     })),
                     Err(e) if e.starts_with("404") => Ok(json!({ "exists": false })),
                     Err(e) => Err(e),
@@ -132,6 +134,18 @@ impl MgmtClient {
                 );
                 let page = self.request(reqwest::Method::GET, &path, None).await?;
                 Ok(by_type(&page))
+            }
+            "target_type" => {
+                let name = arg(args, "name")?;
+                let key = format!(
+                    "dmconf-{}",
+                    &uuid::Uuid::new_v4().simple().to_string()[..12]
+                );
+                let body = json!([{"name": name, "key": key, "description": "created by a conformance run"}]);
+                let made = self
+                    .request(reqwest::Method::POST, "targettypes", Some(body))
+                    .await?;
+                Ok(json!({ "id": first_id(&made) }))
             }
             "installed" => {
                 let path = format!("targets/{}/installedDS", arg(args, "thingId")?);

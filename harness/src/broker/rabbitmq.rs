@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
-use testcontainers::core::{CmdWaitFor, ExecCommand, IntoContainerPort, WaitFor};
+use testcontainers::core::{IntoContainerPort, WaitFor};
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
 use super::READY_WITHIN;
@@ -17,6 +17,13 @@ use crate::transport::amqp::AmqpClient;
 pub const OFFLINE_IMAGE: &str = "dmconf/rabbitmq:offline";
 /// The official image, for machines that reach a registry.
 pub const OFFICIAL_IMAGE: &str = "rabbitmq:4.1";
+
+/// RabbitMQ's firehose on for the default vhost from boot: the broker
+/// copies every delivery to `amq.rabbitmq.trace`, which is how a case
+/// sees a server requeue a message instead of taking or refusing it,
+/// without consuming the server's queue. (`rabbitmqctl trace_on` does the
+/// same on a running broker, but costs seconds of the run's start.)
+const FIREHOSE: &str = "[{rabbit, [{trace_vhosts, [<<\"/\">>]}]}].\n";
 
 /// The user a started RabbitMQ makes for the run.
 const USER: &str = "dmconf";
@@ -68,7 +75,11 @@ impl RabbitMq {
             .with_wait_for(WaitFor::Nothing)
             .with_label("dmconf.broker", "rabbitmq")
             .with_env_var("RABBITMQ_DEFAULT_USER", USER)
-            .with_env_var("RABBITMQ_DEFAULT_PASS", password.clone());
+            .with_env_var("RABBITMQ_DEFAULT_PASS", password.clone())
+            .with_copy_to(
+                "/etc/rabbitmq/advanced.config",
+                FIREHOSE.as_bytes().to_vec(),
+            );
         let request = super::publish_on(request, spec.listen(), &[5672]);
         let (c, claim) =
             super::start_container(&docker, "rabbitmq", request, secret_dir.as_deref())
@@ -82,10 +93,6 @@ impl RabbitMq {
         let url = format!("amqp://{USER}:{password}@{host}:{port}/%2f");
         if !claim.ready {
             wait_ready(&url).await?;
-            // Without it, requeue loops go unseen, and the run says so.
-            if let Err(why) = firehose_on(&c).await {
-                eprintln!("dmconf: {why}");
-            }
         }
         claim.mark_ready();
         Ok(RabbitMq {
@@ -100,20 +107,6 @@ impl RabbitMq {
     pub async fn stop(self) {
         super::stop_container(self.container).await;
     }
-}
-
-/// Turns on RabbitMQ's firehose for the default vhost: the broker then
-/// copies every delivery to `amq.rabbitmq.trace`, which is how a case
-/// sees a server requeue a message instead of taking or refusing it,
-/// without consuming the server's queue.
-async fn firehose_on(c: &ContainerAsync<GenericImage>) -> Result<(), String> {
-    let cmd = ExecCommand::new(["rabbitmqctl", "trace_on", "-p", "/"])
-        .with_cmd_ready_condition(CmdWaitFor::exit_code(0));
-    tokio::time::timeout(READY_WITHIN, c.exec(cmd))
-        .await
-        .map_err(|_| format!("`rabbitmqctl trace_on` did not end within {READY_WITHIN:?}"))?
-        .map(drop)
-        .map_err(|e| format!("`rabbitmqctl trace_on` failed in the broker's container: {e}"))
 }
 
 /// Waits until an AMQP login succeeds, at most [`READY_WITHIN`]; a

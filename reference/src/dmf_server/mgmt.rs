@@ -54,6 +54,7 @@ pub(super) async fn serve(
             get(download),
         )
         .route("/rest/v1/distributionsets", post(create_sets))
+        .route("/rest/v1/targettypes", post(create_target_types))
         .route(
             "/rest/v1/targets/{target}",
             get(target).delete(delete_target),
@@ -169,6 +170,21 @@ async fn download(
     let auth = h.get("authorization").and_then(|v| v.to_str().ok());
     let bytes = s.state().download(&target, module, &file, auth)?;
     Ok((*bytes).clone())
+}
+
+async fn create_target_types(
+    Extract(s): S,
+    h: HeaderMap,
+    Json(body): Json<Value>,
+) -> Result<(StatusCode, Json<Value>), MgmtError> {
+    login(&h)?;
+    let mut created = Vec::new();
+    for t in items(body) {
+        let name = text(&t, "name")?;
+        let id = s.state().create_target_type(&name)?;
+        created.push(json!({"id": id, "name": name}));
+    }
+    Ok((StatusCode::CREATED, Json(Value::Array(created))))
 }
 
 async fn create_sets(

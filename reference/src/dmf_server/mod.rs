@@ -47,6 +47,8 @@ crate::fault_catalogue! {
         IgnoresContentType = "ignores-content-type",
         /// Acknowledges an action status whose body is not JSON, and drops it.
         AcksMalformedStatus = "acks-malformed-status",
+        /// Ignores the target type named in the THING_CREATED body.
+        IgnoresTargetType = "ignores-target-type",
         /// Registers a thing but drops the name and attributes in the THING_CREATED body.
         IgnoresThingCreatedBody = "ignores-thing-created-body",
         /// Sends a download-only assignment as DOWNLOAD_AND_INSTALL.

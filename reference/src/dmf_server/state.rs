@@ -188,6 +188,8 @@ pub struct Target {
     pub auto_confirm: bool,
     /// The distribution set it reported FINISHED for last.
     pub installed: Option<u64>,
+    /// The name of its target type, if it has one.
+    pub kind: Option<String>,
 }
 
 /// A software module created over the Management API.
@@ -228,6 +230,8 @@ pub struct State {
     next_id: u64,
     /// The base of the download URLs it announces.
     download_base: String,
+    /// The target types created over the Management API, by name.
+    target_types: Vec<String>,
     /// The message being handled fails with an error that is not
     /// fatal: it goes back to the queue (only under a fault).
     requeue: bool,
@@ -262,6 +266,7 @@ impl State {
             sets: BTreeMap::new(),
             next_id: 1,
             download_base: String::new(),
+            target_types: Vec::new(),
             requeue: false,
         }
     }
@@ -356,6 +361,7 @@ impl State {
         let empty_body = msg.body.is_empty() || msg.body == b"\"\"";
         let mut name = None;
         let mut attrs = None;
+        let mut kind = None;
         if !empty_body {
             if !json_content(msg) && !self.has(ServerFault::IgnoresContentType) {
                 return Err("Content-Type is not JSON compatible".into());
@@ -380,12 +386,18 @@ impl State {
             if let Some(a) = body.get("attributeUpdate").filter(|v| !v.is_null()) {
                 attrs = Some(a.clone());
             }
+            if let Some(t) = body.get("type").filter(|v| !v.is_null()) {
+                kind = Some(t.as_str().ok_or("type is not a string")?.to_owned());
+            }
         }
         let known = self.targets.contains_key(&thing);
         if known && self.has(ServerFault::RefusesReregistration) {
             return Err(format!("target {thing} already exists"));
         }
         let drop_body = self.has(ServerFault::IgnoresThingCreatedBody);
+        let kind = kind
+            .filter(|_| !self.has(ServerFault::IgnoresTargetType))
+            .filter(|k| k.is_empty() || self.target_types.contains(k));
         let moves = !(known && self.has(ServerFault::KeepsFirstAddress));
         let token = uuid::Uuid::new_v4().simple().to_string();
         let target = self.targets.entry(thing.clone()).or_insert_with(|| Target {
@@ -398,6 +410,11 @@ impl State {
         }
         if let Some(n) = name.filter(|_| !drop_body) {
             target.name = n;
+        }
+        // A type this server does not know is logged and changes nothing;
+        // an empty one unassigns it.
+        if let Some(k) = kind {
+            target.kind = Some(k).filter(|k| !k.is_empty());
         }
         if let Some(a) = attrs.filter(|_| !drop_body) {
             self.update_attributes(&thing, &a)?;
@@ -1155,13 +1172,26 @@ impl State {
             Some(_) => "pending",
             None => "registered",
         };
-        Ok(json!({
+        let mut answer = json!({
             "controllerId": thing,
             "name": t.name,
             "address": format!("amqp:/{}", t.reply_to),
             "updateStatus": status,
             "securityToken": t.token,
-        }))
+        });
+        if let Some(k) = &t.kind {
+            answer["targetTypeName"] = json!(k);
+        }
+        Ok(answer)
+    }
+
+    /// Creates a target type named `name`; answers its id.
+    pub fn create_target_type(&mut self, name: &str) -> Result<u64, MgmtError> {
+        if self.target_types.iter().any(|t| t == name) {
+            return Err(MgmtError(409, format!("target type {name} exists")));
+        }
+        self.target_types.push(name.to_owned());
+        Ok(self.id())
     }
 
     /// A target's attributes.
