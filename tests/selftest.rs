@@ -257,6 +257,11 @@ const SERVER_FAULTS: &[(&str, &str, &str)] = &[
         "expect",
     ),
     (
+        "auto-confirm-stays-on",
+        "dmf::server::auto-confirm::switched-off",
+        "expect",
+    ),
+    (
         "ignores-auto-confirm",
         "dmf::server::auto-confirm::waiting-action-confirmed",
         "query",

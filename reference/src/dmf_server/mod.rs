@@ -127,6 +127,9 @@ crate::fault_catalogue! {
         /// Looks for the window's next opening only, so it never finds
         /// one open: every action with a window comes as DOWNLOAD.
         WindowNeverOpen = "window-never-open",
+        /// Takes UPDATE_AUTO_CONFIRM with enabled false, and leaves
+        /// auto-confirmation on.
+        AutoConfirmStaysOn = "auto-confirm-stays-on",
         /// Acknowledges UPDATE_AUTO_CONFIRM, and does nothing with it.
         IgnoresAutoConfirm = "ignores-auto-confirm",
         /// Stores final and cancel-answer statuses without the device's

@@ -522,11 +522,14 @@ impl State {
         if self.has(ServerFault::IgnoresAutoConfirm) {
             return Ok(());
         }
+        let stays_on = self.has(ServerFault::AutoConfirmStaysOn);
         let target = self
             .targets
             .get_mut(thing)
             .ok_or_else(|| format!("target {thing} does not exist"))?;
-        target.auto_confirm = enabled;
+        if enabled || !stays_on {
+            target.auto_confirm = enabled;
+        }
         if enabled {
             for a in self.actions.values_mut() {
                 if a.thing == thing && a.state == ActionState::WaitForConfirmation {
