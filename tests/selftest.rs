@@ -382,6 +382,16 @@ const SERVER_FAULTS: &[(&str, &str, &str)] = &[
         "query",
     ),
     (
+        "deleted-to-any-address",
+        "dmf::server::removal::no-message-to-a-ddi-address",
+        "expect_none",
+    ),
+    (
+        "null-header-as-text",
+        "dmf::server::registration::thing-id-required",
+        "null-refused",
+    ),
+    (
         "accepts-no-tenant",
         "dmf::server::registration::tenant-and-type-required",
         "expect_refused",

@@ -14,8 +14,9 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 /// The operations this plugin offers, by the names suites use.
-pub const OPERATIONS: [&str; 9] = [
+pub const OPERATIONS: [&str; 10] = [
     "assign",
+    "address",
     "target_type",
     "cancel",
     "target",
@@ -134,6 +135,13 @@ impl MgmtClient {
                 );
                 let page = self.request(reqwest::Method::GET, &path, None).await?;
                 Ok(by_type(&page))
+            }
+            "address" => {
+                let path = format!("targets/{}", arg(args, "thingId")?);
+                let body = json!({ "address": arg(args, "address")? });
+                self.request(reqwest::Method::PUT, &path, Some(body))
+                    .await
+                    .map(|_| Value::Null)
             }
             "target_type" => {
                 let name = arg(args, "name")?;

@@ -476,6 +476,8 @@ fn to_amqp(v: &Value) -> AMQPValue {
         Value::Number(n) if n.is_i64() => AMQPValue::LongLongInt(n.as_i64().unwrap_or_default()),
         Value::Number(n) => AMQPValue::Double(n.as_f64().unwrap_or_default()),
         Value::String(s) => AMQPValue::LongString(LongString::from(s.as_str())),
+        // A header present with no value, as Java clients send a null.
+        Value::Null => AMQPValue::Void,
         other => AMQPValue::LongString(LongString::from(other.to_string())),
     }
 }

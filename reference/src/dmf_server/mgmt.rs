@@ -57,7 +57,7 @@ pub(super) async fn serve(
         .route("/rest/v1/targettypes", post(create_target_types))
         .route(
             "/rest/v1/targets/{target}",
-            get(target).delete(delete_target),
+            get(target).put(update_target).delete(delete_target),
         )
         .route("/rest/v1/targets/{target}/attributes", get(attributes))
         .route("/rest/v1/targets/{target}/installedDS", get(installed))
@@ -219,6 +219,21 @@ async fn target(
 ) -> Result<Json<Value>, MgmtError> {
     login(&h)?;
     s.state().target(&t).map(Json)
+}
+
+/// `PUT /rest/v1/targets/{id}`: of its fields, the address.
+async fn update_target(
+    Extract(s): S,
+    h: HeaderMap,
+    Path(t): Path<String>,
+    Json(body): Json<Value>,
+) -> Result<Json<Value>, MgmtError> {
+    login(&h)?;
+    let mut state = s.state();
+    match body.get("address").and_then(Value::as_str) {
+        Some(a) => state.set_address(&t, a).map(Json),
+        None => state.target(&t).map(Json),
+    }
 }
 
 async fn delete_target(

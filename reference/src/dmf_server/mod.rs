@@ -33,6 +33,8 @@ crate::fault_catalogue! {
         /// Creates the target of a THING_CREATED without `reply_to`, then
         /// refuses the message (no transaction around the two).
         RegistersBeforeRefusing = "registers-before-refusing",
+        /// Reads a header sent with a null value as the text `null`.
+        NullHeaderAsText = "null-header-as-text",
         /// Registers a thing whose `thingId` header is empty.
         AcceptsEmptyThingId = "accepts-empty-thing-id",
         /// Registers a thing whose `thingId` has whitespace in it.
@@ -157,6 +159,9 @@ crate::fault_catalogue! {
         ServesTruncatedArtifact = "serves-truncated-artifact",
         /// Serves an artifact to anyone, without the target's token.
         ServesWithoutToken = "serves-without-token",
+        /// Sends THING_DELETED to the reply exchange of a thing whose
+        /// address is no longer an AMQP one.
+        DeletedToAnyAddress = "deleted-to-any-address",
         /// Declares its inbound exchange as a topic exchange.
         ExchangeWrongType = "exchange-wrong-type",
     }

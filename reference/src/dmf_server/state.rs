@@ -190,6 +190,9 @@ pub struct Target {
     pub installed: Option<u64>,
     /// The name of its target type, if it has one.
     pub kind: Option<String>,
+    /// An address set over the Management API (a DDI one, `http://…`),
+    /// until the thing registers again over DMF.
+    pub address: Option<String>,
 }
 
 /// A software module created over the Management API.
@@ -305,6 +308,18 @@ impl State {
         now_ms: u64,
         out: &mut Vec<Message>,
     ) -> Result<(), String> {
+        let texted;
+        let msg = if self.has(ServerFault::NullHeaderAsText) {
+            // As Java's String.valueOf does.
+            let mut m = msg.clone();
+            for v in m.headers.values_mut().filter(|v| v.is_null()) {
+                *v = Value::String("null".into());
+            }
+            texted = m;
+            &texted
+        } else {
+            msg
+        };
         let lenient = self.has(ServerFault::LenientType);
         let kind = header(msg, "type").map(|t| if lenient { t.trim().to_uppercase() } else { t });
         let tenant = header(msg, "tenant");
@@ -407,6 +422,7 @@ impl State {
         });
         if moves {
             target.reply_to = reply_to;
+            target.address = None;
         }
         if let Some(n) = name.filter(|_| !drop_body) {
             target.name = n;
@@ -1178,7 +1194,7 @@ impl State {
         let mut answer = json!({
             "controllerId": thing,
             "name": t.name,
-            "address": format!("amqp:/{}", t.reply_to),
+            "address": t.address.clone().unwrap_or_else(|| format!("amqp:/{}", t.reply_to)),
             "updateStatus": status,
             "securityToken": t.token,
         });
@@ -1186,6 +1202,17 @@ impl State {
             answer["targetTypeName"] = json!(k);
         }
         Ok(answer)
+    }
+
+    /// Sets a target's address, as the Management API may (a device that
+    /// moved to DDI).
+    pub fn set_address(&mut self, thing: &str, address: &str) -> Result<Value, MgmtError> {
+        let t = self
+            .targets
+            .get_mut(thing)
+            .ok_or_else(|| not_found("Target", thing))?;
+        t.address = Some(address.to_owned());
+        self.target(thing)
     }
 
     /// Creates a target type named `name`; answers its id.
@@ -1261,7 +1288,11 @@ impl State {
             .remove(thing)
             .ok_or_else(|| not_found("Target", thing))?;
         self.actions.retain(|_, a| a.thing != thing);
-        if self.has(ServerFault::NoThingDeleted) {
+        // hawkBit tells only a thing it reaches over AMQP.
+        let amqp = t.address.as_deref().is_none_or(|a| a.starts_with("amqp:"));
+        if self.has(ServerFault::NoThingDeleted)
+            || !(amqp || self.has(ServerFault::DeletedToAnyAddress))
+        {
             return Ok(Vec::new());
         }
         Ok(vec![self.to_thing(
