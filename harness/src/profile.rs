@@ -79,6 +79,9 @@ pub struct DmfNames {
     /// The dead-letter exchange that its receiver queue names, or `None`
     /// when the server's refusals cannot be observed.
     pub dead_letter_exchange: Option<String>,
+    /// A PEM file of the CA that signs the certificate of the server's
+    /// HTTPS download URLs, when no public CA does.
+    pub artifact_ca: Option<std::path::PathBuf>,
 }
 
 impl Default for DmfNames {
@@ -86,6 +89,7 @@ impl Default for DmfNames {
         DmfNames {
             exchange: crate::protocol::dmf::DMF_EXCHANGE.to_owned(),
             dead_letter_exchange: Some(crate::protocol::dmf::DEAD_LETTER_EXCHANGE.to_owned()),
+            artifact_ca: None,
         }
     }
 }
@@ -282,6 +286,7 @@ struct RawAbility {
 struct RawDmf {
     exchange: Option<String>,
     dead_letter_exchange: Option<String>,
+    artifact_ca: Option<std::path::PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -467,6 +472,7 @@ impl Profile {
                 Some(d) => Some(d),
                 None => defaults_dmf.dead_letter_exchange,
             },
+            artifact_ca: raw.dmf.artifact_ca.map(|p| dir.join(p)),
         };
         let default_limits = Limits::default();
         let limits = Limits {
@@ -607,10 +613,16 @@ mod tests {
             url = "http://localhost:8080"
             [dmf]
             dead_letter_exchange = ""
+            artifact_ca = "certs/ca.pem"
             "#,
-            Path::new("hawkbit.toml"),
+            Path::new("lab/hawkbit.toml"),
         )
         .unwrap();
+        assert_eq!(
+            hawkbit.dmf.artifact_ca.as_deref(),
+            Some(Path::new("lab/certs/ca.pem")),
+            "relative to the profile"
+        );
         assert!(matches!(hawkbit.sut, SutSpec::Running));
         assert_eq!(hawkbit.role, Role::Server);
         assert!(hawkbit.offers("assign") && !hawkbit.offers("reregister"));

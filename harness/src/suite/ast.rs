@@ -523,7 +523,8 @@ pub struct Query {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fetch {
-    /// The URL; variables are expanded.
+    /// The URL; variables are expanded. One variable that holds an object
+    /// of URLs (a DMF artifact's `urls`) fetches each.
     pub url: String,
     /// Request headers (`Authorization: TargetToken ...`); variables are
     /// expanded.

@@ -1,6 +1,7 @@
-//! `fetch`: downloads a URL the SUT announced (an artifact), with the
-//! step's headers, and judges the answer as data, `{status, size, md5,
-//! sha1, sha256}`, against `expect`. The body is hashed as it streams in,
+//! `fetch`: downloads a URL the SUT announced (an artifact), or each of
+//! an object of them (a DMF artifact's `urls`, one per protocol), with
+//! the step's headers, and judges each answer as data, `{status, size,
+//! md5, sha1, sha256}`, against `expect`. The body is hashed as it streams in,
 //! never kept, and read up to [`MAX_BYTES`]: a hostile server cannot
 //! fill the harness's memory or hold the step past its window.
 
@@ -27,10 +28,21 @@ pub(super) async fn run(
     cx: &mut Cx<'_>,
     _sut: &mut SutInstance,
 ) -> Result<(), StepError> {
-    let url = cx
-        .vars
-        .expand_str(&f.url)
-        .map_err(|e| miss("a URL whose variables are set", e))?;
+    let urls = match cx.vars.expand(&Value::String(f.url.clone())) {
+        Ok(Value::String(u)) => vec![(None, u)],
+        // A DMF artifact's `urls`: every protocol it announces.
+        Ok(Value::Object(m)) => m
+            .into_iter()
+            .filter_map(|(k, v)| Some((Some(k), v.as_str()?.to_owned())))
+            .collect(),
+        Ok(other) => {
+            return Err(miss("a URL, or an object of URLs", other.to_string()));
+        }
+        Err(e) => return Err(miss("a URL whose variables are set", e)),
+    };
+    if urls.is_empty() {
+        return Err(miss("at least one URL", "none was announced"));
+    }
     let mut headers = Vec::new();
     for (k, v) in &f.headers {
         let v = cx
@@ -39,38 +51,70 @@ pub(super) async fn run(
             .map_err(|e| miss("headers whose variables are set", e))?;
         headers.push((k.clone(), v));
     }
+    let client = client(cx)?;
     let window = within(cx, f.within);
     let window_ends = Instant::now() + window;
     let until = window_ends.min(cx.deadline);
-    let answer = match tokio::time::timeout_at(until, download(&url, &headers)).await {
-        Ok(answer) => answer.map_err(|why| miss(format!("a download of {url}"), why))?,
-        Err(_) if until < window_ends => return Err(case_deadline(cx)),
-        Err(_) => {
-            return Err(miss(
-                format!("a download of {url}"),
-                format!("it did not end within {window:?}"),
-            ));
-        }
-    };
     let expected = cx
         .vars
         .expand(&f.expect)
         .unwrap_or_else(|_| f.expect.clone());
-    check_value(&f.expect, &answer, &cx.vars).map_err(|why| {
-        let why: Vec<String> = why.iter().map(ToString::to_string).collect();
-        miss(
-            format!("GET {url} answers with {expected}"),
-            format!("it answered {answer}:\n  ✗ {}", why.join("\n  ✗ ")),
-        )
-    })
+    for (protocol, url) in urls {
+        let what = match &protocol {
+            Some(p) => format!("GET {url} ({p})"),
+            None => format!("GET {url}"),
+        };
+        let answer = match tokio::time::timeout_at(until, download(&client, &url, &headers)).await {
+            Ok(answer) => answer.map_err(|why| miss(format!("{what} answers"), why))?,
+            Err(_) if until < window_ends => return Err(case_deadline(cx)),
+            Err(_) => {
+                return Err(miss(
+                    format!("{what} answers"),
+                    format!("it did not end within {window:?}"),
+                ));
+            }
+        };
+        check_value(&f.expect, &answer, &cx.vars).map_err(|why| {
+            let why: Vec<String> = why.iter().map(ToString::to_string).collect();
+            miss(
+                format!("{what} answers with {expected}"),
+                format!("it answered {answer}:\n  ✗ {}", why.join("\n  ✗ ")),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// An HTTP client that trusts the public CAs and the profile's
+/// `[dmf] artifact_ca`, if any.
+fn client(cx: &Cx<'_>) -> Result<reqwest::Client, StepError> {
+    let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::limited(5));
+    if let Some(path) = &cx.env.profile.dmf.artifact_ca {
+        let pem = std::fs::read(path).map_err(|e| {
+            StepError::Harness(crate::error::Error::Setup(format!(
+                "[dmf] artifact_ca {}: {e}",
+                path.display()
+            )))
+        })?;
+        let ca = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+            StepError::Harness(crate::error::Error::Setup(format!(
+                "[dmf] artifact_ca {}: {e}",
+                path.display()
+            )))
+        })?;
+        builder = builder.add_root_certificate(ca);
+    }
+    builder
+        .build()
+        .map_err(|e| StepError::Harness(crate::error::Error::Setup(format!("HTTP client: {e}"))))
 }
 
 /// One GET: its status, and the size and hashes of its body.
-async fn download(url: &str, headers: &[(String, String)]) -> Result<Value, String> {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::limited(5))
-        .build()
-        .map_err(|e| format!("HTTP client: {e}"))?;
+async fn download(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &[(String, String)],
+) -> Result<Value, String> {
     let mut req = client.get(url);
     for (k, v) in headers {
         req = req.header(k, v);
