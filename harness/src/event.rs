@@ -129,6 +129,10 @@ pub struct BrokerStart {
     pub image: Option<String>,
     /// The broker's version, when its image tells it.
     pub version: Option<String>,
+    /// What the harness could not see on it, and so did not judge (a
+    /// user's RabbitMQ without its firehose: requeue loops).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unobserved: Vec<String>,
 }
 
 /// Receives a run's events.

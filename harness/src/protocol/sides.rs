@@ -128,10 +128,15 @@ impl Sides {
             ready_after,
             image: image.as_ref().map(|i| i.name.clone()),
             version: image.as_ref().and_then(|i| i.version.clone()),
+            unobserved: Vec::new(),
         };
         let mut out = Vec::new();
         if let Some(Ok(r)) = self.rabbitmq.get() {
-            out.push(start("RabbitMQ", r.start_time, &r.image));
+            let mut b = start("RabbitMQ", r.start_time, &r.image);
+            if let Some(Ok(side)) = self.dmf_device.get() {
+                b.unobserved.extend(side.firehose_off());
+            }
+            out.push(b);
         }
         if let Some(Ok(m)) = self.mosquitto.get() {
             out.push(start("Mosquitto", m.start_time, &m.image));

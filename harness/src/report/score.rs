@@ -503,11 +503,13 @@ mod tests {
                 ready_after: std::time::Duration::from_secs(9),
                 image: Some("dmconf/rabbitmq:offline (sha256:00)".into()),
                 version: Some("3.10.8-1.1+deb12u2".into()),
+                unobserved: vec!["the firehose shows no deliveries".into()],
             }],
             ended_unix: 1.0,
         });
         let score = r.score().unwrap();
         let json = serde_json::to_value(r.summary(&score)).unwrap();
+        assert!(json["brokers"][0]["unobserved"][0].is_string(), "{json:#}");
         let errors: Vec<String> = validator
             .iter_errors(&json)
             .map(|e| e.to_string())

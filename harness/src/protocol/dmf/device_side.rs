@@ -143,6 +143,11 @@ impl DmfDeviceSide {
         Ok(Ok(()))
     }
 
+    /// Why the firehose shows no deliveries, if it does not.
+    pub(crate) fn firehose_off(&self) -> Option<String> {
+        self.firehose.check().err()
+    }
+
     /// Whether an exchange exists.
     pub(crate) async fn exchange_exists(&self, name: &str) -> Result<bool, TransportError> {
         self.client.exchange_exists(name).await
@@ -275,7 +280,7 @@ async fn watch_deliveries(
 ) -> Result<Result<(), String>, TransportError> {
     let off = |why: String| {
         Ok(Err(format!(
-            "RabbitMQ's firehose shows no deliveries ({why}), so a server that puts a message back in its queue forever cannot be told from one that takes it; turn it on with `rabbitmqctl trace_on -p <vhost>`"
+            "RabbitMQ's firehose shows no deliveries ({why}), so a server that puts a message back in its queue forever cannot be told from one that takes it; turn it on for the run's vhost on every node with `rabbitmqctl trace_on -p <vhost> -n <node>`"
         )))
     };
     let spec = QueueSpec {
