@@ -247,22 +247,10 @@ impl MgmtClient {
             .unwrap_or_default();
         let part = reqwest::multipart::Part::bytes(bytes).file_name(name);
         let form = reqwest::multipart::Form::new().part("file", part);
-        let url = self.url(&format!("softwaremodules/{sm}/artifacts"));
-        let res = self
-            .http
-            .post(&url)
-            .basic_auth(&self.spec.user, Some(&self.spec.password))
-            .header("Accept", "application/json")
-            .multipart(form)
-            .send()
+        let path = format!("softwaremodules/{sm}/artifacts");
+        self.send(reqwest::Method::POST, &path, |r| r.multipart(form))
             .await
-            .map_err(|e| format!("POST {url}: {e}"))?;
-        let status = res.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let text = res.text().await.unwrap_or_default();
-        Err(format!("{} from POST {url}: {text}", status.as_u16()))
+            .map(drop)
     }
 
     /// The URL of `path` under the API's `/rest/v1`.
@@ -270,24 +258,45 @@ impl MgmtClient {
         format!("{}/rest/v1/{path}", self.spec.url.trim_end_matches('/'))
     }
 
-    /// One request; a JSON answer, `null` for an empty one, and `Err`
-    /// starting with the status code otherwise.
+    /// One request with a JSON body, if any; a JSON answer, `null` for an
+    /// empty one, and `Err` starting with the status code otherwise.
     async fn request(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, String> {
+        let text = self
+            .send(method.clone(), path, |r| match &body {
+                Some(b) => r.json(b),
+                None => r,
+            })
+            .await?;
+        if text.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text).map_err(|e| {
+            let url = self.url(path);
+            format!("{method} {url}: the answer is not JSON ({e}): {text}")
+        })
+    }
+
+    /// One request, logged in, its body as `body` makes it; the answer's
+    /// text, and `Err` starting with the status code if it is not a
+    /// success.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<String, String> {
         let url = self.url(path);
-        let mut req = self
+        let req = self
             .http
             .request(method.clone(), &url)
             .basic_auth(&self.spec.user, Some(&self.spec.password))
             .header("Accept", "application/json");
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let res = req
+        let res = body(req)
             .send()
             .await
             .map_err(|e| format!("{method} {url}: {e}"))?;
@@ -299,11 +308,7 @@ impl MgmtClient {
         if !status.is_success() {
             return Err(format!("{} from {method} {url}: {text}", status.as_u16()));
         }
-        if text.trim().is_empty() {
-            return Ok(Value::Null);
-        }
-        serde_json::from_str(&text)
-            .map_err(|e| format!("{method} {url}: the answer is not JSON ({e}): {text}"))
+        Ok(text)
     }
 }
 

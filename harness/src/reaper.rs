@@ -112,6 +112,35 @@ impl Guard {
     }
 }
 
+/// A private folder of this process's (`dmconf-<kind>-<random>` in the
+/// temporary folder): removed when dropped, and by the guard if the
+/// process dies first.
+pub(crate) struct RunDir(PathBuf);
+
+impl RunDir {
+    /// Makes the folder.
+    pub(crate) fn new(kind: &str) -> Result<Self, String> {
+        let dir =
+            std::env::temp_dir().join(format!("dmconf-{kind}-{}", uuid::Uuid::new_v4().simple()));
+        if let Some(g) = guard() {
+            g.path(&dir);
+        }
+        crate::broker::private_dir(&dir)?;
+        Ok(RunDir(dir))
+    }
+
+    /// A path inside it.
+    pub(crate) fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// When process `pid` started, in clock ticks since boot (the 22nd field
 /// of `/proc/<pid>/stat`).
 fn start_time(pid: i32) -> Option<u64> {

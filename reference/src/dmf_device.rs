@@ -580,8 +580,9 @@ impl Device {
         true
     }
 
-    /// A batch's entry for this device, as the single deployment it
-    /// stands for: its actionId and token, with the batch's modules.
+    /// A batch's entries for this device (its own; every one under
+    /// `batch-acts-for-all`), each as the single deployment it stands
+    /// for: its actionId and token, with the batch's modules.
     fn own_entries(&self, msg: &Message) -> Vec<Message> {
         if self.has(DeviceFault::IgnoresBatch) {
             return Vec::new();

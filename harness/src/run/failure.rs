@@ -42,6 +42,13 @@ pub(crate) fn miss(expected: impl Into<String>, actual: impl Into<String>) -> St
     }))
 }
 
+/// A JSON answer and why it does not match, for a failure's `actual`:
+/// one `✗` line per mismatch.
+pub(crate) fn answered(lead: &str, answer: &Value, why: &[Mismatch]) -> String {
+    let why: Vec<String> = why.iter().map(ToString::to_string).collect();
+    format!("{lead} {answer}:\n  ✗ {}", why.join("\n  ✗ "))
+}
+
 /// A failed publish: the SUT's failure when the broker refused what the
 /// SUT named, the harness's when the broker did not answer.
 pub(crate) fn published(e: TransportError, to: &str) -> StepError {

@@ -92,11 +92,25 @@ async fn userinfo(Extract(s): S, h: HeaderMap) -> Result<Json<Value>, MgmtError>
     Ok(Json(json!({ "tenant": tenant, "username": "admin" })))
 }
 
+/// A body of one item or an array of them, as hawkBit takes it.
 fn items(body: Value) -> Vec<Value> {
     match body {
         Value::Array(a) => a,
         other => vec![other],
     }
+}
+
+/// A POST that creates each of `items(body)` by `make`, answered 201 with
+/// what was made, as an array.
+fn create_each(
+    body: Value,
+    make: impl FnMut(Value) -> Result<Value, MgmtError>,
+) -> Result<(StatusCode, Json<Value>), MgmtError> {
+    let created = items(body)
+        .into_iter()
+        .map(make)
+        .collect::<Result<_, _>>()?;
+    Ok((StatusCode::CREATED, Json(Value::Array(created))))
 }
 
 fn text(v: &Value, key: &str) -> Result<String, MgmtError> {
@@ -112,13 +126,11 @@ async fn create_modules(
     Json(body): Json<Value>,
 ) -> Result<(StatusCode, Json<Value>), MgmtError> {
     login(&h)?;
-    let mut created = Vec::new();
-    for m in items(body) {
+    create_each(body, |m| {
         let (name, version, kind) = (text(&m, "name")?, text(&m, "version")?, text(&m, "type")?);
         let id = s.state().create_module(&kind, &version);
-        created.push(json!({"id": id, "name": name, "version": version, "type": kind}));
-    }
-    Ok((StatusCode::CREATED, Json(Value::Array(created))))
+        Ok(json!({"id": id, "name": name, "version": version, "type": kind}))
+    })
 }
 
 /// `POST /rest/v1/softwaremodules/{id}/artifacts`: a multipart form
@@ -178,13 +190,11 @@ async fn create_target_types(
     Json(body): Json<Value>,
 ) -> Result<(StatusCode, Json<Value>), MgmtError> {
     login(&h)?;
-    let mut created = Vec::new();
-    for t in items(body) {
+    create_each(body, |t| {
         let name = text(&t, "name")?;
         let id = s.state().create_target_type(&name)?;
-        created.push(json!({"id": id, "name": name}));
-    }
-    Ok((StatusCode::CREATED, Json(Value::Array(created))))
+        Ok(json!({"id": id, "name": name}))
+    })
 }
 
 async fn create_sets(
@@ -193,8 +203,7 @@ async fn create_sets(
     Json(body): Json<Value>,
 ) -> Result<(StatusCode, Json<Value>), MgmtError> {
     login(&h)?;
-    let mut created = Vec::new();
-    for d in items(body) {
+    create_each(body, |d| {
         let (name, version) = (text(&d, "name")?, text(&d, "version")?);
         let modules: Vec<u64> = d
             .get("modules")
@@ -207,9 +216,8 @@ async fn create_sets(
             return Err(MgmtError(400, "a distribution set needs a module".into()));
         }
         let id = s.state().create_set(modules)?;
-        created.push(json!({"id": id, "name": name, "version": version}));
-    }
-    Ok((StatusCode::CREATED, Json(Value::Array(created))))
+        Ok(json!({"id": id, "name": name, "version": version}))
+    })
 }
 
 async fn target(

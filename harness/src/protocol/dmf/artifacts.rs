@@ -14,7 +14,6 @@
 //! from the same announced hashes, and `missing.bin`, which answers 404.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,6 +30,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use crate::certs::{self, RunCa};
+use crate::reaper::RunDir;
 
 use crate::message::{Message, hex};
 
@@ -47,6 +47,9 @@ struct Route {
 
 type Routes = Arc<Mutex<HashMap<String, Route>>>;
 
+/// The run's artifact CA, in the server's folder.
+const CA_FILE: &str = "ca.pem";
+
 /// How long a client has to finish its TLS handshake.
 const HANDSHAKE_WITHIN: Duration = Duration::from_secs(10);
 
@@ -55,9 +58,8 @@ pub(crate) struct ArtifactServer {
     /// `http://host:port`, `https://…` (trusted) and `https://…` (not).
     bases: [String; 3],
     routes: Routes,
-    /// The folder of the CA file, removed with the server.
-    dir: PathBuf,
-    ca_file: PathBuf,
+    /// The folder of the CA file (`ca.pem`), removed with the server.
+    dir: RunDir,
 }
 
 /// A TCP listener whose connections are TLS, each handshake bounded; a
@@ -119,16 +121,8 @@ impl ArtifactServer {
         let ca = RunCa::new("dmconf artifact CA (one run)")?;
         let trusted = certs::server_config(&ca.issue(hosts.clone())?)?;
         let untrusted = certs::server_config(&certs::self_signed(hosts)?)?;
-        let dir = std::env::temp_dir().join(format!(
-            "dmconf-artifacts-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
-        if let Some(g) = crate::reaper::guard() {
-            g.path(&dir);
-        }
-        crate::broker::private_dir(&dir)?;
-        let ca_file = dir.join("ca.pem");
-        crate::broker::private_file(&ca_file, &ca.pem())?;
+        let dir = RunDir::new("artifacts")?;
+        crate::broker::private_file(&dir.join(CA_FILE), &ca.pem())?;
 
         let routes: Routes = Arc::default();
         let plain = bind().await?;
@@ -139,12 +133,7 @@ impl ArtifactServer {
             String::new(),
         ];
         serve_on(plain, &routes, "http");
-        let mut server = ArtifactServer {
-            bases,
-            routes,
-            dir,
-            ca_file,
-        };
+        let mut server = ArtifactServer { bases, routes, dir };
         for (i, (config, scheme)) in [(trusted, "https"), (untrusted, "https-unsigned")]
             .into_iter()
             .enumerate()
@@ -160,7 +149,7 @@ impl ArtifactServer {
     /// The run's artifact CA, as a PEM file, for the device
     /// (`DMCONF_ARTIFACT_CA`).
     pub(crate) fn ca_file(&self) -> String {
-        self.ca_file.to_string_lossy().into_owned()
+        self.dir.join(CA_FILE).to_string_lossy().into_owned()
     }
 
     /// Serves `case`'s files, its requests going to `tx`; returns the
@@ -219,12 +208,6 @@ impl ArtifactServer {
         routes.retain(|_, r| !r.tx.is_closed());
         routes.insert(case.to_owned(), route);
         vars
-    }
-}
-
-impl Drop for ArtifactServer {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

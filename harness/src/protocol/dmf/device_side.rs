@@ -29,6 +29,17 @@ struct Route {
     deliveries: Deliveries,
 }
 
+impl Route {
+    /// A message published to `exchange`, whose refusal goes to `tx`.
+    fn new(tx: mpsc::UnboundedSender<Arrival>, exchange: &str) -> Self {
+        Route {
+            tx,
+            exchange: exchange.to_owned(),
+            deliveries: Deliveries::default(),
+        }
+    }
+}
+
 type Routes = Arc<Mutex<HashMap<String, Route>>>;
 
 fn lock(routes: &Routes) -> std::sync::MutexGuard<'_, HashMap<String, Route>> {
@@ -212,11 +223,7 @@ impl DmfDeviceLink {
         };
         lock(&self.routes)
             .entry(id.clone())
-            .or_insert_with(|| Route {
-                tx: self.tx.clone(),
-                exchange: msg.channel.clone(),
-                deliveries: Deliveries::default(),
-            });
+            .or_insert_with(|| Route::new(self.tx.clone(), &msg.channel));
         self.sent_ids.push(id);
         self.client.publish(&msg).await?;
         Ok(msg)
@@ -327,14 +334,7 @@ async fn watch_deliveries(
     client.bind(&queue, &exchange).await?;
     let _consumed = client.consume(&queue).await?;
     let (tx, _) = mpsc::unbounded_channel();
-    lock(routes).insert(
-        id.clone(),
-        Route {
-            tx,
-            exchange: exchange.clone(),
-            deliveries: Deliveries::default(),
-        },
-    );
+    lock(routes).insert(id.clone(), Route::new(tx, &exchange));
     let mut probe = Message {
         channel: exchange.clone(),
         ..Default::default()

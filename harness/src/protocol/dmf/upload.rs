@@ -5,12 +5,11 @@
 //! download the server offers. Written once per run, on first use, into
 //! a temporary folder that goes with the run.
 
-use std::path::PathBuf;
-
 use serde_json::{Value, json};
 
 use super::artifacts::{md5_hex, sha1_hex};
 use crate::message::sha256;
+use crate::reaper::RunDir;
 
 /// How large the uploaded artifact is: past one 8 KiB read, so a server
 /// that stores or serves only the start of a file shows it.
@@ -18,19 +17,15 @@ const SIZE: usize = 20_000;
 
 /// The run's artifact to upload.
 pub(crate) struct Upload {
-    dir: PathBuf,
+    _dir: RunDir,
     vars: Vec<(&'static str, Value)>,
 }
 
 impl Upload {
     /// Writes the file.
     pub(crate) fn write() -> Result<Self, String> {
+        let dir = RunDir::new("upload")?;
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let dir = std::env::temp_dir().join(format!("dmconf-upload-{id}"));
-        if let Some(g) = crate::reaper::guard() {
-            g.path(&dir);
-        }
-        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {dir:?}: {e}"))?;
         let name = format!("dmconf-{}.bin", &id[..12]);
         let path = dir.join(&name);
         let key = id.as_bytes();
@@ -46,7 +41,7 @@ impl Upload {
             ("uploadSha1", json!(sha1_hex(&bytes))),
             ("uploadSha256", json!(sha256(&bytes))),
         ];
-        Ok(Upload { dir, vars })
+        Ok(Upload { _dir: dir, vars })
     }
 
     /// The variables its suites use: `uploadFile` (its path),
@@ -54,11 +49,5 @@ impl Upload {
     /// `uploadSha256`.
     pub(crate) fn vars(&self) -> Vec<(&'static str, Value)> {
         self.vars.clone()
-    }
-}
-
-impl Drop for Upload {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

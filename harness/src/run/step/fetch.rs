@@ -10,10 +10,11 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::within;
+use crate::error::Error;
 use crate::matching::check_value;
 use crate::message::hex;
 use crate::run::cx::Cx;
-use crate::run::failure::{StepError, miss};
+use crate::run::failure::{StepError, answered, miss};
 use crate::run::wait::case_deadline;
 use crate::suite::{Fetch, Step};
 use crate::sut::SutInstance;
@@ -75,10 +76,9 @@ pub(super) async fn run(
             }
         };
         check_value(&f.expect, &answer, &cx.vars).map_err(|why| {
-            let why: Vec<String> = why.iter().map(ToString::to_string).collect();
             miss(
                 format!("{what} answers with {expected}"),
-                format!("it answered {answer}:\n  ✗ {}", why.join("\n  ✗ ")),
+                answered("it answered", &answer, &why),
             )
         })?;
     }
@@ -88,25 +88,18 @@ pub(super) async fn run(
 /// An HTTP client that trusts the public CAs and the profile's
 /// `[dmf] artifact_ca`, if any.
 fn client(cx: &Cx<'_>) -> Result<reqwest::Client, StepError> {
+    let setup = |what: String| StepError::Harness(Error::Setup(what));
     let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::limited(5));
     if let Some(path) = &cx.env.profile.dmf.artifact_ca {
-        let pem = std::fs::read(path).map_err(|e| {
-            StepError::Harness(crate::error::Error::Setup(format!(
-                "[dmf] artifact_ca {}: {e}",
-                path.display()
-            )))
-        })?;
-        let ca = reqwest::Certificate::from_pem(&pem).map_err(|e| {
-            StepError::Harness(crate::error::Error::Setup(format!(
-                "[dmf] artifact_ca {}: {e}",
-                path.display()
-            )))
-        })?;
+        let unusable =
+            |e: &dyn std::fmt::Display| setup(format!("[dmf] artifact_ca {}: {e}", path.display()));
+        let pem = std::fs::read(path).map_err(|e| unusable(&e))?;
+        let ca = reqwest::Certificate::from_pem(&pem).map_err(|e| unusable(&e))?;
         builder = builder.add_root_certificate(ca);
     }
     builder
         .build()
-        .map_err(|e| StepError::Harness(crate::error::Error::Setup(format!("HTTP client: {e}"))))
+        .map_err(|e| setup(format!("HTTP client: {e}")))
 }
 
 /// One GET: its status, and the size and hashes of its body.

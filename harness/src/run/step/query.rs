@@ -11,7 +11,7 @@ use super::trigger::{call, expand};
 use super::within;
 use crate::matching::check_value;
 use crate::run::cx::{Cx, DRAIN_BATCH};
-use crate::run::failure::{StepError, miss};
+use crate::run::failure::{StepError, answered, miss};
 use crate::run::wait::case_deadline;
 use crate::suite::{Query, Step};
 use crate::sut::SutInstance;
@@ -54,10 +54,9 @@ async fn ask(q: &Query, cx: &mut Cx<'_>, sut: &mut SutInstance) -> Result<(), St
             if until < window_ends {
                 return Err(case_deadline(cx));
             }
-            let why: Vec<String> = why.iter().map(ToString::to_string).collect();
             return Err(miss(
                 format!("within {window:?}, `{}` answers with {expected}", q.hook),
-                format!("its last answer was {answer}:\n  ✗ {}", why.join("\n  ✗ ")),
+                answered("its last answer was", &answer, &why),
             ));
         }
         tokio::time::sleep(INTERVAL.min(until - Instant::now())).await;
