@@ -6,7 +6,9 @@
 //!   with 10,000 messages pending;
 //! - the time to a verdict for a DMF device that sends 50,000 allowed
 //!   messages before it registers, in a case limited to 60 s;
-//! - each broker's start time (container start to first login);
+//! - each broker's readiness (start request to first login), cold, and
+//!   warm: a second run on the brokers a first one kept
+//!   (`DMCONF_REUSE`);
 //! - for each reference, the wall time of all its cases run at once
 //!   against the critical path: the longest case, and the longest chain
 //!   of waits the suites mandate.
@@ -26,7 +28,8 @@ fn main() {
     let only_throughput = std::env::args().any(|a| a == "throughput");
     let root = dmconf_harness::root().expect("a dmconf checkout");
     let harness = Arc::new(
-        Harness::load(root, BrokerSpec::default(), dmconf_reference::all()).expect("suites load"),
+        Harness::load(root.clone(), BrokerSpec::default(), dmconf_reference::all())
+            .expect("suites load"),
     );
     throughput(&harness);
     if only_throughput {
@@ -34,12 +37,14 @@ fn main() {
     }
     flood(&harness);
 
-    for (broker, start, url) in harness.broker_info().expect("brokers start") {
+    for b in harness.brokers().expect("brokers start") {
         println!(
-            "{broker} start (container to first login): {:.2} s  [{url}]",
-            start.as_secs_f64()
+            "{} ready (start request to first login), cold: {:.2} s",
+            b.broker,
+            b.ready_after.as_secs_f64()
         );
     }
+    warm(&root);
 
     for profile in harness.references() {
         at_once(&harness, Arc::new(profile));
@@ -50,6 +55,43 @@ fn main() {
     );
     if let Ok(h) = Arc::try_unwrap(harness) {
         h.shutdown();
+    }
+}
+
+/// Broker readiness on warm brokers: a first run keeps its brokers (and
+/// boots them, unless an earlier run kept some), a second one finds them.
+/// Brokers this bench started are removed afterwards.
+fn warm(root: &std::path::Path) {
+    let spec = BrokerSpec {
+        reuse: true,
+        ..BrokerSpec::default()
+    };
+    let run = || {
+        let h = Harness::load(root.to_owned(), spec.clone(), dmconf_reference::all())
+            .expect("suites load");
+        let started = h.brokers().expect("warm brokers start");
+        (h, started)
+    };
+    let (first, booted) = run();
+    let (second, found) = run();
+    for (cold, warm) in booted.iter().zip(&found) {
+        println!(
+            "{} ready, warm (a second run on the brokers a first one kept): {:.2} s{}",
+            warm.broker,
+            warm.ready_after.as_secs_f64(),
+            if warm.reused { "" } else { "  (NOT REUSED)" }
+        );
+        if !cold.reused {
+            println!(
+                "  (the first run booted it, with RabbitMQ's management plugin: {:.2} s)",
+                cold.ready_after.as_secs_f64()
+            );
+        }
+    }
+    second.shutdown();
+    first.shutdown();
+    if booted.iter().all(|b| !b.reused) {
+        dmconf_harness::brokers(["stop".to_owned()].into_iter());
     }
 }
 

@@ -15,7 +15,7 @@ RABBIT_IMAGE="${DMCONF_RABBITMQ_OFFLINE_IMAGE:-dmconf/rabbitmq:offline}"
 MOSQ_IMAGE="${DMCONF_MOSQUITTO_OFFLINE_IMAGE:-dmconf/mosquitto:offline}"
 
 # Raised when what goes into the images changes, so older images are rebuilt.
-VERSION=3
+VERSION=4
 have() {
   [[ $(docker image inspect --format '{{ index .Config.Labels "dmconf.images" }}' "$1" 2>/dev/null) == "$VERSION" ]]
 }
@@ -92,8 +92,12 @@ cat >"$ROOT/mosquitto/config/mosquitto.conf" <<'CONF'
 listener 1883
 allow_anonymous true
 CONF
-# The plugin that admits only the run's device ids (see its source).
+# The plugin that keeps runs apart (see its source), and the folder of
+# runs it reads, which only the mosquitto user may enter.
 mkdir -p "$ROOT/usr/lib/dmconf"
+MOSQ_IDS=$(awk -F: '$1 == "mosquitto" { print $3 ":" $4 }' "$ROOT/etc/passwd")
+mkdir -m 700 "$ROOT/mosquitto/runs"
+chown "${MOSQ_IDS:?no mosquitto user in the image}" "$ROOT/mosquitto/runs"
 cc -std=c99 -Wall -Wextra -Werror -O2 -fPIC -shared -idirafter "$ROOT/usr/include" \
   -o "$ROOT/usr/lib/dmconf/mosquitto-run-ids.so" "$(dirname "$0")/mosquitto-run-ids.c"
 
@@ -119,6 +123,7 @@ tar -C "$ROOT" -c . | docker import \
   --change 'EXPOSE 1883' \
   --change "LABEL dmconf.images=$VERSION" \
   --change "LABEL org.opencontainers.image.version=\"$MOSQ_VERSION\"" \
+  --change "LABEL dmconf.runs=/mosquitto/runs" \
   - "$MOSQ_IMAGE" >/dev/null
 
 echo "build-images: done"

@@ -16,6 +16,8 @@ pub const REPORT_DIR: &str = "DMCONF_REPORT_DIR";
 pub const RABBITMQ_IMAGE: &str = "DMCONF_RABBITMQ_IMAGE";
 /// The Mosquitto image to start.
 pub const MOSQUITTO_IMAGE: &str = "DMCONF_MOSQUITTO_IMAGE";
+/// Keep started brokers for the next run, and use kept ones (`1`).
+pub const REUSE: &str = "DMCONF_REUSE";
 /// Where devices connect on a broker the user runs.
 pub const MQTT_DEVICE_URL: &str = "DMCONF_MQTT_DEVICE_URL";
 /// Makes a test binary a reaper (set by the harness itself).

@@ -129,6 +129,9 @@ pub struct BrokerStart {
     pub image: Option<String>,
     /// The broker's version, when its image tells it.
     pub version: Option<String>,
+    /// A warm broker that an earlier run started (`DMCONF_REUSE`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reused: bool,
     /// What the harness could not see on it, and so did not judge (a
     /// user's RabbitMQ without its firehose: requeue loops).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -60,6 +60,7 @@ mod transport;
 mod trials;
 mod vars;
 
+pub use broker::warm::command as brokers;
 pub use error::{
     EXIT_BROKEN_SUITE, EXIT_FAILED, EXIT_HARNESS_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED, Error,
 };

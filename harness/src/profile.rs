@@ -189,12 +189,22 @@ pub struct BrokerSpec {
     /// machine only (127.0.0.1) unless a SUT on another host or in another
     /// container must reach it.
     pub listen: Option<String>,
+    /// Keep the started brokers for the next run, and use the ones an
+    /// earlier run kept (`DMCONF_REUSE=1` says the same).
+    pub reuse: bool,
 }
 
 impl BrokerSpec {
     /// The address a started broker listens on.
     pub fn listen(&self) -> &str {
         self.listen.as_deref().unwrap_or(crate::broker::LOOPBACK)
+    }
+
+    /// Whether started brokers are kept warm for the next run.
+    pub fn warm(&self) -> bool {
+        self.reuse
+            || std::env::var(crate::env::REUSE)
+                .is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false"))
     }
 }
 
@@ -321,6 +331,8 @@ struct RawBroker {
     mqtt_tls_port: Option<u16>,
     mqtt_host: Option<String>,
     listen: Option<std::net::IpAddr>,
+    #[serde(default)]
+    reuse: bool,
 }
 
 impl Profile {
@@ -543,6 +555,7 @@ impl Profile {
                 mqtt_tls_port: raw.broker.mqtt_tls_port,
                 mqtt_host: raw.broker.mqtt_host,
                 listen: raw.broker.listen.map(|a| a.to_string()),
+                reuse: raw.broker.reuse,
             },
             parallel,
         })

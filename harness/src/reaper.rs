@@ -8,8 +8,9 @@
 //!   containers, SUT process groups, secret folders), so that an
 //!   interrupt, a panic or `kill -9` leaves nothing behind;
 //! - under `cargo nextest run`, where every case is a process of its own,
-//!   a broker container and a server command are shared by the run: the
-//!   process that starts one starts a reaper that watches nextest instead.
+//!   a broker container, a run's scope on a warm broker and a server
+//!   command are shared by the run: the process that starts one starts a
+//!   reaper that watches nextest instead.
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;
@@ -29,10 +30,32 @@ pub enum Target<'a> {
     Container(&'a str),
     /// A process group, by the id of its leader.
     Process(u32),
+    /// A run's scope on a warm broker (see `broker::warm`).
+    Scope {
+        /// The broker: `rabbitmq` or `mosquitto`.
+        kind: &'a str,
+        /// The warm container.
+        container: &'a str,
+        /// The scope's name.
+        name: &'a str,
+    },
+}
+
+/// Set once this binary has shown that it can be a reaper (it calls
+/// [`crate::reaped`] first); until then no reaper is started, for a
+/// binary that cannot be one would run its tests again instead.
+static CAN_REAP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Says that this binary can be a reaper.
+pub(crate) fn can_reap() {
+    CAN_REAP.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Starts this test binary again, detached, as a reaper with `spec`.
-fn start(spec: String) {
+fn start(spec: String) -> bool {
+    if !CAN_REAP.load(std::sync::atomic::Ordering::Relaxed) {
+        return false;
+    }
     if let Ok(exe) = std::env::current_exe() {
         let _ = std::process::Command::new(exe)
             .env(ENV, spec)
@@ -42,6 +65,7 @@ fn start(spec: String) {
             .process_group(0)
             .spawn();
     }
+    true
 }
 
 /// Starts a reaper of `target` (and of the files and folders `leftovers`)
@@ -51,6 +75,11 @@ pub fn spawn(target: Target<'_>, leftovers: &[&Path]) {
     let what = match target {
         Target::Container(id) => format!("container={id}"),
         Target::Process(pid) => format!("process={pid}"),
+        Target::Scope {
+            kind,
+            container,
+            name,
+        } => format!("scope={kind}/{container}/{name}"),
     };
     let paths: Vec<String> = leftovers.iter().map(|p| p.display().to_string()).collect();
     start(format!("{what}:{ppid}:{}", paths.join("\n")));
@@ -79,7 +108,10 @@ pub(crate) fn guard() -> Option<&'static Guard> {
                 .append(true)
                 .open(dir.join("ledger"))
                 .ok()?;
-            start(format!("guard:{}:{}", std::process::id(), dir.display()));
+            if !start(format!("guard:{}:{}", std::process::id(), dir.display())) {
+                let _ = std::fs::remove_dir_all(&dir);
+                return None;
+            }
             Some(Guard {
                 ledger: Mutex::new(ledger),
             })
@@ -104,6 +136,11 @@ impl Guard {
         if let Some(started) = start_time(pid as i32) {
             self.note(&format!("process {pid} {started}"));
         }
+    }
+
+    /// A run's scope on a warm broker, to remove.
+    pub(crate) fn scope(&self, kind: &str, container: &str, name: &str) {
+        self.note(&format!("scope {kind}/{container}/{name}"));
     }
 
     /// A file or folder to delete.
@@ -171,6 +208,8 @@ pub fn reap(spec: &str) {
         remove_containers(&[id.to_owned()], None);
     } else if let Some(Ok(pid)) = what.strip_prefix("process=").map(str::parse::<i32>) {
         stop_groups(&[pid]);
+    } else if let Some(scope) = what.strip_prefix("scope=") {
+        remove_scopes(&[scope.to_owned()]);
     }
     remove_paths(rest.lines().map(PathBuf::from));
 }
@@ -181,10 +220,12 @@ pub fn reap(spec: &str) {
 fn reap_ledger(dir: &Path, owner: i32) {
     let ledger = std::fs::read_to_string(dir.join("ledger")).unwrap_or_default();
     let (mut containers, mut groups, mut paths) = (Vec::new(), Vec::new(), Vec::new());
+    let mut scopes = Vec::new();
     for line in ledger.lines() {
         let mut words = line.splitn(3, ' ');
         match (words.next(), words.next(), words.next()) {
             (Some("container"), Some(id), _) => containers.push(id.to_owned()),
+            (Some("scope"), Some(scope), _) => scopes.push(scope.to_owned()),
             (Some("process"), Some(pid), Some(started)) => {
                 if let (Ok(pid), Ok(started)) = (pid.parse::<i32>(), started.parse::<u64>())
                     && start_time(pid) == Some(started)
@@ -203,6 +244,7 @@ fn reap_ledger(dir: &Path, owner: i32) {
         }
     }
     stop_groups(&groups);
+    remove_scopes(&scopes);
     remove_containers(&containers, Some(owner));
     paths.push(dir.to_owned());
     remove_paths(paths.into_iter());
@@ -255,18 +297,36 @@ fn stop_groups(pids: &[i32]) {
     }
 }
 
+/// Runs `work` to its end on a runtime of its own.
+fn block_on(work: impl std::future::Future<Output = ()>) {
+    if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        rt.block_on(work);
+    }
+}
+
+/// Removes runs' scopes from warm brokers (`kind/container/name` each).
+fn remove_scopes(scopes: &[String]) {
+    block_on(async {
+        for scope in scopes {
+            let mut parts = scope.splitn(3, '/');
+            if let (Some(kind), Some(container), Some(name)) =
+                (parts.next(), parts.next(), parts.next())
+            {
+                let _ = crate::broker::warm::remove_scope(kind, container, name).await;
+            }
+        }
+    });
+}
+
 /// Removes the containers `ids`, and those labelled `dmconf.owner=<owner>`.
 fn remove_containers(ids: &[String], owner: Option<i32>) {
     if ids.is_empty() && owner.is_none() {
         return;
     }
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
-        return;
-    };
-    rt.block_on(async {
+    block_on(async {
         if let Ok(docker) = Docker::connect_with_local_defaults() {
             let mut ids = ids.to_vec();
             if let Some(owner) = owner {

@@ -278,24 +278,13 @@ impl Harness {
         }
     }
 
-    /// Each broker's start time and where it is (secrets left out),
-    /// starting them if needed.
-    pub fn broker_info(&self) -> Result<Vec<(String, std::time::Duration, String)>, Error> {
+    /// Both brokers, started if needed: how long each took to take a
+    /// login, and whether it was a warm one an earlier run started.
+    pub fn brokers(&self) -> Result<Vec<crate::event::BrokerStart>, Error> {
         self.runtime.block_on(async {
-            let rabbit = self.sides.rabbitmq().await?;
-            let mosquitto = self.sides.mosquitto().await?;
-            Ok(vec![
-                (
-                    "RabbitMQ".to_owned(),
-                    rabbit.start_time,
-                    crate::broker::redact(&rabbit.amqp_url),
-                ),
-                (
-                    "Mosquitto".to_owned(),
-                    mosquitto.start_time,
-                    mosquitto.device_url.clone(),
-                ),
-            ])
+            self.sides.rabbitmq().await?;
+            self.sides.mosquitto().await?;
+            Ok(self.sides.started())
         })
     }
 

@@ -312,6 +312,7 @@ pub fn root() -> Result<PathBuf, Error> {
 /// `true` when it was, and the process should end. Every test target
 /// that runs cases calls it first.
 pub fn reaped() -> bool {
+    reaper::can_reap();
     match std::env::var(env::REAP) {
         Ok(spec) => {
             reaper::reap(&spec);

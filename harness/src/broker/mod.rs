@@ -8,10 +8,12 @@
 //! its own process: the first one starts a container labelled with the
 //! nextest run id, the others find it by that label, and a small reaper
 //! process removes it once nextest has exited. A broker is started only
-//! when a case of its protocol runs.
+//! when a case of its protocol runs. On request, a started broker is
+//! kept warm for the next run ([`warm`]).
 
 pub mod mosquitto;
 pub mod rabbitmq;
+pub(crate) mod warm;
 
 pub use mosquitto::Mosquitto;
 pub use rabbitmq::RabbitMq;
@@ -70,24 +72,41 @@ pub(crate) fn private_file(path: &std::path::Path, text: &str) -> Result<(), Str
 /// A secret made for this run: a fresh one for this process, or, under
 /// nextest, the one the run's first process made, kept in a private
 /// folder (returned, for the reaper to remove) under a lock.
-pub(crate) fn run_secret(kind: &str) -> Result<(String, Option<std::path::PathBuf>), String> {
+pub(crate) struct RunSecret {
+    /// The secret.
+    pub(crate) value: String,
+    /// The folder that keeps it, under nextest.
+    pub(crate) dir: Option<std::path::PathBuf>,
+    /// This process made it: the first of its run.
+    pub(crate) made: bool,
+}
+
+pub(crate) fn run_secret(kind: &str) -> Result<RunSecret, String> {
     let fresh = || uuid::Uuid::new_v4().simple().to_string();
     let Ok(run) = std::env::var("NEXTEST_RUN_ID") else {
-        return Ok((fresh(), None));
+        return Ok(RunSecret {
+            value: fresh(),
+            dir: None,
+            made: true,
+        });
     };
     let dir = std::env::temp_dir().join(format!("dmconf-{kind}-secret-{run}"));
     private_dir(&dir)?;
     let _held = crate::reaper::lock(&dir.join("lock"))?;
     let path = dir.join("secret");
-    let secret = match std::fs::read_to_string(&path) {
-        Ok(s) => s,
+    let (value, made) = match std::fs::read_to_string(&path) {
+        Ok(s) => (s, false),
         Err(_) => {
             let s = fresh();
             private_file(&path, &s)?;
-            s
+            (s, true)
         }
     };
-    Ok((secret, Some(dir)))
+    Ok(RunSecret {
+        value,
+        dir: Some(dir),
+        made,
+    })
 }
 
 /// Where a started broker's ports are published unless the profile says
@@ -174,6 +193,7 @@ pub(crate) async fn describe_image(docker: &Docker, image: &str) -> Image {
         return Image {
             name: image.to_owned(),
             version: None,
+            labels: HashMap::new(),
         };
     };
     let named = match inspected.id.as_deref() {
@@ -181,9 +201,8 @@ pub(crate) async fn describe_image(docker: &Docker, image: &str) -> Image {
         None => image.to_owned(),
     };
     let config = inspected.config.unwrap_or_default();
-    let labelled = config
-        .labels
-        .and_then(|mut l| l.remove("org.opencontainers.image.version"));
+    let labels = config.labels.unwrap_or_default();
+    let labelled = labels.get("org.opencontainers.image.version").cloned();
     let from_env = || {
         config.env.iter().flatten().find_map(|kv| {
             let (k, v) = kv.split_once('=')?;
@@ -194,6 +213,7 @@ pub(crate) async fn describe_image(docker: &Docker, image: &str) -> Image {
     Image {
         name: named,
         version: labelled.or_else(from_env),
+        labels,
     }
 }
 
@@ -204,6 +224,8 @@ pub struct Image {
     pub name: String,
     /// The broker's version, when the image tells it.
     pub version: Option<String>,
+    /// The image's labels.
+    pub(crate) labels: HashMap<String, String>,
 }
 
 /// How long a pull may take to show that a registry answers.

@@ -1,15 +1,22 @@
 //! Mosquitto set up as Azure IoT Hub behaves, for the Device API: a TLS
-//! listener for devices with a CA and server certificate made for this
-//! run, where a client may publish only under `devices/{its client
+//! listener for devices with a CA and server certificate made for the
+//! broker, where a client may publish only under `devices/{its client
 //! id}/messages/events/` and read only its own
 //! `devices/{its client id}/messages/devicebound/` (so the device id in a
 //! topic can be trusted like IoT Hub's `iothub-connection-device-id`), and
 //! any user name and password are taken (IoT Hub's SAS tokens cannot be
-//! checked here), but only from a client whose id carries the run's tag
-//! (the offline image's plugin, `scripts/mosquitto-run-ids.c`); and a
-//! listener for the platform's service identity, with a password made for
-//! this run, which reads every device's device-to-cloud topic and writes
-//! every device's cloud-to-device topic.
+//! checked here); and a listener for the platform's service identity,
+//! with a password made for the run, which reads every device's
+//! device-to-cloud topic and writes every device's cloud-to-device topic.
+//!
+//! On the offline image, the plugin `scripts/mosquitto-run-ids.c` keeps
+//! runs apart: a device logs in only with a client id that carries the
+//! tag of a run, and a run's service identity (`dmconf-service-<tag>`)
+//! sees that run's devices only. A run adds itself to the broker when it
+//! starts (a file named by its tag, holding its service password) and
+//! is removed when it ends, so one warm broker serves run after run.
+//! On the official image, without the plugin, the service identity is a
+//! password file's one user, and the broker serves one run.
 //!
 //! A broker the user names instead: `DMCONF_MQTT_URL` (the service
 //! identity's URL), `DMCONF_MQTT_DEVICE_URL` (where devices connect; the
@@ -20,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use testcontainers::core::{IntoContainerPort, WaitFor};
-use testcontainers::{ContainerAsync, GenericImage, ImageExt};
+use testcontainers::{ContainerAsync, ContainerRequest, GenericImage, ImageExt};
 
 use super::READY_WITHIN;
 use crate::profile::BrokerSpec;
@@ -30,26 +37,48 @@ use crate::transport::mqtt::{Endpoint, Login, MqttClient};
 pub const OFFLINE_IMAGE: &str = "dmconf/mosquitto:offline";
 /// The official image, for machines that reach a registry.
 pub const OFFICIAL_IMAGE: &str = "eclipse-mosquitto:2";
-/// The platform's service identity.
+/// The platform's service identity (with the plugin, followed by the
+/// run's tag).
 pub const SERVICE_USER: &str = "dmconf-service";
 /// The device listener's port in the container (IoT Hub's MQTT port).
 const DEVICE_PORT: u16 = 8883;
 /// The service listener's port in the container.
 const SERVICE_PORT: u16 = 1883;
+/// The offline image's label that names its folder of runs (and says
+/// that it has the plugin).
+const RUNS_LABEL: &str = "dmconf.runs";
+/// Where the offline image keeps the plugin that keeps runs apart.
+const RUN_IDS_PLUGIN: &str = "/usr/lib/dmconf/mosquitto-run-ids.so";
+/// The label of a warm broker that holds its CA (a certificate, public).
+const CA_LABEL: &str = "dmconf.ca";
 
-const CONFIG: &str = "\
+/// The configuration, with the plugin's folder of runs, or with a
+/// password file when the image has no plugin.
+fn config(runs: Option<&str>) -> String {
+    let plugin = |role: &str, runs: &str| {
+        format!("plugin {RUN_IDS_PLUGIN}\nplugin_opt_role {role}\nplugin_opt_runs {runs}\n")
+    };
+    let (service, device) = match runs {
+        Some(runs) => (plugin("service", runs), plugin("device", runs)),
+        None => (
+            "password_file /mosquitto/config/service.passwd\n\
+             acl_file /mosquitto/config/service.acl\n"
+                .to_owned(),
+            String::new(),
+        ),
+    };
+    format!(
+        "\
 per_listener_settings true
 max_packet_size 1048576
 # Devices connect with CleanSession 0, as the Azure SDKs do; a session
-# the run left behind goes after an hour.
+# a run left behind goes after an hour.
 persistent_client_expiration 1h
 
-listener 1883
+listener {SERVICE_PORT}
 allow_anonymous false
-password_file /mosquitto/config/service.passwd
-acl_file /mosquitto/config/service.acl
-
-listener 8883
+{service}
+listener {DEVICE_PORT}
 cafile /mosquitto/config/ca.pem
 certfile /mosquitto/config/server.pem
 keyfile /mosquitto/config/server.key
@@ -58,25 +87,26 @@ acl_file /mosquitto/config/devices.acl
 # IoT Hub takes QoS 0 and 1 and closes the connection of a device that
 # publishes at QoS 2; a subscription asking for 2 is granted 1.
 max_qos 1
-";
+{device}"
+    )
+}
 
 const DEVICE_ACL: &str = "\
 pattern write devices/%c/messages/events/#
 pattern read devices/%c/messages/devicebound/#
 ";
 
-/// Where the offline image keeps the plugin that checks device ids.
-const RUN_IDS_PLUGIN: &str = "/usr/lib/dmconf/mosquitto-run-ids.so";
-
-/// Writes the service password file at start; when the image has the
-/// plugin, lets only the run's device ids log in (the device listener's
-/// section is the configuration's last); then runs Mosquitto.
+/// Without the plugin, writes the service password file at start; then
+/// runs Mosquitto.
 const START: &str = "\
-mosquitto_passwd -b -c /mosquitto/config/service.passwd \"$DMCONF_SERVICE_USER\" \"$DMCONF_SERVICE_PASSWORD\" || exit 1
-if [ -f \"$DMCONF_RUN_IDS_PLUGIN\" ]; then
-  printf 'plugin %s\\nplugin_opt_tag %s\\n' \"$DMCONF_RUN_IDS_PLUGIN\" \"$DMCONF_RUN_TAG\" >>/mosquitto/config/mosquitto.conf
+if [ -n \"$DMCONF_SERVICE_PASSWORD\" ]; then
+  mosquitto_passwd -b -c /mosquitto/config/service.passwd \"$DMCONF_SERVICE_USER\" \"$DMCONF_SERVICE_PASSWORD\" || exit 1
 fi
 exec mosquitto -c /mosquitto/config/mosquitto.conf";
+
+/// Adds a run to a broker with the plugin: a file named by the run's
+/// tag, holding its service password, that only Mosquitto may read.
+const ADD_RUN: &str = "umask 077 && printf %s \"$DMCONF_SERVICE_PASSWORD\" >\"$0/$1\"";
 
 /// A Mosquitto broker ready for devices and the service identity.
 pub struct Mosquitto {
@@ -95,28 +125,62 @@ pub struct Mosquitto {
     pub start_time: Duration,
     /// The image it was started from; none for a broker of the user's.
     pub image: Option<super::Image>,
+    /// A warm broker an earlier run started.
+    pub reused: bool,
     container: Option<ContainerAsync<GenericImage>>,
+    /// The folder of this process's secrets, removed when it stops.
     secrets_dir: Option<PathBuf>,
+    /// The run on a warm broker (container, tag), removed when it stops.
+    scope: Option<(String, String)>,
 }
 
-/// What one run's broker is keyed with.
+/// What one run is keyed with.
 struct Secrets {
     ca_pem: String,
-    server_pem: String,
-    server_key: String,
+    /// The server's certificate and key, when this process made the CA.
+    server: Option<crate::certs::Issued>,
     password: String,
     run_tag: String,
     dir: PathBuf,
 }
 
-fn make_secrets(dir: PathBuf, hosts: Vec<String>) -> Result<Secrets, String> {
-    let ca = crate::certs::RunCa::new("dmconf test CA (one run)")?;
-    let server = ca.issue(hosts)?;
-    super::private_dir(&dir)?;
+/// The run's secrets; under nextest, every process of the run shares
+/// them (and so one broker), and the first one makes them, with the CA
+/// `ca()` gives. True when this process made them.
+fn secrets_for_run(
+    ca: impl FnOnce() -> Result<(String, Option<crate::certs::Issued>), String>,
+) -> Result<(Secrets, bool), String> {
+    let dir = match std::env::var("NEXTEST_RUN_ID") {
+        Ok(run) => std::env::temp_dir().join(format!("dmconf-mosquitto-{run}")),
+        Err(_) => {
+            let dir = std::env::temp_dir().join(format!(
+                "dmconf-mosquitto-{}",
+                uuid::Uuid::new_v4().simple()
+            ));
+            if let Some(g) = crate::reaper::guard() {
+                g.path(&dir);
+            }
+            dir
+        }
+    };
+    // The lock lives in the folder, which the run's reaper removes.
+    let _held = crate::reaper::lock(&dir.join("lock"))?;
+    let read = |n: &str| std::fs::read_to_string(dir.join(n));
+    if let (Ok(ca_pem), Ok(password), Ok(run_tag)) = (read("ca.pem"), read("password"), read("tag"))
+    {
+        let secrets = Secrets {
+            ca_pem,
+            server: None,
+            password,
+            run_tag,
+            dir: dir.clone(),
+        };
+        return Ok((secrets, false));
+    }
+    let (ca_pem, server) = ca()?;
     let secrets = Secrets {
-        ca_pem: ca.pem(),
-        server_pem: server.cert_pem,
-        server_key: server.key_pem,
+        ca_pem,
+        server,
         password: uuid::Uuid::new_v4().simple().to_string(),
         run_tag: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
         dir,
@@ -126,42 +190,17 @@ fn make_secrets(dir: PathBuf, hosts: Vec<String>) -> Result<Secrets, String> {
         ("password", &secrets.password),
         ("tag", &secrets.run_tag),
     ] {
-        let path = secrets.dir.join(name);
-        super::private_file(&path, text)?;
+        super::private_file(&secrets.dir.join(name), text)?;
     }
-    Ok(secrets)
+    Ok((secrets, true))
 }
 
-/// Under nextest, every process of the run shares one broker and so one
-/// set of secrets; the first process makes them.
-fn secrets_for_run(hosts: Vec<String>) -> Result<(Secrets, bool), String> {
-    let Ok(run) = std::env::var("NEXTEST_RUN_ID") else {
-        let dir = std::env::temp_dir().join(format!(
-            "dmconf-mosquitto-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
-        if let Some(g) = crate::reaper::guard() {
-            g.path(&dir);
-        }
-        return make_secrets(dir, hosts).map(|s| (s, true));
-    };
-    let dir = std::env::temp_dir().join(format!("dmconf-mosquitto-{run}"));
-    // The lock lives in the folder, which the run's reaper removes.
-    let _held = crate::reaper::lock(&dir.join("lock"))?;
-    let read = |n: &str| std::fs::read_to_string(dir.join(n));
-    if let (Ok(ca_pem), Ok(password), Ok(run_tag)) = (read("ca.pem"), read("password"), read("tag"))
-    {
-        let secrets = Secrets {
-            ca_pem,
-            server_pem: String::new(),
-            server_key: String::new(),
-            password,
-            run_tag,
-            dir: dir.clone(),
-        };
-        return Ok((secrets, false));
-    }
-    make_secrets(dir, hosts).map(|s| (s, true))
+/// A CA for one broker, and the device listener's certificate for
+/// `hosts`.
+fn new_ca(hosts: Vec<String>) -> Result<(String, crate::certs::Issued), String> {
+    let ca = crate::certs::RunCa::new("dmconf test CA (one broker)")?;
+    let server = ca.issue(hosts)?;
+    Ok((ca.pem(), server))
 }
 
 impl Mosquitto {
@@ -185,81 +224,140 @@ impl Mosquitto {
             OFFICIAL_IMAGE,
         )
         .await?;
-        let mut hosts = vec![
-            "localhost".to_owned(),
-            "127.0.0.1".to_owned(),
-            "::1".to_owned(),
-        ];
-        hosts.extend(spec.mqtt_host.clone());
-        let (secrets, fresh) = secrets_for_run(hosts)?;
-        let mut request = super::generic(&image)
-            .with_exposed_port(SERVICE_PORT.tcp())
-            .with_exposed_port(DEVICE_PORT.tcp())
-            .with_wait_for(WaitFor::Nothing)
-            .with_label("dmconf.broker", "mosquitto")
-            .with_env_var("DMCONF_SERVICE_USER", SERVICE_USER)
-            .with_env_var("DMCONF_SERVICE_PASSWORD", secrets.password.clone())
-            .with_env_var("DMCONF_RUN_IDS_PLUGIN", RUN_IDS_PLUGIN)
-            .with_env_var("DMCONF_RUN_TAG", secrets.run_tag.clone())
-            .with_cmd(["sh", "-c", START]);
-        if fresh {
-            let service_acl = format!("user {SERVICE_USER}\ntopic readwrite devices/#\n");
-            for (name, text) in [
-                ("mosquitto.conf", CONFIG.to_owned()),
-                ("devices.acl", DEVICE_ACL.to_owned()),
-                ("service.acl", service_acl),
-                ("ca.pem", secrets.ca_pem.clone()),
-                ("server.pem", secrets.server_pem.clone()),
-                ("server.key", secrets.server_key.clone()),
-            ] {
-                request =
-                    request.with_copy_to(format!("/mosquitto/config/{name}"), text.into_bytes());
-            }
-        }
-        if let Some(port) = spec.mqtt_tls_port {
-            // Once one port is mapped by hand, Docker publishes only the
-            // mapped ones: the service listener needs a host port too.
-            let free = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .map_err(|e| format!("no free port for the service listener: {e}"))?
-                .port();
+        let described = super::describe_image(&docker, &image).await;
+        let runs = described.labels.get(RUNS_LABEL).cloned();
+        let broker = if spec.warm() {
+            let runs = runs.ok_or_else(|| {
+                format!(
+                    "a warm Mosquitto needs the offline image, whose plugin keeps runs apart; `{image}` has none (bash scripts/build-images.sh)"
+                )
+            })?;
+            Self::warm(&docker, &image, &runs, spec).await?
+        } else {
+            Self::one_run(&docker, &image, runs.as_deref(), spec).await?
+        };
+        Ok(Mosquitto {
+            start_time: began.elapsed(),
+            image: Some(described),
+            ..broker
+        })
+    }
+
+    /// A broker of this run's own (shared by the processes of a nextest
+    /// run).
+    async fn one_run(
+        docker: &Docker,
+        image: &str,
+        runs: Option<&str>,
+        spec: &BrokerSpec,
+    ) -> Result<Self, String> {
+        let (secrets, fresh) =
+            secrets_for_run(|| new_ca(hosts(spec)).map(|(ca, server)| (ca, Some(server))))?;
+        let mut request = request(image, runs, &secrets, spec)?;
+        if runs.is_none() {
             request = request
-                .with_mapped_port(port, DEVICE_PORT.tcp())
-                .with_mapped_port(free, SERVICE_PORT.tcp());
+                .with_env_var("DMCONF_SERVICE_USER", SERVICE_USER)
+                .with_env_var("DMCONF_SERVICE_PASSWORD", secrets.password.clone());
         }
-        let request = super::publish_on(request, spec.listen(), &[SERVICE_PORT, DEVICE_PORT]);
-        let (c, claim) = super::start_container(&docker, "mosquitto", request, Some(&secrets.dir))
+        let (c, claim) = super::start_container(docker, "mosquitto", request, Some(&secrets.dir))
             .await
-            .map_err(|e| super::no_start("Mosquitto", &image, e))?;
-        let host = c.get_host().await.map_err(|e| e.to_string())?;
+            .map_err(|e| super::no_start("Mosquitto", image, e))?;
+        if let (true, Some(runs)) = (fresh, runs) {
+            add_run(docker, c.id(), runs, &secrets).await?;
+        }
+        let host = c.get_host().await.map_err(|e| e.to_string())?.to_string();
         let port = |p: u16| {
             let c = &c;
             async move { c.get_host_port_ipv4(p).await.map_err(|e| e.to_string()) }
         };
-        let (service, device) = (port(SERVICE_PORT).await?, port(DEVICE_PORT).await?);
+        let ports = (port(SERVICE_PORT).await?, port(DEVICE_PORT).await?);
         let broker = Mosquitto {
-            device_url: format!("mqtts://{host}:{device}"),
-            service_url: format!(
-                "mqtt://{SERVICE_USER}:{}@{host}:{service}",
-                secrets.password
-            ),
-            ca_file: Some(secrets.dir.join("ca.pem")),
-            run_tag: secrets.run_tag,
-            ca_pem: Some(secrets.ca_pem),
-            start_time: Duration::ZERO,
-            image: None,
             container: Some(c),
-            secrets_dir: fresh.then_some(secrets.dir),
+            secrets_dir: fresh.then(|| secrets.dir.clone()),
+            ..Self::at(&host, ports, runs.is_some(), secrets)
         };
         if !claim.ready {
             broker.wait_ready().await?;
         }
         claim.mark_ready();
-        Ok(Mosquitto {
-            start_time: began.elapsed(),
-            image: Some(super::describe_image(&docker, &image).await),
-            ..broker
+        Ok(broker)
+    }
+
+    /// This run, added to the warm broker, started if there is none.
+    async fn warm(
+        docker: &Docker,
+        image: &str,
+        runs: &str,
+        spec: &BrokerSpec,
+    ) -> Result<Self, String> {
+        let hosts = hosts(spec);
+        let tls_port = spec
+            .mqtt_tls_port
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        let mut settings = vec!["mosquitto", spec.listen(), &tls_port];
+        settings.extend(hosts.iter().map(String::as_str));
+        let from = super::warm::made_from(docker, image, &settings).await;
+        let (warm, started, lock) = super::warm::find_or_start(docker, "mosquitto", &from, || {
+            let (ca_pem, server) = new_ca(hosts.clone())?;
+            let made = Secrets {
+                ca_pem,
+                server: Some(server),
+                password: String::new(),
+                run_tag: String::new(),
+                dir: PathBuf::new(),
+            };
+            Ok(request(image, Some(runs), &made, spec)?.with_label(CA_LABEL, made.ca_pem))
         })
+        .await
+        .map_err(|e| super::no_start("Mosquitto", image, e))?;
+        let ca_pem = warm
+            .label(CA_LABEL)
+            .ok_or_else(|| format!("the warm Mosquitto {} has no {CA_LABEL} label", warm.id))?
+            .to_owned();
+        let (secrets, fresh) = secrets_for_run(|| Ok((ca_pem, None)))?;
+        if fresh {
+            add_run(docker, &warm.id, runs, &secrets).await?;
+            super::warm::remove_when_over(
+                "mosquitto",
+                &warm.id,
+                &secrets.run_tag,
+                Some(&secrets.dir),
+            );
+        }
+        let shared = std::env::var("NEXTEST_RUN_ID").is_ok();
+        let ports = (warm.port(SERVICE_PORT)?, warm.port(DEVICE_PORT)?);
+        let broker = Mosquitto {
+            secrets_dir: (fresh && !shared).then(|| secrets.dir.clone()),
+            scope: (!shared).then(|| (warm.id.clone(), secrets.run_tag.clone())),
+            reused: !started,
+            ..Self::at(warm.host(), ports, true, secrets)
+        };
+        broker.wait_ready().await?;
+        drop(lock);
+        Ok(broker)
+    }
+
+    /// The broker at `host`, with its (service, device) ports.
+    fn at(host: &str, (service, device): (u16, u16), plugin: bool, secrets: Secrets) -> Self {
+        let user = if plugin {
+            format!("{SERVICE_USER}-{}", secrets.run_tag)
+        } else {
+            SERVICE_USER.to_owned()
+        };
+        Mosquitto {
+            device_url: format!("mqtts://{host}:{device}"),
+            service_url: format!("mqtt://{user}:{}@{host}:{service}", secrets.password),
+            ca_file: Some(secrets.dir.join("ca.pem")),
+            run_tag: secrets.run_tag,
+            ca_pem: Some(secrets.ca_pem),
+            start_time: Duration::ZERO,
+            image: None,
+            reused: false,
+            container: None,
+            secrets_dir: None,
+            scope: None,
+        }
     }
 
     async fn existing(service_url: String, began: Instant) -> Result<Self, String> {
@@ -290,8 +388,10 @@ impl Mosquitto {
             ca_file,
             start_time: Duration::ZERO,
             image: None,
+            reused: false,
             container: None,
             secrets_dir: None,
+            scope: None,
         };
         broker.wait_ready().await?;
         Ok(Mosquitto {
@@ -358,12 +458,116 @@ impl Mosquitto {
         Ok(())
     }
 
-    /// Removes the container this process started, and its secrets.
+    /// The warm container this run uses.
+    #[cfg(test)]
+    pub(crate) fn warm_container(&self) -> Option<String> {
+        self.scope.as_ref().map(|(c, _)| c.clone())
+    }
+
+    /// Removes the container this process started, or this run from the
+    /// warm broker, and the run's secrets.
     pub async fn stop(self) {
         let shared = std::env::var("NEXTEST_RUN_ID").is_ok();
         super::stop_container(self.container).await;
+        if let Some((container, tag)) = self.scope {
+            let _ = super::warm::remove_scope("mosquitto", &container, &tag).await;
+        }
         if let Some(dir) = self.secrets_dir.filter(|_| !shared) {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
+}
+
+/// The names the device listener's certificate holds.
+fn hosts(spec: &BrokerSpec) -> Vec<String> {
+    let mut hosts = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    hosts.extend(spec.mqtt_host.clone());
+    hosts
+}
+
+/// What a started Mosquitto is asked for: its listeners, and, when
+/// `secrets` holds the server's certificate, the configuration and keys.
+fn request(
+    image: &str,
+    runs: Option<&str>,
+    secrets: &Secrets,
+    spec: &BrokerSpec,
+) -> Result<ContainerRequest<GenericImage>, String> {
+    let mut request = super::generic(image)
+        .with_exposed_port(SERVICE_PORT.tcp())
+        .with_exposed_port(DEVICE_PORT.tcp())
+        .with_wait_for(WaitFor::Nothing)
+        .with_label("dmconf.broker", "mosquitto")
+        .with_cmd(["sh", "-c", START]);
+    if let Some(server) = &secrets.server {
+        let service_acl = format!("user {SERVICE_USER}\ntopic readwrite devices/#\n");
+        for (name, text) in [
+            ("mosquitto.conf", config(runs)),
+            ("devices.acl", DEVICE_ACL.to_owned()),
+            ("service.acl", service_acl),
+            ("ca.pem", secrets.ca_pem.clone()),
+            ("server.pem", server.cert_pem.clone()),
+            ("server.key", server.key_pem.clone()),
+        ] {
+            request = request.with_copy_to(format!("/mosquitto/config/{name}"), text.into_bytes());
+        }
+    }
+    if let Some(port) = spec.mqtt_tls_port {
+        // Once one port is mapped by hand, Docker publishes only the
+        // mapped ones: the service listener needs a host port too.
+        let free = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port for the service listener: {e}"))?
+            .port();
+        request = request
+            .with_mapped_port(port, DEVICE_PORT.tcp())
+            .with_mapped_port(free, SERVICE_PORT.tcp());
+    }
+    Ok(super::publish_on(
+        request,
+        spec.listen(),
+        &[SERVICE_PORT, DEVICE_PORT],
+    ))
+}
+
+/// Adds the run to a broker with the plugin.
+async fn add_run(
+    docker: &Docker,
+    container: &str,
+    runs: &str,
+    secrets: &Secrets,
+) -> Result<(), String> {
+    super::warm::exec(
+        docker,
+        container,
+        "mosquitto",
+        vec![format!("DMCONF_SERVICE_PASSWORD={}", secrets.password)],
+        &["sh", "-c", ADD_RUN, runs, &secrets.run_tag],
+    )
+    .await
+    .map_err(|e| format!("cannot add this run to Mosquitto: {e}"))
+}
+
+/// Removes run `tag` from a warm broker.
+pub(crate) async fn remove_scope(
+    docker: &Docker,
+    warm: &super::warm::Warm,
+    tag: &str,
+) -> Result<(), String> {
+    let runs = warm
+        .label(RUNS_LABEL)
+        .ok_or_else(|| format!("the warm Mosquitto {} has no {RUNS_LABEL} label", warm.id))?;
+    let file = format!("{runs}/{tag}");
+    super::warm::exec(
+        docker,
+        &warm.id,
+        "mosquitto",
+        Vec::new(),
+        &["rm", "-f", &file],
+    )
+    .await
 }

@@ -1,12 +1,15 @@
 //! RabbitMQ for DMF: a broker the user names (`DMCONF_AMQP_URL`, or
 //! `[broker] amqp_url`), or one started from the offline or official
-//! image. Ready once an AMQP login succeeds.
+//! image. Ready once an AMQP login succeeds. A warm broker (see
+//! [`super::warm`]) runs the management plugin, through which each run
+//! makes a vhost of its own, with tracing on, and a user of its own that
+//! may use that vhost and no other.
 
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use testcontainers::core::{IntoContainerPort, WaitFor};
-use testcontainers::{ContainerAsync, GenericImage, ImageExt};
+use testcontainers::{ContainerAsync, ContainerRequest, GenericImage, ImageExt};
 
 use super::READY_WITHIN;
 use crate::profile::BrokerSpec;
@@ -25,8 +28,13 @@ pub const OFFICIAL_IMAGE: &str = "rabbitmq:4.1";
 /// same on a running broker, but costs seconds of the run's start.)
 const FIREHOSE: &str = "[{rabbit, [{trace_vhosts, [<<\"/\">>]}]}].\n";
 
-/// The user a started RabbitMQ makes for the run.
+/// The user a started RabbitMQ makes for the run (for a warm broker,
+/// its administrator).
 const USER: &str = "dmconf";
+/// The management plugin, on in a warm broker.
+const MANAGEMENT: &str = "[rabbitmq_management].\n";
+/// The management plugin's port in the container.
+const MANAGEMENT_PORT: u16 = 15672;
 
 /// A RabbitMQ broker ready for AMQP.
 pub struct RabbitMq {
@@ -36,7 +44,12 @@ pub struct RabbitMq {
     pub start_time: Duration,
     /// The image it was started from; none for a broker of the user's.
     pub image: Option<super::Image>,
+    /// A warm broker an earlier run started.
+    pub reused: bool,
     container: Option<ContainerAsync<GenericImage>>,
+    /// The run's scope on a warm broker: the container and the name of
+    /// the vhost and user, removed when the run stops.
+    scope: Option<(String, String)>,
 }
 
 impl RabbitMq {
@@ -53,7 +66,9 @@ impl RabbitMq {
                 amqp_url: url,
                 start_time: began.elapsed(),
                 image: None,
+                reused: false,
                 container: None,
+                scope: None,
             });
         }
         let docker = Docker::connect_with_local_defaults().map_err(|e| {
@@ -67,22 +82,19 @@ impl RabbitMq {
             OFFICIAL_IMAGE,
         )
         .await?;
+        if spec.warm() {
+            return Self::warm(&docker, &image, spec, began).await;
+        }
         // A login of this run's own, not guest/guest: RabbitMQ (3.9 and
         // later) makes this user, and no other, on its first boot.
-        let (password, secret_dir) = super::run_secret("rabbitmq")?;
-        let request = super::generic(&image)
-            .with_exposed_port(5672.tcp())
-            .with_wait_for(WaitFor::Nothing)
-            .with_label("dmconf.broker", "rabbitmq")
-            .with_env_var("RABBITMQ_DEFAULT_USER", USER)
-            .with_env_var("RABBITMQ_DEFAULT_PASS", password.clone())
-            .with_copy_to(
-                "/etc/rabbitmq/advanced.config",
-                FIREHOSE.as_bytes().to_vec(),
-            );
-        let request = super::publish_on(request, spec.listen(), &[5672]);
+        let secret = super::run_secret("rabbitmq")?;
+        let request = super::publish_on(
+            request(&image, &secret.value, &[5672]),
+            spec.listen(),
+            &[5672],
+        );
         let (c, claim) =
-            super::start_container(&docker, "rabbitmq", request, secret_dir.as_deref())
+            super::start_container(&docker, "rabbitmq", request, secret.dir.as_deref())
                 .await
                 .map_err(|e| super::no_start("RabbitMQ", &image, e))?;
         let port = c
@@ -90,7 +102,7 @@ impl RabbitMq {
             .await
             .map_err(|e| e.to_string())?;
         let host = c.get_host().await.map_err(|e| e.to_string())?;
-        let url = format!("amqp://{USER}:{password}@{host}:{port}/%2f");
+        let url = format!("amqp://{USER}:{}@{host}:{port}/%2f", secret.value);
         if !claim.ready {
             wait_ready(&url).await?;
         }
@@ -99,14 +111,200 @@ impl RabbitMq {
             amqp_url: url,
             start_time: began.elapsed(),
             image: Some(super::describe_image(&docker, &image).await),
+            reused: false,
             container: Some(c),
+            scope: None,
         })
     }
 
-    /// Removes the container this process started (not a shared one).
+    /// A vhost and a user of this run's own on the warm broker, started
+    /// if there is none.
+    async fn warm(
+        docker: &Docker,
+        image: &str,
+        spec: &BrokerSpec,
+        began: Instant,
+    ) -> Result<Self, String> {
+        let from = super::warm::made_from(docker, image, &["rabbitmq", spec.listen()]).await;
+        let (warm, started, lock) = super::warm::find_or_start(docker, "rabbitmq", &from, || {
+            let admin = uuid::Uuid::new_v4().simple().to_string();
+            let request = request(image, &admin, &[5672, MANAGEMENT_PORT]).with_copy_to(
+                "/etc/rabbitmq/enabled_plugins",
+                MANAGEMENT.as_bytes().to_vec(),
+            );
+            Ok(super::publish_on(
+                request,
+                spec.listen(),
+                &[5672, MANAGEMENT_PORT],
+            ))
+        })
+        .await
+        .map_err(|e| super::no_start("RabbitMQ", image, e))?;
+        let secret = super::run_secret("rabbitmq")?;
+        let name = match std::env::var("NEXTEST_RUN_ID") {
+            Ok(run) => format!("dmconf-{run}"),
+            Err(_) => format!(
+                "dmconf-{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..16]
+            ),
+        };
+        if secret.made {
+            super::warm::remove_when_over("rabbitmq", &warm.id, &name, secret.dir.as_deref());
+        }
+        Admin::of(&warm)?.add_scope(&name, &secret.value).await?;
+        drop(lock);
+        let url = format!(
+            "amqp://{name}:{}@{}:{}/{name}",
+            secret.value,
+            warm.host(),
+            warm.port(5672)?
+        );
+        wait_ready(&url).await?;
+        let shared = std::env::var("NEXTEST_RUN_ID").is_ok();
+        Ok(RabbitMq {
+            amqp_url: url,
+            start_time: began.elapsed(),
+            image: Some(super::describe_image(docker, image).await),
+            reused: !started,
+            container: None,
+            scope: (!shared).then(|| (warm.id.clone(), name)),
+        })
+    }
+
+    /// The warm container this run uses.
+    #[cfg(test)]
+    pub(crate) fn warm_container(&self) -> Option<String> {
+        self.scope.as_ref().map(|(c, _)| c.clone())
+    }
+
+    /// Removes the container this process started (not a shared one),
+    /// or the run's scope on a warm broker.
     pub async fn stop(self) {
         super::stop_container(self.container).await;
+        if let Some((container, name)) = self.scope {
+            let _ = super::warm::remove_scope("rabbitmq", &container, &name).await;
+        }
     }
+}
+
+/// What a started RabbitMQ is asked for: a login of the run's own, and
+/// the firehose.
+fn request(image: &str, password: &str, ports: &[u16]) -> ContainerRequest<GenericImage> {
+    let mut image = super::generic(image);
+    for p in ports {
+        image = image.with_exposed_port(p.tcp());
+    }
+    image
+        .with_wait_for(WaitFor::Nothing)
+        .with_label("dmconf.broker", "rabbitmq")
+        .with_env_var("RABBITMQ_DEFAULT_USER", USER)
+        .with_env_var("RABBITMQ_DEFAULT_PASS", password)
+        .with_copy_to(
+            "/etc/rabbitmq/advanced.config",
+            FIREHOSE.as_bytes().to_vec(),
+        )
+}
+
+/// The management API of a warm broker, as its administrator.
+struct Admin {
+    base: String,
+    password: String,
+    http: reqwest::Client,
+}
+
+impl Admin {
+    fn of(warm: &super::warm::Warm) -> Result<Self, String> {
+        Ok(Admin {
+            base: format!("http://{}:{}/api", warm.host(), warm.port(MANAGEMENT_PORT)?),
+            password: warm.env("RABBITMQ_DEFAULT_PASS")?.to_owned(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .map_err(|e| e.to_string())?,
+        })
+    }
+
+    /// Sends a request; the answer's status, or why there is none.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<reqwest::StatusCode, String> {
+        let mut request = self
+            .http
+            .request(method, format!("{}/{path}", self.base))
+            .basic_auth(USER, Some(&self.password));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let answer = request
+            .send()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
+        Ok(answer.status())
+    }
+
+    /// Sends a request that must succeed.
+    async fn must(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<(), String> {
+        match self.call(method, path, body).await? {
+            s if s.is_success() => Ok(()),
+            s => Err(format!("{path}: {s}")),
+        }
+    }
+
+    /// Makes vhost `name`, with tracing on (the firehose, for requeue
+    /// loops), and user `name`, who may use that vhost and no other;
+    /// tries again while the broker boots.
+    async fn add_scope(&self, name: &str, password: &str) -> Result<(), String> {
+        use reqwest::Method;
+        use serde_json::json;
+        let deadline = Instant::now() + READY_WITHIN;
+        let vhost = format!("vhosts/{name}");
+        let made = loop {
+            let tried = self
+                .call(Method::PUT, &vhost, Some(json!({"tracing": true})))
+                .await;
+            match tried {
+                Ok(s) if s.is_success() => break Ok(()),
+                Ok(s @ (reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN)) => {
+                    break Err(format!("{vhost}: {s}"));
+                }
+                Ok(s) if Instant::now() >= deadline => break Err(format!("{vhost}: {s}")),
+                Err(e) if Instant::now() >= deadline => break Err(e),
+                _ => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        };
+        let user = json!({"password": password, "tags": ""});
+        let rights = json!({"configure": ".*", "write": ".*", "read": ".*"});
+        async {
+            made?;
+            self.must(Method::PUT, &format!("users/{name}"), Some(user))
+                .await?;
+            self.must(
+                Method::PUT,
+                &format!("permissions/{name}/{name}"),
+                Some(rights),
+            )
+            .await
+        }
+        .await
+        .map_err(|e| format!("the warm RabbitMQ did not take this run's vhost and user: {e}"))
+    }
+}
+
+/// Removes vhost and user `name` from a warm broker.
+pub(crate) async fn remove_scope(warm: &super::warm::Warm, name: &str) -> Result<(), String> {
+    let admin = Admin::of(warm)?;
+    for path in [format!("vhosts/{name}"), format!("users/{name}")] {
+        admin.call(reqwest::Method::DELETE, &path, None).await?;
+    }
+    Ok(())
 }
 
 /// Waits until an AMQP login succeeds, at most [`READY_WITHIN`]; a

@@ -48,11 +48,16 @@ fn announce(broker: &str) {
     }
 }
 
-fn ready(broker: &str, after: std::time::Duration) {
+fn ready(broker: &str, after: std::time::Duration, reused: bool) {
     if std::env::var_os("NEXTEST_RUN_ID").is_none() {
         eprintln!(
-            "dmconf: {broker}: takes logins after {:.1} s",
-            after.as_secs_f64()
+            "dmconf: {broker}: takes logins after {:.1} s{}",
+            after.as_secs_f64(),
+            if reused {
+                " (warm, from an earlier run)"
+            } else {
+                ""
+            }
         );
     }
 }
@@ -98,7 +103,7 @@ impl Sides {
         once(&self.rabbitmq, async {
             announce("RabbitMQ");
             let b = RabbitMq::start(&self.spec).await.map_err(Error::Broker)?;
-            ready("RabbitMQ", b.start_time);
+            ready("RabbitMQ", b.start_time, b.reused);
             Ok(b)
         })
         .await
@@ -109,7 +114,7 @@ impl Sides {
         once(&self.mosquitto, async {
             announce("Mosquitto");
             let b = Mosquitto::start(&self.spec).await.map_err(Error::Broker)?;
-            ready("Mosquitto", b.start_time);
+            ready("Mosquitto", b.start_time, b.reused);
             Ok(b)
         })
         .await
@@ -123,23 +128,25 @@ impl Sides {
     /// The brokers this run has started or found, with the time each
     /// took to accept a login (kept apart from the cases' durations).
     pub(crate) fn started(&self) -> Vec<BrokerStart> {
-        let start = |broker: &str, ready_after, image: &Option<crate::broker::Image>| BrokerStart {
-            broker: broker.to_owned(),
-            ready_after,
-            image: image.as_ref().map(|i| i.name.clone()),
-            version: image.as_ref().and_then(|i| i.version.clone()),
-            unobserved: Vec::new(),
-        };
+        let start =
+            |broker: &str, ready_after, image: &Option<crate::broker::Image>, reused| BrokerStart {
+                broker: broker.to_owned(),
+                ready_after,
+                image: image.as_ref().map(|i| i.name.clone()),
+                version: image.as_ref().and_then(|i| i.version.clone()),
+                reused,
+                unobserved: Vec::new(),
+            };
         let mut out = Vec::new();
         if let Some(Ok(r)) = self.rabbitmq.get() {
-            let mut b = start("RabbitMQ", r.start_time, &r.image);
+            let mut b = start("RabbitMQ", r.start_time, &r.image, r.reused);
             if let Some(Ok(side)) = self.dmf_device.get() {
                 b.unobserved.extend(side.firehose_off());
             }
             out.push(b);
         }
         if let Some(Ok(m)) = self.mosquitto.get() {
-            out.push(start("Mosquitto", m.start_time, &m.image));
+            out.push(start("Mosquitto", m.start_time, &m.image, m.reused));
         }
         out
     }

@@ -503,6 +503,7 @@ mod tests {
                 ready_after: std::time::Duration::from_secs(9),
                 image: Some("dmconf/rabbitmq:offline (sha256:00)".into()),
                 version: Some("3.10.8-1.1+deb12u2".into()),
+                reused: false,
                 unobserved: vec!["the firehose shows no deliveries".into()],
             }],
             ended_unix: 1.0,
