@@ -83,7 +83,7 @@ fn warm(root: &std::path::Path) {
         );
         if !cold.reused {
             println!(
-                "  (the first run booted it, with RabbitMQ's management plugin: {:.2} s)",
+                "  (the first run booted it: {:.2} s)",
                 cold.ready_after.as_secs_f64()
             );
         }

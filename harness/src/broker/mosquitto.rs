@@ -71,6 +71,8 @@ fn config(runs: Option<&str>) -> String {
         "\
 per_listener_settings true
 max_packet_size 1048576
+# Each message on its way at once, not held for the peer's delayed ACK.
+set_tcp_nodelay true
 # Devices connect with CleanSession 0, as the Azure SDKs do; a session
 # a run left behind goes after an hour.
 persistent_client_expiration 1h

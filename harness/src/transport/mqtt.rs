@@ -203,6 +203,11 @@ impl MqttClient {
             )));
         }
         let (client, mut eventloop) = AsyncClient::new(opts, 64);
+        // Without it, a small publish can sit out the peer's delayed ACK
+        // (40 ms on Linux), which each request and answer would pay.
+        let mut network = rumqttc::NetworkOptions::new();
+        network.set_tcp_nodelay(true);
+        eventloop.set_network_options(network);
         let (tx, rx) = mpsc::unbounded_channel();
         let (acks_tx, acks) = watch::channel(Acks::default());
         let (closed_tx, closed) = watch::channel(None);
