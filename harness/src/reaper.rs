@@ -180,7 +180,7 @@ impl Drop for RunDir {
 
 /// When process `pid` started, in clock ticks since boot (the 22nd field
 /// of `/proc/<pid>/stat`).
-fn start_time(pid: i32) -> Option<u64> {
+pub(crate) fn start_time(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The name, field 2, is in parentheses and may hold spaces.
     let rest = &stat[stat.rfind(')')? + 2..];

@@ -10,7 +10,8 @@
 //! credentials, that sees no other run's traffic: a vhost and a user on
 //! RabbitMQ, a tag and a service login on Mosquitto. The run adds it when
 //! it starts and removes it when it ends; if the run is killed, its reaper
-//! removes it. `dmconf brokers stop` removes the warm containers.
+//! removes it, and if the reaper dies too, the next warm run does.
+//! `dmconf brokers stop` removes the warm containers.
 
 use std::collections::HashMap;
 
@@ -147,6 +148,7 @@ pub(crate) async fn find_or_start(
         .await
         .map_err(|e| e.to_string())?;
     if let Some(id) = running.into_iter().find_map(|c| c.id) {
+        sweep(kind).await;
         return Ok((Warm::inspect(docker, &id).await?, false, lock));
     }
     // A stopped one (after a restart of Docker) is started again.
@@ -166,36 +168,96 @@ pub(crate) async fn find_or_start(
 /// A run's scope on a warm broker, removed when the run is over: by the
 /// run, or by its reaper should the run die first. Under nextest, where
 /// the processes of a run share one scope, by a reaper that waits for
-/// nextest.
-/// Under nextest, the reaper also deletes `leftover` (the folder that
-/// kept the run's secret).
+/// nextest, which also deletes `leftover` (the folder that kept the
+/// run's secret). Should the reaper die too, a marker on this machine
+/// names the scope and its owner, and the next warm run removes it.
 pub(crate) fn remove_when_over(
     kind: &str,
     container: &str,
     name: &str,
     leftover: Option<&std::path::Path>,
 ) {
+    let nextest = std::env::var("NEXTEST_RUN_ID").is_ok();
+    let owner = if nextest {
+        std::os::unix::process::parent_id()
+    } else {
+        std::process::id()
+    };
+    if let (Some(started), Ok(())) = (
+        crate::reaper::start_time(owner as i32),
+        super::private_dir(&markers()),
+    ) {
+        let _ = std::fs::write(
+            marker(kind, container, name),
+            format!("{owner} {started}\n"),
+        );
+    }
     let target = crate::reaper::Target::Scope {
         kind,
         container,
         name,
     };
-    if std::env::var("NEXTEST_RUN_ID").is_ok() {
+    if nextest {
         crate::reaper::spawn(target, &leftover.into_iter().collect::<Vec<_>>());
     } else if let Some(g) = crate::reaper::guard() {
         g.scope(kind, container, name);
     }
 }
 
+/// Where the markers of this machine's scopes on warm brokers are.
+fn markers() -> std::path::PathBuf {
+    std::env::temp_dir().join("dmconf-warm-scopes")
+}
+
+/// The marker of one scope: `<kind> <container> <name>`, which no part
+/// holds a space of.
+fn marker(kind: &str, container: &str, name: &str) -> std::path::PathBuf {
+    markers().join(format!("{kind} {container} {name}"))
+}
+
+/// Removes the scopes on warm `kind` brokers whose runs are gone
+/// without removing them (their reapers died with them).
+async fn sweep(kind: &str) {
+    let Ok(entries) = std::fs::read_dir(markers()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let mut parts = file.splitn(3, ' ');
+        let (Some(k), Some(container), Some(name)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let owner = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        let mut owner = owner.split_whitespace().map(str::parse::<u64>);
+        let alive = match (owner.next(), owner.next()) {
+            (Some(Ok(pid)), Some(Ok(started))) => {
+                crate::reaper::start_time(pid as i32) == Some(started)
+            }
+            _ => false,
+        };
+        if k == kind && !alive {
+            let _ = remove_scope(kind, container, name).await;
+        }
+    }
+}
+
 /// Removes a run's scope from a warm broker, once the run is over.
 pub(crate) async fn remove_scope(kind: &str, container: &str, name: &str) -> Result<(), String> {
     let docker = Docker::connect_with_local_defaults().map_err(|e| e.to_string())?;
-    let warm = Warm::inspect(&docker, container).await?;
-    match kind {
-        "rabbitmq" => super::rabbitmq::remove_scope(&warm, name).await,
-        "mosquitto" => super::mosquitto::remove_scope(&docker, &warm, name).await,
-        other => Err(format!("no broker kind {other}")),
+    let removed = match Warm::inspect(&docker, container).await {
+        Ok(warm) => match kind {
+            "rabbitmq" => super::rabbitmq::remove_scope(&warm, name).await,
+            "mosquitto" => super::mosquitto::remove_scope(&docker, &warm, name).await,
+            other => Err(format!("no broker kind {other}")),
+        },
+        // The container is gone, and the scope with it.
+        Err(_) => Ok(()),
+    };
+    if removed.is_ok() {
+        let _ = std::fs::remove_file(marker(kind, container, name));
     }
+    removed
 }
 
 /// Runs `cmd` in the container as `user`, with `env`; fails unless the
@@ -300,6 +362,7 @@ pub fn command(mut args: impl Iterator<Item = String>) -> std::process::ExitCode
                 Err(e) => eprintln!("dmconf: cannot remove {id}: {e}"),
             }
         }
+        let _ = std::fs::remove_dir_all(markers());
         ExitCode::SUCCESS
     })
 }
@@ -351,12 +414,21 @@ mod tests {
             AmqpClient::connect(&trespass).await.is_err(),
             "a run's user opened another run's vhost"
         );
+        // Their run and its reaper die: the next warm run's sweep removes
+        // their scope.
         let ended = theirs.amqp_url.clone();
-        theirs.stop().await;
+        let container = theirs.warm_container().unwrap();
+        std::fs::write(super::marker("rabbitmq", &container, their_vhost), "0 0\n").unwrap();
+        super::sweep("rabbitmq").await;
         assert!(
             AmqpClient::connect(&ended).await.is_err(),
-            "an ended run can still log in"
+            "a dead run's scope outlived the sweep"
         );
+        assert!(
+            AmqpClient::connect(&mine.amqp_url).await.is_ok(),
+            "the sweep removed a live run's scope"
+        );
+        theirs.stop().await;
 
         let (me, them) = (
             Mosquitto::start(&spec).await.unwrap(),
