@@ -23,8 +23,11 @@ use crate::message::Message;
 
 type Result<T> = std::result::Result<T, TransportError>;
 
-/// Bound on every broker operation.
-const OP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on every broker operation: generous, for a RabbitMQ that shares
+/// two cores with a few dozen test processes (under nextest, opening a
+/// channel was seen to take more than 10 s); a case's own deadline still
+/// bounds the case.
+const OP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The largest AMQP frame the harness's connections ask for: the AMQP
 /// minimum's double, well above any DMF message's headers; bodies span
