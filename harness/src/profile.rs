@@ -567,6 +567,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn warm_brokers_are_asked_for_by_the_profile() {
+        let text = "[sut]\ncommand = [\"d\"]\n[broker]\nreuse = true\n";
+        assert!(
+            Profile::parse(text, Path::new("p.toml"))
+                .unwrap()
+                .broker
+                .reuse
+        );
+        let plain = Profile::parse("[sut]\ncommand = [\"d\"]\n", Path::new("p.toml")).unwrap();
+        assert!(!plain.broker.reuse);
+        assert!(
+            Profile::parse(&text.replace("true", "\"yes\""), Path::new("p.toml")).is_err(),
+            "reuse takes a boolean"
+        );
+    }
+
+    #[test]
     fn a_command_profile() {
         let p = Profile::parse(
             r#"
