@@ -19,7 +19,6 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use bollard::Docker;
-use bollard::query_parameters::RemoveContainerOptions;
 
 /// The environment variable that makes a test binary a reaper.
 pub(crate) const ENV: &str = crate::env::REAP;
@@ -297,14 +296,14 @@ fn stop_groups(pids: &[i32]) {
     }
 }
 
-/// Runs `work` to its end on a runtime of its own.
-fn block_on(work: impl std::future::Future<Output = ()>) {
-    if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+/// Runs `work` to its end on a runtime of its own; `None` when no
+/// runtime could be made.
+pub(crate) fn block_on<T>(work: impl std::future::Future<Output = T>) -> Option<T> {
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        rt.block_on(work);
-    }
+        .ok()?;
+    Some(rt.block_on(work))
 }
 
 /// Removes runs' scopes from warm brokers (`kind/container/name` each).
@@ -330,31 +329,14 @@ fn remove_containers(ids: &[String], owner: Option<i32>) {
         if let Ok(docker) = Docker::connect_with_local_defaults() {
             let mut ids = ids.to_vec();
             if let Some(owner) = owner {
-                let filters = std::collections::HashMap::from([(
-                    "label".to_owned(),
-                    vec![format!("dmconf.owner={owner}")],
-                )]);
-                let found = docker
-                    .list_containers(Some(bollard::query_parameters::ListContainersOptions {
-                        all: true,
-                        filters: Some(filters),
-                        ..Default::default()
-                    }))
+                let owned = vec![format!("dmconf.owner={owner}")];
+                let found = crate::broker::labelled(&docker, owned, true)
                     .await
                     .unwrap_or_default();
                 ids.extend(found.into_iter().filter_map(|c| c.id));
             }
             for id in &ids {
-                let _ = docker
-                    .remove_container(
-                        id,
-                        Some(RemoveContainerOptions {
-                            force: true,
-                            v: true,
-                            ..Default::default()
-                        }),
-                    )
-                    .await;
+                let _ = crate::broker::remove(&docker, id).await;
             }
         }
     });

@@ -109,6 +109,37 @@ pub(crate) fn run_secret(kind: &str) -> Result<RunSecret, String> {
     })
 }
 
+/// The containers that carry every label of `labels` (`key=value`),
+/// stopped ones too when `all`.
+pub(crate) async fn labelled(
+    docker: &Docker,
+    labels: Vec<String>,
+    all: bool,
+) -> Result<Vec<bollard::models::ContainerSummary>, String> {
+    let filters = HashMap::from([("label".to_owned(), labels)]);
+    docker
+        .list_containers(Some(ListContainersOptions {
+            all,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Removes container `id`, running or not, with its volumes.
+pub(crate) async fn remove(docker: &Docker, id: &str) -> Result<(), String> {
+    let options = bollard::query_parameters::RemoveContainerOptions {
+        force: true,
+        v: true,
+        ..Default::default()
+    };
+    docker
+        .remove_container(id, Some(options))
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// Where a started broker's ports are published unless the profile says
 /// otherwise: this machine only.
 pub(crate) const LOOPBACK: &str = "127.0.0.1";
@@ -358,17 +389,8 @@ async fn start_container(
     let lock_path = std::env::temp_dir().join(format!("dmconf-{kind}-{run}.lock"));
     let ready_path = std::env::temp_dir().join(format!("dmconf-{kind}-{run}.ready"));
     let lock = crate::reaper::lock(&lock_path)?;
-    let filters = HashMap::from([(
-        "label".to_owned(),
-        vec![format!("dmconf.run={run}"), format!("dmconf.broker={kind}")],
-    )]);
-    let found = docker
-        .list_containers(Some(ListContainersOptions {
-            filters: Some(filters),
-            ..Default::default()
-        }))
-        .await
-        .map_err(|e| e.to_string())?;
+    let labels = vec![format!("dmconf.run={run}"), format!("dmconf.broker={kind}")];
+    let found = labelled(docker, labels, false).await?;
     let existed = !found.is_empty();
     let c = request
         .with_label("dmconf.run", run.as_str())

@@ -255,7 +255,11 @@ impl Mosquitto {
     ) -> Result<Self, String> {
         let (secrets, fresh) =
             secrets_for_run(|| new_ca(hosts(spec)).map(|(ca, server)| (ca, Some(server))))?;
-        let mut request = request(image, runs, &secrets, spec)?;
+        let keys = secrets
+            .server
+            .as_ref()
+            .map(|s| (secrets.ca_pem.as_str(), s));
+        let mut request = request(image, runs, keys, spec)?;
         if runs.is_none() {
             request = request
                 .with_env_var("DMCONF_SERVICE_USER", SERVICE_USER)
@@ -302,14 +306,8 @@ impl Mosquitto {
         let from = super::warm::made_from(docker, image, &settings).await;
         let (warm, started, lock) = super::warm::find_or_start(docker, "mosquitto", &from, || {
             let (ca_pem, server) = new_ca(hosts.clone())?;
-            let made = Secrets {
-                ca_pem,
-                server: Some(server),
-                password: String::new(),
-                run_tag: String::new(),
-                dir: PathBuf::new(),
-            };
-            Ok(request(image, Some(runs), &made, spec)?.with_label(CA_LABEL, made.ca_pem))
+            Ok(request(image, Some(runs), Some((&ca_pem, &server)), spec)?
+                .with_label(CA_LABEL, ca_pem))
         })
         .await
         .map_err(|e| super::no_start("Mosquitto", image, e))?;
@@ -348,11 +346,30 @@ impl Mosquitto {
             SERVICE_USER.to_owned()
         };
         Mosquitto {
-            device_url: format!("mqtts://{host}:{device}"),
-            service_url: format!("mqtt://{user}:{}@{host}:{service}", secrets.password),
-            ca_file: Some(secrets.dir.join("ca.pem")),
             run_tag: secrets.run_tag,
-            ca_pem: Some(secrets.ca_pem),
+            ..Self::reached_at(
+                format!("mqtts://{host}:{device}"),
+                format!("mqtt://{user}:{}@{host}:{service}", secrets.password),
+                Some(secrets.ca_pem),
+                Some(secrets.dir.join("ca.pem")),
+            )
+        }
+    }
+
+    /// A broker at these URLs, trusting `ca_pem`, of no run and no
+    /// container yet.
+    fn reached_at(
+        device_url: String,
+        service_url: String,
+        ca_pem: Option<String>,
+        ca_file: Option<PathBuf>,
+    ) -> Self {
+        Mosquitto {
+            device_url,
+            service_url,
+            run_tag: String::new(),
+            ca_pem,
+            ca_file,
             start_time: Duration::ZERO,
             image: None,
             reused: false,
@@ -382,19 +399,7 @@ impl Mosquitto {
                 None => service_url.clone(),
             },
         };
-        let broker = Mosquitto {
-            device_url,
-            service_url,
-            run_tag: String::new(),
-            ca_pem,
-            ca_file,
-            start_time: Duration::ZERO,
-            image: None,
-            reused: false,
-            container: None,
-            secrets_dir: None,
-            scope: None,
-        };
+        let broker = Self::reached_at(device_url, service_url, ca_pem, ca_file);
         broker.wait_ready().await?;
         Ok(Mosquitto {
             start_time: began.elapsed(),
@@ -491,12 +496,13 @@ fn hosts(spec: &BrokerSpec) -> Vec<String> {
     hosts
 }
 
-/// What a started Mosquitto is asked for: its listeners, and, when
-/// `secrets` holds the server's certificate, the configuration and keys.
+/// What a started Mosquitto is asked for: its listeners, and, given
+/// the CA and the server's certificate (by the process that made them),
+/// the configuration and keys.
 fn request(
     image: &str,
     runs: Option<&str>,
-    secrets: &Secrets,
+    keys: Option<(&str, &crate::certs::Issued)>,
     spec: &BrokerSpec,
 ) -> Result<ContainerRequest<GenericImage>, String> {
     let mut request = super::generic(image)
@@ -505,13 +511,13 @@ fn request(
         .with_wait_for(WaitFor::Nothing)
         .with_label("dmconf.broker", "mosquitto")
         .with_cmd(["sh", "-c", START]);
-    if let Some(server) = &secrets.server {
+    if let Some((ca_pem, server)) = keys {
         let service_acl = format!("user {SERVICE_USER}\ntopic readwrite devices/#\n");
         for (name, text) in [
             ("mosquitto.conf", config(runs)),
             ("devices.acl", DEVICE_ACL.to_owned()),
             ("service.acl", service_acl),
-            ("ca.pem", secrets.ca_pem.clone()),
+            ("ca.pem", ca_pem.to_owned()),
             ("server.pem", server.cert_pem.clone()),
             ("server.key", server.key_pem.clone()),
         ] {

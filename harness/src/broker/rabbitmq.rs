@@ -141,9 +141,11 @@ impl RabbitMq {
         .await
         .map_err(|e| super::no_start("RabbitMQ", image, e))?;
         let secret = super::run_secret("rabbitmq")?;
-        let name = match std::env::var("NEXTEST_RUN_ID") {
-            Ok(run) => format!("dmconf-{run}"),
-            Err(_) => format!(
+        // Under nextest, the processes of a run share one scope.
+        let nextest_run = std::env::var("NEXTEST_RUN_ID").ok();
+        let name = match &nextest_run {
+            Some(run) => format!("dmconf-{run}"),
+            None => format!(
                 "dmconf-{}",
                 &uuid::Uuid::new_v4().simple().to_string()[..16]
             ),
@@ -160,14 +162,13 @@ impl RabbitMq {
             warm.port(5672)?
         );
         wait_ready(&url).await?;
-        let shared = std::env::var("NEXTEST_RUN_ID").is_ok();
         Ok(RabbitMq {
             amqp_url: url,
             start_time: began.elapsed(),
             image: Some(super::describe_image(docker, image).await),
             reused: !started,
             container: None,
-            scope: (!shared).then(|| (warm.id.clone(), name)),
+            scope: nextest_run.is_none().then(|| (warm.id.clone(), name)),
         })
     }
 

@@ -16,7 +16,6 @@
 use std::collections::HashMap;
 
 use bollard::Docker;
-use bollard::query_parameters::{ListContainersOptions, RemoveContainerOptions};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerRequest, GenericImage, ImageExt, ReuseDirective};
 
@@ -136,17 +135,8 @@ pub(crate) async fn find_or_start(
     request: impl FnOnce() -> Result<ContainerRequest<GenericImage>, String>,
 ) -> Result<(Warm, bool, std::fs::File), String> {
     let lock = crate::reaper::lock(&std::env::temp_dir().join(format!("dmconf-warm-{kind}.lock")))?;
-    let filters = HashMap::from([(
-        "label".to_owned(),
-        vec![format!("{LABEL}={kind}"), format!("{MADE_FROM}={from}")],
-    )]);
-    let running = docker
-        .list_containers(Some(ListContainersOptions {
-            filters: Some(filters),
-            ..Default::default()
-        }))
-        .await
-        .map_err(|e| e.to_string())?;
+    let labels = vec![format!("{LABEL}={kind}"), format!("{MADE_FROM}={from}")];
+    let running = super::labelled(docker, labels, false).await?;
     if let Some(id) = running.into_iter().find_map(|c| c.id) {
         sweep(kind).await;
         return Ok((Warm::inspect(docker, &id).await?, false, lock));
@@ -318,13 +308,7 @@ pub fn command(mut args: impl Iterator<Item = String>) -> std::process::ExitCode
         eprintln!("usage: dmconf brokers stop   (removes the brokers kept warm by DMCONF_REUSE=1)");
         return ExitCode::from(2);
     }
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
-        return ExitCode::from(3);
-    };
-    rt.block_on(async {
+    let stopped = crate::reaper::block_on(async {
         let docker = match Docker::connect_with_local_defaults() {
             Ok(d) => d,
             Err(e) => {
@@ -332,15 +316,7 @@ pub fn command(mut args: impl Iterator<Item = String>) -> std::process::ExitCode
                 return ExitCode::from(3);
             }
         };
-        let filters = HashMap::from([("label".to_owned(), vec![LABEL.to_owned()])]);
-        let found = match docker
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(filters),
-                ..Default::default()
-            }))
-            .await
-        {
+        let found = match super::labelled(&docker, vec![LABEL.to_owned()], true).await {
             Ok(f) => f,
             Err(e) => {
                 eprintln!("dmconf: cannot list containers: {e}");
@@ -352,19 +328,15 @@ pub fn command(mut args: impl Iterator<Item = String>) -> std::process::ExitCode
                 continue;
             };
             let kind = labels.get(LABEL).map_or("?", String::as_str);
-            let options = RemoveContainerOptions {
-                force: true,
-                v: true,
-                ..Default::default()
-            };
-            match docker.remove_container(&id, Some(options)).await {
+            match super::remove(&docker, &id).await {
                 Ok(()) => println!("removed the warm {kind} broker {}", &id[..12.min(id.len())]),
                 Err(e) => eprintln!("dmconf: cannot remove {id}: {e}"),
             }
         }
         let _ = std::fs::remove_dir_all(markers());
         ExitCode::SUCCESS
-    })
+    });
+    stopped.unwrap_or(ExitCode::from(3))
 }
 
 #[cfg(test)]
@@ -489,11 +461,7 @@ mod tests {
         me.stop().await;
         let docker = bollard::Docker::connect_with_local_defaults().unwrap();
         for id in started {
-            let options = bollard::query_parameters::RemoveContainerOptions {
-                force: true,
-                ..Default::default()
-            };
-            let _ = docker.remove_container(&id, Some(options)).await;
+            let _ = crate::broker::remove(&docker, &id).await;
         }
     }
 }
