@@ -1,12 +1,12 @@
 //! Suite files: the typed model (`ast`, with `value` for durations and
-//! regular expressions), the located YAML reader (`tree`), the parser and its checks (`parse`) and their errors
-//! (`error`). Nothing here does I/O; the model is public, for whoever
-//! reads a suite or a verdict.
+//! regular expressions), the parser and its checks (`parse`, on the
+//! located YAML of `dmconf-yaml`) and their errors (`error`). Nothing
+//! here does I/O; the model is public, for whoever reads a suite or a
+//! verdict.
 
 mod ast;
 mod error;
 pub(crate) mod parse;
-mod tree;
 mod value;
 
 pub use ast::*;

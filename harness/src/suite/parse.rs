@@ -7,14 +7,15 @@
 
 use std::collections::HashSet;
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::ast::{
     Action, ExpectAccepted, ExpectRefused, Location, Pattern, Role, Step, Suite, parse_duration,
 };
 use super::error::{SuiteError, SuiteErrors};
-use super::tree::{self, Tree};
 use crate::schema::SchemaStore;
+use dmconf_yaml::{self as tree, Tree};
 
 /// The most bytes a suite may ask `fill` to make: four times IoT Hub's
 /// largest message, so that a limit can be probed from above.
@@ -69,7 +70,7 @@ pub fn parse(text: &str, origin: &str, cx: &Context<'_>) -> Result<Suite, SuiteE
     if !errors.is_empty() {
         return Err(SuiteErrors(errors));
     }
-    let mut suite: Suite = serde_json::from_value(tree.value.clone())
+    let mut suite = Suite::deserialize(&tree.value)
         .map_err(|e| SuiteErrors(vec![at("", format!("does not fit the suite format: {e}"))]))?;
     suite.origin = origin.to_owned();
     locate(&mut suite, &tree, origin);
@@ -410,7 +411,11 @@ fn pattern(
     }
     let mut regexes = Vec::new();
     for (k, m) in p.headers.iter().chain(p.properties.iter()) {
-        if let super::ast::Matcher::Op(super::ast::MatchOp::Regex(r)) = m {
+        // One without variables compiled as it was read: only one that
+        // did not is checked again, for the error.
+        if let super::ast::Matcher::Op(super::ast::MatchOp::Regex(r)) = m
+            && r.compiled.is_none()
+        {
             regexes.push((k.clone(), r.source.clone()));
         }
     }
@@ -419,9 +424,11 @@ fn pattern(
     }
     // Variables are filled in when the case runs; check the expression
     // with a plain word in their place.
-    let var = regex::Regex::new(r"\$\{[A-Za-z0-9_.-]+\}").expect("a valid expression");
+    static VAR: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"\$\{[A-Za-z0-9_.-]+\}").expect("a valid expression")
+    });
     for (key, r) in regexes {
-        if let Err(e) = regex::Regex::new(&var.replace_all(&r, "x")) {
+        if let Err(e) = regex::Regex::new(&VAR.replace_all(&r, "x")) {
             errors.push(at(
                 base,
                 format!("`{key}`: invalid regular expression: {e}"),
