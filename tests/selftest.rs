@@ -774,7 +774,7 @@ const ABILITY_CLOUD_FAULTS: &[(&str, &str, &str)] = &[
     ),
     (
         "reencodes-context",
-        "ability::server::context::ack-carries-context",
+        "ability::server::context::exotic-context",
         "ack-reserved",
     ),
     (
