@@ -200,6 +200,19 @@ impl Protocol {
         }
     }
 
+    /// Whether the stimulus must name a correlation for its answers to be
+    /// told from the SUT's own traffic: a Device API device that says it
+    /// sent a request (`"sent": true`) must say which one, since it also
+    /// sends requests of its own accord.
+    pub(crate) fn needs_correlation(self, sut: Role, s: &Stimulus<'_>) -> bool {
+        match s {
+            Stimulus::Hook { answer, .. } => {
+                self.narrows(sut, s) && answer.get("sent") == Some(&Value::Bool(true))
+            }
+            Stimulus::Sent(_) => false,
+        }
+    }
+
     /// Whether an answer that a stimulus narrows to always carries the
     /// correlation: a Device API request the device was asked to send
     /// has the correlationId it was given or answered, so one without any
@@ -311,4 +324,34 @@ impl Protocol {
 /// Twelve hex digits, unique to a case.
 pub(crate) fn short_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_device_that_says_it_sent_a_request_must_say_which() {
+        let args = json!({"action": "model.query"});
+        let args = args.as_object().expect("an object");
+        let (sent, told, declined) = (
+            json!({"sent": true}),
+            json!({"sent": true, "correlationId": "c-9"}),
+            json!({"sent": false, "reason": "over the limit"}),
+        );
+        let hook = |answer| Stimulus::Hook { args, answer };
+        let p = Protocol::Ability;
+        // Said it sent one, and not which: its answer cannot be told from
+        // the device's own requests.
+        assert!(p.needs_correlation(Role::Device, &hook(&sent)));
+        assert_eq!(p.correlation_of(&hook(&sent)), None);
+        assert_eq!(p.correlation_of(&hook(&told)).as_deref(), Some("c-9"));
+        // Nothing sent, or a platform (which only answers): no request
+        // to tell apart.
+        assert!(!p.needs_correlation(Role::Device, &hook(&declined)));
+        assert!(!p.needs_correlation(Role::Server, &hook(&sent)));
+        assert!(!Protocol::Dmf.needs_correlation(Role::Device, &hook(&sent)));
+    }
 }

@@ -22,10 +22,23 @@ pub(super) async fn run(
     let args = expand(&t.args, cx)?;
     cx.begin_stimulus().await;
     let answer = call(&t.hook, &args, cx, sut).await?;
-    cx.end_stimulus(&Stimulus::Hook {
+    let stimulus = Stimulus::Hook {
         args: &args,
         answer: &answer,
-    });
+    };
+    let p = cx.protocol();
+    if p.needs_correlation(cx.role(), &stimulus) && p.correlation_of(&stimulus).is_none() {
+        return Err(miss(
+            format!(
+                "the answer of `{}` names the correlationId of the request it sent",
+                t.hook
+            ),
+            format!(
+                "it is: {answer}; without it, the request cannot be told from those the SUT sends of its own accord"
+            ),
+        ));
+    }
+    cx.end_stimulus(&stimulus);
     for (var, path) in &t.capture {
         let v = lookup(&answer, path).ok_or_else(|| {
             miss(
