@@ -97,7 +97,9 @@ crate::fault_catalogue! {
         /// Hangs on a message with an unknown topic: stays connected and
         /// serves nothing more.
         CrashOnUnknownTopic = "crash-on-unknown-topic",
-        /// Does not answer REQUEST_ATTRIBUTES_UPDATE.
+        /// Does not answer REQUEST_ATTRIBUTES_UPDATE; reports its
+        /// attributes once of its own, 2 s after it starts, as hawkBit's
+        /// device simulator does.
         IgnoresAttributeRequest = "ignores-attribute-request",
         /// Sends UPDATE_ATTRIBUTES without the `thingId` header.
         AttributesWithoutThingId = "attributes-without-thing-id",
@@ -391,6 +393,13 @@ pub async fn start(cfg: DeviceConfig) -> Result<DeviceHandle, String> {
             });
         }
         _ => device.register().await?,
+    }
+    if device.has(DeviceFault::IgnoresAttributeRequest) {
+        let d = device.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            d.send_attributes().await;
+        });
     }
     let chatter = (device.cfg.variant == Some(Variant::PollsAndReports)).then(|| {
         let d = device.clone();
@@ -858,9 +867,12 @@ impl Device {
     }
 
     async fn on_attribute_request(&self) {
-        if self.has(DeviceFault::IgnoresAttributeRequest) {
-            return;
+        if !self.has(DeviceFault::IgnoresAttributeRequest) {
+            self.send_attributes().await;
         }
+    }
+
+    async fn send_attributes(&self) {
         let mut headers =
             json!({"type": "EVENT", "topic": "UPDATE_ATTRIBUTES", "tenant": self.cfg.tenant});
         if !self.has(DeviceFault::AttributesWithoutThingId) {
