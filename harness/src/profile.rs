@@ -145,7 +145,7 @@ pub struct Timeouts {
     pub scale: f64,
     /// Default `within` of an `expect` or `collect`.
     pub expect: Duration,
-    /// Upper bound of a whole case.
+    /// Upper bound of a whole case, before `scale`.
     pub case: Duration,
 }
 
@@ -155,6 +155,12 @@ impl Timeouts {
         Duration::try_from_secs_f64(d.as_secs_f64() * self.scale)
             .unwrap_or(MAX_DURATION)
             .min(MAX_DURATION)
+    }
+
+    /// The limit of a whole case, times `scale` like every window in it:
+    /// a slow device's scaled waits must not meet an unscaled limit.
+    pub fn case_limit(&self) -> Duration {
+        self.scaled(self.case)
     }
 }
 
@@ -606,6 +612,11 @@ mod tests {
             "a profile named by a bare file name runs its command here"
         );
         assert_eq!(p.timeouts.expect, Duration::from_secs(5));
+        assert_eq!(
+            p.timeouts.case_limit(),
+            Duration::from_secs(180),
+            "the case limit grows with the windows it holds"
+        );
         assert!(p.hooks.contains_key("reregister"));
         assert!(Profile::parse("[sut]\n", Path::new("p.toml")).is_err());
         assert!(

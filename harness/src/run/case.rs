@@ -70,7 +70,7 @@ pub(crate) async fn run_case(env: &RunEnv<'_>, planned: &Planned, sink: &mut dyn
                         Ok(r) => r,
                         Err(e) => Err(format!("refusals cannot be watched: {e}")),
                     };
-                    let deadline = Instant::now() + env.profile.timeouts.case;
+                    let deadline = Instant::now() + env.profile.timeouts.case_limit();
                     let mut cx = Cx::new(
                         env,
                         suite,

@@ -84,9 +84,9 @@ pub(crate) async fn wait(
 /// The failure of a case that reached `timeouts.case` while a step
 /// waited.
 pub(crate) fn case_deadline(cx: &Cx<'_>) -> StepError {
-    let limit = cx.env.profile.timeouts.case;
+    let limit = cx.env.profile.timeouts.case_limit();
     miss(
-        format!("the case finishes within {limit:?} (timeouts.case of the profile)"),
+        format!("the case finishes within {limit:?} (timeouts.case of the profile, times its scale)"),
         format!(
             "it reached that limit while this step waited; the SUT had sent {} message(s) by then",
             cx.inbox.arrived()
