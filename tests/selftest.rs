@@ -963,6 +963,11 @@ const ABILITY_CLOUD_FAULTS: &[(&str, &str, &str)] = &[
         "refused",
     ),
     (
+        "notifies-model-create",
+        "ability::server::actions::model-create-ack-only",
+        "no-notification",
+    ),
+    (
         "dedups-by-correlation-id",
         "ability::server::actions::model-update",
         "repeat-answered",

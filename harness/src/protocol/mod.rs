@@ -225,7 +225,8 @@ impl Protocol {
     /// Whether a message, with its `correlation`, is the SUT's own
     /// traffic: something it sends of its own accord (a poll, a PING,
     /// telemetry, a request of its own), or an answer to a correlation
-    /// that is none of the case's (`known`). Own traffic is validated and
+    /// that is none of the case's (`known`), or one that is
+    /// [`Self::disputed`]. Own traffic is validated and
     /// answered, but no step takes it for an answer unless it asks to,
     /// and it is never a leftover.
     pub(crate) fn own(
@@ -248,9 +249,23 @@ impl Protocol {
             Protocol::Ability => match (sut, header("msgType")) {
                 (Role::Device, Some("variable" | "alarm" | "event")) => true,
                 (Role::Device, _) => foreign,
-                (Role::Server, Some("notification")) => correlation.is_some() && foreign,
+                (Role::Server, Some("notification")) => {
+                    (correlation.is_some() && foreign) || self.disputed(sut, view)
+                }
                 (Role::Server, _) => false,
             },
+        }
+    }
+
+    /// Whether the sources disagree on whether the SUT sends this at all:
+    /// a notification answering a Device API model.create (the seed says
+    /// it is no longer sent, ABB's Edge pages show one). Such a message
+    /// is the SUT's own traffic, and no step takes it for another answer
+    /// unless it asks for own traffic.
+    pub(crate) fn disputed(self, sut: Role, view: &Value) -> bool {
+        match (self, sut) {
+            (Protocol::Ability, Role::Server) => ability::answers_model_create(view),
+            _ => false,
         }
     }
 
@@ -353,5 +368,37 @@ mod tests {
         assert!(!p.needs_correlation(Role::Device, &hook(&declined)));
         assert!(!p.needs_correlation(Role::Server, &hook(&sent)));
         assert!(!Protocol::Dmf.needs_correlation(Role::Device, &hook(&sent)));
+    }
+
+    #[test]
+    fn a_notification_answering_model_create_is_tolerated_not_taken() {
+        let known = vec!["create".to_owned()];
+        let own = |headers: Value| {
+            let view = json!({"headers": headers});
+            let c = Protocol::Ability.correlation(&view);
+            Protocol::Ability.own(Role::Server, &view, c.as_deref(), &known)
+        };
+        // The sources disagree on it: never a message no step expected.
+        assert!(own(
+            json!({"msgType": "notification", "action": "model.create", "correlationId": "create"})
+        ));
+        assert!(own(
+            json!({"msgType": "notification", "correlationId": "create",
+            "eventType": "Abb.Ability.ObjectModel.Created"})
+        ));
+        assert!(own(
+            json!({"msgType": "notification", "correlationId": "create",
+            "eventType": "Abb.Ability.InformationModel.ObjectModelCreated"})
+        ));
+        // Its ack, and a model.query's notification, are the case's to
+        // judge.
+        assert!(!Protocol::Ability.disputed(
+            Role::Server,
+            &json!({"headers": {"msgType": "ack", "action": "model.create"}})
+        ));
+        assert!(!own(
+            json!({"msgType": "notification", "action": "model.query", "correlationId": "create",
+            "eventType": "Abb.Ability.ObjectModel.Updated"})
+        ));
     }
 }

@@ -241,6 +241,7 @@ impl<'a> Cx<'a> {
             strict: self.protocol().answers_carry_correlation(),
             refusals: false,
             own: None,
+            disputed: (!own).then(|| (self.protocol(), self.role())),
         }
     }
 
@@ -256,7 +257,9 @@ impl<'a> Cx<'a> {
             narrow: Vec::new(),
             strict: false,
             refusals: false,
+            // Own traffic includes what is disputed.
             own: (!own).then(|| self.own()),
+            disputed: None,
         }
     }
 

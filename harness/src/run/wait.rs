@@ -86,7 +86,9 @@ pub(crate) async fn wait(
 pub(crate) fn case_deadline(cx: &Cx<'_>) -> StepError {
     let limit = cx.env.profile.timeouts.case_limit();
     miss(
-        format!("the case finishes within {limit:?} (timeouts.case of the profile, times its scale)"),
+        format!(
+            "the case finishes within {limit:?} (timeouts.case of the profile, times its scale)"
+        ),
         format!(
             "it reached that limit while this step waited; the SUT had sent {} message(s) by then",
             cx.inbox.arrived()

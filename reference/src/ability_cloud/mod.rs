@@ -93,6 +93,9 @@ crate::fault_catalogue! {
         ExtensionNotStored = "extension-not-stored",
         /// Serves extension.get whatever its ack level.
         ExtensionGetAnyAck = "extension-get-any-ack",
+        /// Answers a model.create with an ObjectModelCreated notification
+        /// too, as ABB's Edge pages show.
+        NotifiesModelCreate = "notifies-model-create",
         /// Drops a request whose correlationId it has already seen.
         DedupsByCorrelationId = "dedups-by-correlation-id",
         /// Finishes a request however long it takes, whatever its timeout.

@@ -318,7 +318,15 @@ impl State {
                     ),
                 }
             }
-            "model.create" => self.model_create(device, body),
+            "model.create" => {
+                let mut o = self.model_create(device, body.clone());
+                if o.success && self.has(CloudFault::NotifiesModelCreate) {
+                    let event = "Abb.Ability.ObjectModel.Created";
+                    let n = self.notification(device, req, event, &body);
+                    o.notifications.push(n);
+                }
+                o
+            }
             "model.update" | "model.patch" => {
                 let Some(object) = h("objectId") else {
                     return fail(

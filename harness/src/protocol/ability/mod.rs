@@ -132,6 +132,18 @@ pub(crate) fn correlation_id(view: &Value) -> Option<String> {
     crate::message::scalar_text(view["headers"].get("correlationId")?).filter(|c| !c.is_empty())
 }
 
+/// Whether a platform's notification answers a model.create: its
+/// `action` header says so (the reference's layout), or its `eventType`
+/// names a model created, in v2's naming or v1's.
+pub(crate) fn answers_model_create(view: &Value) -> bool {
+    let header = |k: &str| view["headers"][k].as_str();
+    header("msgType") == Some("notification")
+        && (header("action") == Some("model.create")
+            || header("eventType").is_some_and(|e| {
+                e.ends_with("ObjectModel.Created") || e.ends_with("ObjectModelCreated")
+            }))
+}
+
 /// The acknowledgement a platform sends a device's request whose `ack`
 /// header asks for positive ones (`positive`, `all`): success, with the
 /// request's action, correlationId (one generated when it has none),

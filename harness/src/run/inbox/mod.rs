@@ -132,6 +132,9 @@ pub(crate) struct Scope {
     pub refusals: bool,
     /// Leave out the SUT's own traffic.
     pub own: Option<Own>,
+    /// Leave out what the sources disagree the SUT sends at all, for
+    /// this protocol and SUT role.
+    pub disputed: Option<(Protocol, Role)>,
 }
 
 impl Scope {
@@ -145,6 +148,9 @@ impl Scope {
                     None => !self.strict,
                 })
             && !self.own.as_ref().is_some_and(|o| o.is_own(item))
+            && !self
+                .disputed
+                .is_some_and(|(p, role)| p.disputed(role, &item.view))
     }
 }
 
