@@ -98,8 +98,8 @@ crate::fault_catalogue! {
         /// serves nothing more.
         CrashOnUnknownTopic = "crash-on-unknown-topic",
         /// Does not answer REQUEST_ATTRIBUTES_UPDATE; reports its
-        /// attributes once of its own, 2 s after it starts, as hawkBit's
-        /// device simulator does.
+        /// attributes once of its own, 1 s after it registers (hawkBit's
+        /// device simulator does 2 s after it starts).
         IgnoresAttributeRequest = "ignores-attribute-request",
         /// Sends UPDATE_ATTRIBUTES without the `thingId` header.
         AttributesWithoutThingId = "attributes-without-thing-id",
@@ -397,7 +397,7 @@ pub async fn start(cfg: DeviceConfig) -> Result<DeviceHandle, String> {
     if device.has(DeviceFault::IgnoresAttributeRequest) {
         let d = device.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
             d.send_attributes().await;
         });
     }
@@ -570,8 +570,8 @@ impl Device {
             (Some("EVENT"), Some("REQUEST_ATTRIBUTES_UPDATE")) => self.on_attribute_request().await,
             (Some("THING_DELETED"), _) => {
                 if self.has(DeviceFault::ReregistersAfterDeleted) {
-                    // Resets itself, and is provisioned anew.
-                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    // Takes the deletion for a lost registration, and
+                    // registers again at once.
                     let _ = self.register().await;
                     return true;
                 }

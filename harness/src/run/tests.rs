@@ -462,3 +462,33 @@ fn evidence_keeps_the_start_of_a_long_body_with_its_size_and_hash() {
     assert_eq!(v["body_sha256"].as_str().map(str::len), Some(64));
     assert!(m.render("").contains("sha256"));
 }
+
+#[tokio::test]
+async fn a_wait_until_ends_at_the_message_it_waits_for() {
+    let steps =
+        "      - wait:\n          for: 3s\n          until: {headers: {type: THING_CREATED}}\n";
+    let limit = Duration::from_secs(1);
+    // The device polls: the wait ends there, well within the case's 1 s.
+    let (ended, _) = run(
+        Protocol::Dmf,
+        Role::Device,
+        steps,
+        installs(),
+        vec![poll()],
+        limit,
+    )
+    .await;
+    assert_eq!(ended, Ok(()));
+    // Nothing comes: the wait runs into the case's limit.
+    let (ended, _) = run(
+        Protocol::Dmf,
+        Role::Device,
+        steps,
+        installs(),
+        Vec::new(),
+        limit,
+    )
+    .await;
+    let (_, why) = ended.expect_err("the 3 s wait outlasts the case");
+    assert!(why.contains("timeouts.case"), "{why}");
+}

@@ -565,6 +565,11 @@ pub struct Wait {
     /// How long.
     #[serde(rename = "for")]
     pub duration: Dur,
+    /// Ends the wait early at the first message that matches, the SUT's
+    /// own traffic included, among those arriving during it (taking
+    /// nothing): to time a stimulus just after a device's poll, say.
+    #[serde(default)]
+    pub until: Option<Pattern>,
 }
 
 /// A message pattern: every given part must match.

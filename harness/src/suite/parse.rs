@@ -345,7 +345,12 @@ fn steps(
                     ));
                 }
             }
-            Action::Trigger(_) | Action::Wait(_) | Action::Query(_) | Action::Fetch(_) => {}
+            Action::Wait(w) => {
+                if let Some(u) = &w.until {
+                    pattern(u, &format!("{here}/wait/until"), cx, at, errors);
+                }
+            }
+            Action::Trigger(_) | Action::Query(_) | Action::Fetch(_) => {}
         }
         if let Some(n) = &step.name {
             if names.iter().any(|(m, _)| m == n) {
