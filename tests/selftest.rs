@@ -203,9 +203,19 @@ const DEVICE_FAULTS: &[(&str, &str, &str)] = &[
         "answer",
     ),
     (
+        "installs-twice-at-once",
+        "dmf::device::idempotency::duplicate-while-running",
+        "downloaded-once",
+    ),
+    (
+        "installs-twice-at-once",
+        "dmf::device::idempotency::reregistration",
+        "downloaded-once",
+    ),
+    (
         "double-install",
         "dmf::device::idempotency::duplicate-while-running",
-        "installed-once",
+        "downloaded-once",
     ),
     (
         "double-install",
@@ -215,7 +225,7 @@ const DEVICE_FAULTS: &[(&str, &str, &str)] = &[
     (
         "double-install",
         "dmf::device::idempotency::reregistration",
-        "installed-once",
+        "downloaded-once",
     ),
     (
         "huge-registration",

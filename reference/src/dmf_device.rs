@@ -84,6 +84,9 @@ crate::fault_catalogue! {
         ReregistersAfterDeleted = "reregisters-after-deleted",
         /// Installs again when the same DOWNLOAD_AND_INSTALL comes again.
         DoubleInstall = "double-install",
+        /// Installs again, at once and beside the first installation, when
+        /// the same DOWNLOAD_AND_INSTALL comes again while it runs.
+        InstallsTwiceAtOnce = "installs-twice-at-once",
         /// Treats DOWNLOAD (download only) as DOWNLOAD_AND_INSTALL.
         DownloadInstalls = "download-installs",
         /// De-duplicates by actionId across topics: the DOWNLOAD_AND_INSTALL
@@ -674,7 +677,12 @@ impl Device {
                     }
                     return;
                 }
-                Some(_) if !self.has(DeviceFault::DoubleInstall) => return,
+                Some(_)
+                    if !self.has(DeviceFault::DoubleInstall)
+                        && !self.has(DeviceFault::InstallsTwiceAtOnce) =>
+                {
+                    return;
+                }
                 Some((e, _)) => e,
                 None => {
                     actions.insert(id, action);
@@ -687,6 +695,13 @@ impl Device {
                 }
             }
         };
+        if self.has(DeviceFault::InstallsTwiceAtOnce) {
+            tokio::spawn(async move {
+                self.run_action(id, install, fetch, phase_tx, cancel_rx)
+                    .await
+            });
+            return;
+        }
         // The double-install fault: the request is queued and the action
         // installed again once the first installation is over.
         tokio::spawn(async move {

@@ -492,3 +492,24 @@ async fn a_wait_until_ends_at_the_message_it_waits_for() {
     let (_, why) = ended.expect_err("the 3 s wait outlasts the case");
     assert!(why.contains("timeouts.case"), "{why}");
 }
+
+#[tokio::test]
+async fn expect_none_more_than_lets_the_first_through() {
+    let steps = "      - expect_none:\n          own: true\n          more_than: 1\n          message: {headers: {type: THING_CREATED}}\n          during: 100ms\n";
+    let limit = Duration::from_secs(5);
+    let (ended, _) = run(
+        Protocol::Dmf,
+        Role::Device,
+        steps,
+        installs(),
+        vec![poll()],
+        limit,
+    )
+    .await;
+    assert_eq!(ended, Ok(()));
+    let twice = vec![poll(), poll()];
+    let (ended, _) = run(Protocol::Dmf, Role::Device, steps, installs(), twice, limit).await;
+    let (at, why) = ended.expect_err("the second one is one too many");
+    assert_eq!(at.as_deref(), Some("expect_none"));
+    assert!(why.contains("no more than 1"), "{why}");
+}

@@ -446,6 +446,10 @@ pub struct ExpectNone {
     /// stimulus's.
     #[serde(default)]
     pub own: bool,
+    /// How many matching messages are let through before one fails the
+    /// step: `more_than: 1` fails at the second (a file downloaded twice).
+    #[serde(default)]
+    pub more_than: usize,
 }
 
 /// Take messages matching `message`, in order, until one matches `until`.

@@ -20,7 +20,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Map, Value, json};
@@ -215,6 +215,7 @@ impl ArtifactServer {
 async fn serve(
     State((routes, scheme)): State<(Routes, &'static str)>,
     Path((case, file)): Path<(String, String)>,
+    method: Method,
     headers: HeaderMap,
 ) -> Response {
     let auth = headers
@@ -240,7 +241,7 @@ async fn serve(
         };
         (status, body, route.tx.clone())
     };
-    let _ = tx.send(request(scheme, &case, &file, auth, status));
+    let _ = tx.send(request(scheme, method.as_str(), &case, &file, auth, status));
     match body {
         Some(bytes) => (status, Bytes::from((*bytes).clone())).into_response(),
         None => status.into_response(),
@@ -250,6 +251,7 @@ async fn serve(
 /// A download request as the case's transcript shows it.
 pub(crate) fn request(
     scheme: &str,
+    method: &str,
     case: &str,
     file: &str,
     auth: Option<String>,
@@ -261,11 +263,11 @@ pub(crate) fn request(
     }
     let mut properties = Map::new();
     properties.insert("http_scheme".into(), json!(scheme));
-    properties.insert("http_method".into(), json!("GET"));
+    properties.insert("http_method".into(), json!(method));
     properties.insert("http_path".into(), json!(format!("/{case}/{file}")));
     properties.insert("http_status".into(), json!(status.as_u16()));
     Message {
-        channel: format!("GET /{case}/{file}"),
+        channel: format!("{method} /{case}/{file}"),
         headers,
         properties,
         body: Vec::new(),

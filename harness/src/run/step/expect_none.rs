@@ -1,5 +1,6 @@
-//! `expect_none`: no matching message arrives during a window. The SUT's
-//! own traffic is left out unless the step asks for it.
+//! `expect_none`: no matching message arrives during a window (or none
+//! beyond the first `more_than`). The SUT's own traffic is left out
+//! unless the step asks for it.
 
 use super::scaled;
 use crate::event::Observed;
@@ -12,21 +13,27 @@ use crate::schema::SchemaStore;
 use crate::suite::{ExpectNone, Step};
 use crate::sut::SutInstance;
 
-/// Stops at the first message that matches.
+/// Stops at the first message that matches, past the `let_through`
+/// first ones.
 struct Any<'a> {
     pattern: &'a Bound,
     schemas: &'a SchemaStore,
+    let_through: usize,
+    matched: usize,
     seen: Option<Observed>,
 }
 
 impl Watch for Any<'_> {
     fn offer(&mut self, item: &Item) -> Offer {
-        if self.pattern.matches(&item.view(), self.schemas) {
-            self.seen = Some(observed(item, Vec::new()));
-            Offer::Stop
-        } else {
-            Offer::Skip
+        if !self.pattern.matches(&item.view(), self.schemas) {
+            return Offer::Skip;
         }
+        self.matched += 1;
+        if self.matched <= self.let_through {
+            return Offer::Skip;
+        }
+        self.seen = Some(observed(item, Vec::new()));
+        Offer::Stop
     }
 
     fn take(&mut self, _: Item) {}
@@ -49,12 +56,20 @@ pub(super) async fn run(
     let mut any = Any {
         pattern: &pattern,
         schemas: cx.env.schemas,
+        let_through: e.more_than,
+        matched: 0,
         seen: None,
     };
     match wait(cx, sut, &scope, &mut any, during).await? {
         Ended::Window => Ok(()),
         Ended::Stopped(_) => Err(StepError::Failed(Box::new(Miss {
-            expected: format!("for {during:?}, no message with {}", pattern.describe()),
+            expected: match e.more_than {
+                0 => format!("for {during:?}, no message with {}", pattern.describe()),
+                n => format!(
+                    "for {during:?}, no more than {n} message(s) with {}",
+                    pattern.describe()
+                ),
+            },
             actual: "this one arrived".to_owned(),
             pattern: Some(pattern.to_json()),
             observed: any.seen.into_iter().collect(),
