@@ -463,32 +463,30 @@ fn evidence_keeps_the_start_of_a_long_body_with_its_size_and_hash() {
     assert!(m.render("").contains("sha256"));
 }
 
+/// How a DMF device case ends, when the device has sent `before` and
+/// the case has `limit`.
+async fn ends(steps: &str, before: Vec<Arrival>, limit: Duration) -> Ended {
+    run(
+        Protocol::Dmf,
+        Role::Device,
+        steps,
+        installs(),
+        before,
+        limit,
+    )
+    .await
+    .0
+}
+
 #[tokio::test]
 async fn a_wait_until_ends_at_the_message_it_waits_for() {
     let steps =
         "      - wait:\n          for: 3s\n          until: {headers: {type: THING_CREATED}}\n";
     let limit = Duration::from_secs(1);
     // The device polls: the wait ends there, well within the case's 1 s.
-    let (ended, _) = run(
-        Protocol::Dmf,
-        Role::Device,
-        steps,
-        installs(),
-        vec![poll()],
-        limit,
-    )
-    .await;
-    assert_eq!(ended, Ok(()));
+    assert_eq!(ends(steps, vec![poll()], limit).await, Ok(()));
     // Nothing comes: the wait runs into the case's limit.
-    let (ended, _) = run(
-        Protocol::Dmf,
-        Role::Device,
-        steps,
-        installs(),
-        Vec::new(),
-        limit,
-    )
-    .await;
+    let ended = ends(steps, Vec::new(), limit).await;
     let (_, why) = ended.expect_err("the 3 s wait outlasts the case");
     assert!(why.contains("timeouts.case"), "{why}");
 }
@@ -497,18 +495,8 @@ async fn a_wait_until_ends_at_the_message_it_waits_for() {
 async fn expect_none_more_than_lets_the_first_through() {
     let steps = "      - expect_none:\n          own: true\n          more_than: 1\n          message: {headers: {type: THING_CREATED}}\n          during: 100ms\n";
     let limit = Duration::from_secs(5);
-    let (ended, _) = run(
-        Protocol::Dmf,
-        Role::Device,
-        steps,
-        installs(),
-        vec![poll()],
-        limit,
-    )
-    .await;
-    assert_eq!(ended, Ok(()));
-    let twice = vec![poll(), poll()];
-    let (ended, _) = run(Protocol::Dmf, Role::Device, steps, installs(), twice, limit).await;
+    assert_eq!(ends(steps, vec![poll()], limit).await, Ok(()));
+    let ended = ends(steps, vec![poll(), poll()], limit).await;
     let (at, why) = ended.expect_err("the second one is one too many");
     assert_eq!(at.as_deref(), Some("expect_none"));
     assert!(why.contains("no more than 1"), "{why}");
