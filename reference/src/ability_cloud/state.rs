@@ -319,10 +319,14 @@ impl State {
                 }
             }
             "model.create" => {
-                let mut o = self.model_create(device, body.clone());
-                if o.success && self.has(CloudFault::NotifiesModelCreate) {
+                // Only the fault needs the request again, for its notification.
+                let created = self
+                    .has(CloudFault::NotifiesModelCreate)
+                    .then(|| body.clone());
+                let mut o = self.model_create(device, body);
+                if let Some(model) = created.filter(|_| o.success) {
                     let event = "Abb.Ability.ObjectModel.Created";
-                    let n = self.notification(device, req, event, &body);
+                    let n = self.notification(device, req, event, &model);
                     o.notifications.push(n);
                 }
                 o
